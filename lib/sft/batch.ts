@@ -1,0 +1,157 @@
+// Batching: pad, shift and collate rendered examples into [B, T] arrays, and the seeded batch order.
+//
+// THIS is the one place the one-token shift happens. For an example with n ids:
+//   inputs  = ids[0 .. n-2]
+//   targets = ids[1 .. n-1]
+//   mask[t] = example.mask[t + 1]   (target-aligned: is targets[t] a supervised token?)
+// Padding is inputs = targets = padId with mask 0, decided by position (the pad id may equal a real
+// id). Unlike mlx-lm's `steps <= length` mask, a padded row is never trained to predict the first
+// padding token after its last real token.
+
+import { core as mx } from "@frost-beta/mlx";
+import type { SFTExample } from "./types.ts";
+
+export interface CollateOptions {
+  maxSeqLen: number; // tokens per row after the shift; longer examples are an error, never truncated
+  padId: number; // filler id for inputs and targets; its mask is 0 by position
+  padMultiple?: number; // round T up to a multiple of this (fewer distinct shapes), still capped at maxSeqLen
+}
+
+/** A collated batch as plain numbers (what tests and self-checks read). */
+export interface CollatedArrays {
+  inputs: number[][]; // [B, T]
+  targets: number[][]; // [B, T]
+  mask: number[][]; // [B, T], target-aligned, 0/1
+  ntoks: number; // supervised targets in the batch: sum(mask)
+  paddingFraction: number; // padded positions / (B * T)
+}
+
+/** A collated batch as MLX arrays: inputs/targets int32, mask float32. */
+export interface Batch {
+  inputs: mx.array; // [B, T] int32
+  targets: mx.array; // [B, T] int32
+  mask: mx.array; // [B, T] float32
+  ntoks: number;
+  paddingFraction: number;
+}
+
+/** Throw if any example cannot form a row of at most `maxSeqLen` targets. Run it on the whole
+ * dataset before training to fail fast with dataset indices; `collateArrays` runs it per batch. */
+export function checkLengths(examples: SFTExample[], maxSeqLen: number): void {
+  examples.forEach((ex, i) => {
+    if (ex.ids.length !== ex.mask.length) {
+      throw new Error(`example ${i} has ${ex.ids.length} ids but ${ex.mask.length} mask values: they must be aligned`);
+    }
+    if (ex.ids.length < 2) {
+      throw new Error(`example ${i} has ${ex.ids.length} ids: at least 2 are needed to form one target; drop the example`);
+    }
+    if (ex.ids.length - 1 > maxSeqLen) {
+      throw new Error(
+        `example ${i} has length ${ex.ids.length} ids (${ex.ids.length - 1} after the shift), more than max-seq-len ${maxSeqLen}: ` +
+          `raise --max-seq-len to at least ${ex.ids.length - 1}, or shorten or drop the example`,
+      );
+    }
+  });
+}
+
+/** Shift, pad to the batch's longest row (rounded up to `padMultiple`, capped at `maxSeqLen`) and
+ * collate, as plain number arrays. */
+export function collateArrays(examples: SFTExample[], { maxSeqLen, padId, padMultiple = 1 }: CollateOptions): CollatedArrays {
+  if (examples.length === 0) throw new Error("cannot collate an empty batch");
+  if (!Number.isInteger(padMultiple) || padMultiple < 1) throw new Error(`padMultiple must be a positive integer, got \`${padMultiple}\``);
+  checkLengths(examples, maxSeqLen);
+  const longest = Math.max(...examples.map((ex) => ex.ids.length - 1));
+  const T = Math.min(Math.ceil(longest / padMultiple) * padMultiple, maxSeqLen);
+  const inputs: number[][] = [];
+  const targets: number[][] = [];
+  const mask: number[][] = [];
+  let ntoks = 0;
+  let padded = 0;
+  for (const ex of examples) {
+    const n = ex.ids.length - 1; // real positions in this row
+    const pad = new Array<number>(T - n);
+    inputs.push([...ex.ids.slice(0, n), ...pad.fill(padId)]);
+    targets.push([...ex.ids.slice(1), ...pad.fill(padId)]);
+    const m = [...ex.mask.slice(1), ...pad.fill(0)];
+    mask.push(m);
+    ntoks += m.reduce((a, b) => a + b, 0);
+    padded += T - n;
+  }
+  return { inputs, targets, mask, ntoks, paddingFraction: padded / (examples.length * T) };
+}
+
+/** `collateArrays` as MLX arrays, ready for the model and `maskedCrossEntropy`. */
+export function padAndCollate(examples: SFTExample[], opts: CollateOptions): Batch {
+  const c = collateArrays(examples, opts);
+  return {
+    inputs: mx.array(c.inputs, mx.int32),
+    targets: mx.array(c.targets, mx.int32),
+    mask: mx.array(c.mask, mx.float32),
+    ntoks: c.ntoks,
+    paddingFraction: c.paddingFraction,
+  };
+}
+
+/** Batches of example indices with similar lengths (less padding): sort by length, cut into
+ * batches of `batchSize` (the last may be smaller), shuffle the batch order with `seed`. */
+export function groupByLength(examples: SFTExample[], batchSize: number, seed: number): number[][] {
+  const order = examples.map((_, i) => i).sort((a, b) => examples[a]!.ids.length - examples[b]!.ids.length || a - b);
+  return shuffle(chunk(order, batchSize), mulberry32(seed));
+}
+
+export interface IterateOptions {
+  batchSize: number;
+  seed: number; // the whole sequence of batches is a function of this
+  groupByLength?: boolean; // true: length-grouped batches in shuffled order; false: a fresh shuffle each epoch
+  epochs?: number; // stop after this many passes; default: loop forever (the trainer counts steps)
+}
+
+export interface IndexBatch {
+  epoch: number; // 0-based pass over the data
+  indices: number[]; // into `examples`
+  examples: SFTExample[];
+}
+
+/** Deterministic batches over epochs: each epoch draws its order from (seed, epoch), so two runs
+ * with the same seed see the same batches in the same order. */
+export function* iterateBatches(
+  examples: SFTExample[],
+  { batchSize, seed, groupByLength: grouped = false, epochs = Infinity }: IterateOptions,
+): Generator<IndexBatch> {
+  if (examples.length === 0) throw new Error("cannot iterate over an empty dataset");
+  for (let epoch = 0; epoch < epochs; epoch++) {
+    const epochSeed = (Math.imul(seed, 0x9e3779b1) + epoch) >>> 0; // distinct, reproducible order per epoch
+    const batches = grouped
+      ? groupByLength(examples, batchSize, epochSeed)
+      : chunk(shuffle(examples.map((_, i) => i), mulberry32(epochSeed)), batchSize);
+    for (const indices of batches) yield { epoch, indices, examples: indices.map((i) => examples[i]!) };
+  }
+}
+
+function chunk<T>(xs: T[], size: number): T[][] {
+  if (!Number.isInteger(size) || size < 1) throw new Error(`batchSize must be a positive integer, got \`${size}\``);
+  const out: T[][] = [];
+  for (let i = 0; i < xs.length; i += size) out.push(xs.slice(i, i + size));
+  return out;
+}
+
+/** Fisher-Yates, in place. */
+function shuffle<T>(xs: T[], rand: () => number): T[] {
+  for (let i = xs.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [xs[i], xs[j]] = [xs[j]!, xs[i]!];
+  }
+  return xs;
+}
+
+/** A small seeded PRNG in [0, 1): batch order must not depend on Math.random. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
