@@ -1,0 +1,189 @@
+// Environment checks: is this machine ready to train? Each check returns a structured result and,
+// for every failure, the exact command that fixes it. train/sweep call runDoctor({quiet: true})
+// before long jobs; the full report is `bun scripts/doctor.ts`.
+import { existsSync, readFileSync } from "node:fs";
+import { freemem } from "node:os";
+import { dirname, join, relative, resolve } from "node:path";
+import { consola } from "consola";
+
+export type CheckStatus = "pass" | "warn" | "fail" | "skip";
+
+export interface CheckResult {
+  id: string; // stable name, usable with --skip
+  status: CheckStatus;
+  detail: string; // what was found, with the measured value
+  fix?: string; // the command that fixes a failure or warning
+}
+
+export interface DoctorReport {
+  ok: boolean; // no check failed (warnings are allowed)
+  checks: CheckResult[];
+}
+
+export interface DoctorOptions {
+  quiet?: boolean; // one line when everything passes; the full report on failure
+  modelDir?: string; // base model to check; relative paths resolve against the cwd
+  skip?: string[]; // check ids to leave out, e.g. ["model"]
+}
+
+const MIN_BUN = "1.1.0"; // oldest Bun the scripts run on
+const LOCKFILE_BUN = "1.4.0"; // bun.lock is "lockfileVersion": 2; older Bun rejects it (Unknown lockfile version)
+const MATMUL_N = 1024; // square fp32 matmul; ~2.1 GFLOP per rep
+const MATMUL_REPS = 5; // median of these, after one warm-up
+const MIN_GFLOPS = 50; // OpenBLAS on 2 cores: ~110-160 measured; Debian's reference BLAS: ~5
+const MIN_FREE_GB = 2; // the 5.8M-param benchmark loop held 1.0-1.5 GB with the GC/yield policy
+const REPO_ROOT = resolve(import.meta.dir, "..");
+export const DEFAULT_MODEL_DIR = join(REPO_ROOT, "models", "gutenberg-base");
+const MODEL_FILES = ["config.json", "model.safetensors", "tokenizer.json"];
+
+// Debian multiarch paths; x86_64 is the supported Linux, aarch64 follows the same layout.
+const TRIPLE = `${process.arch === "arm64" ? "aarch64" : "x86_64"}-linux-gnu`;
+const BLAS_ALTERNATIVE = `libblas.so.3-${TRIPLE}`;
+const OPENBLAS_BLAS = `/usr/lib/${TRIPLE}/openblas-pthread/libblas.so.3`;
+const REFERENCE_BLAS = `/usr/lib/${TRIPLE}/blas/libblas.so.3`;
+export const FIX_BLAS = `apt-get install -y libopenblas0-pthread liblapack3 && update-alternatives --set ${BLAS_ALTERNATIVE} ${OPENBLAS_BLAS}`;
+
+type Mx = typeof import("@frost-beta/mlx").core;
+
+/** Runs every check, in order, and returns the results without printing anything. */
+export async function checkEnvironment({ modelDir = DEFAULT_MODEL_DIR, skip = [] }: DoctorOptions = {}): Promise<DoctorReport> {
+  const checks: CheckResult[] = [checkBun()];
+  const { mx, check: mlxCheck } = await checkMlx();
+  checks.push(mlxCheck);
+  if (mx) {
+    const blas = checkBlas(mx);
+    checks.push(checkDevice(mx), blas, checkMatmul(mx, blas.status !== "fail"));
+  } else {
+    for (const id of ["device", "blas", "matmul"]) checks.push({ id, status: "skip", detail: "needs MLX" });
+  }
+  checks.push(checkMemory(), checkModel(modelDir));
+  const kept = checks.filter((c) => !skip.includes(c.id));
+  return { ok: kept.every((c) => c.status !== "fail"), checks: kept };
+}
+
+/**
+ * Runs the checks and prints them: one line per check with its fix (or, with `quiet`, a single
+ * line when nothing failed). Never throws for a failed check; callers decide from `report.ok`.
+ */
+export async function runDoctor(options: DoctorOptions = {}): Promise<DoctorReport> {
+  const log = consola.withTag("doctor");
+  const report = await checkEnvironment(options);
+  if (options.quiet && report.ok) {
+    const parts = report.checks.filter((c) => c.status !== "skip").map((c) => `${c.status === "warn" ? "! " : ""}${c.id} ${c.detail}`);
+    log.log(`✓ ${parts.join(" · ")}`);
+    for (const c of report.checks) if (c.fix && c.status === "warn") log.log(`  ${c.id} fix: ${c.fix}`);
+    return report;
+  }
+  for (const c of report.checks) {
+    log.log(`${MARK[c.status]} ${c.id.padEnd(7)} ${c.detail}`);
+    if (c.fix && c.status !== "pass") log.log(`            fix: ${c.fix}`);
+  }
+  if (report.ok) log.success("environment ready");
+  else log.error(`${report.checks.filter((c) => c.status === "fail").length} check(s) failed: run the fix lines above, then \`bun scripts/doctor.ts\``);
+  return report;
+}
+
+const MARK: Record<CheckStatus, string> = { pass: "✓", warn: "!", fail: "✗", skip: "-" };
+
+/** Prefixes sudo to each command of a chain when not running as root. */
+function asRoot(cmd: string): string {
+  if (process.getuid?.() === 0) return cmd;
+  return cmd.split(" && ").map((c) => `sudo ${c}`).join(" && ");
+}
+
+function checkBun(): CheckResult {
+  const fix = "npm install -g bun@latest";
+  if (!Bun.semver.satisfies(Bun.version, `>=${MIN_BUN}`)) {
+    return { id: "bun", status: "fail", detail: `${Bun.version} is older than ${MIN_BUN}`, fix };
+  }
+  if (!Bun.semver.satisfies(Bun.version, `>=${LOCKFILE_BUN}`)) {
+    return { id: "bun", status: "warn", detail: `${Bun.version} cannot read bun.lock (needs ${LOCKFILE_BUN})`, fix };
+  }
+  return { id: "bun", status: "pass", detail: Bun.version };
+}
+
+// Dynamic import so a missing native library (libblas/liblapack) is a result, not a crash.
+async function checkMlx(): Promise<{ mx?: Mx; check: CheckResult }> {
+  try {
+    const { core } = await import("@frost-beta/mlx");
+    return { mx: core, check: { id: "mlx", status: "pass", detail: "loaded" } };
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    return { check: { id: "mlx", status: "fail", detail: `import failed: ${message.split("\n")[0]}`, fix: mlxFix(message) } };
+  }
+}
+
+// A missing liblapack.so.3 or libblas.so.3 gets both packages: liblapack3 alone pulls in
+// Debian's reference BLAS (libblas3), which the blas check would then reject.
+function mlxFix(message: string): string {
+  if (/lib\w+\.so[.\d]*: cannot open shared object file/.test(message)) {
+    return asRoot("apt-get install -y libopenblas0-pthread liblapack3");
+  }
+  if (/mlx\.node|mlx\.metallib/.test(message)) return "bun install && bun scripts/postinstall.ts";
+  return "bun install  (then re-run `bun scripts/doctor.ts`; if it still fails, report the error above)";
+}
+
+function checkDevice(mx: Mx): CheckResult {
+  const device = String(mx.defaultDevice()); // "Device(cpu, 0)"
+  const wantGpu = process.platform === "darwin" && process.arch === "arm64";
+  if (wantGpu && !device.includes("gpu")) {
+    return { id: "device", status: "warn", detail: `${device}: Metal not in use`, fix: "bun scripts/postinstall.ts" };
+  }
+  return { id: "device", status: "pass", detail: device };
+}
+
+// Which BLAS actually serves the process: the library the loader mapped for libblas.so.3.
+// libopenblas can be mapped through OpenBLAS's liblapack even when libblas.so.3 is the
+// reference one, so only the libblas mapping decides.
+function checkBlas(mx: Mx): CheckResult {
+  if (process.platform === "darwin") return { id: "blas", status: "pass", detail: "Accelerate (macOS)" };
+  if (process.platform !== "linux") return { id: "blas", status: "skip", detail: `not checked on ${process.platform}` };
+  mx.eval(mx.matmul(mx.ones([64, 64]), mx.ones([64, 64])));
+  const mapped = new Set(readFileSync("/proc/self/maps", "utf8").split("\n").map((l) => l.split(/\s+/)[5] ?? ""));
+  const blas = [...mapped].find((p) => /\/libblas\.so/.test(p));
+  const fix = asRoot(FIX_BLAS);
+  if (!blas) return { id: "blas", status: "fail", detail: "no libblas.so.3 mapped into the process", fix };
+  if (dirname(blas) === dirname(REFERENCE_BLAS)) { // maps shows the resolved file, libblas.so.3.11.0
+    return { id: "blas", status: "fail", detail: `reference BLAS ${blas} (~30x slower than OpenBLAS)`, fix };
+  }
+  if (!blas.includes("openblas")) return { id: "blas", status: "fail", detail: `${blas} is not OpenBLAS`, fix };
+  return { id: "blas", status: "pass", detail: `OpenBLAS (${blas.split("/").slice(-2).join("/")})` };
+}
+
+function checkMatmul(mx: Mx, blasOk: boolean): CheckResult {
+  const a = mx.random.normal([MATMUL_N, MATMUL_N]); // fp32
+  const b = mx.random.normal([MATMUL_N, MATMUL_N]);
+  mx.eval(a, b);
+  mx.eval(mx.matmul(a, b)); // warm-up: thread pool start, first-touch pages
+  const seconds: number[] = [];
+  for (let i = 0; i < MATMUL_REPS; i++) {
+    const t0 = performance.now();
+    mx.eval(mx.matmul(a, b));
+    seconds.push((performance.now() - t0) / 1000);
+  }
+  const median = seconds.sort((x, y) => x - y)[Math.floor(MATMUL_REPS / 2)];
+  const gflops = (2 * MATMUL_N ** 3) / median / 1e9;
+  const detail = `${gflops.toFixed(0)} GFLOP/s (${MATMUL_N}² fp32)`;
+  if (gflops >= MIN_GFLOPS) return { id: "matmul", status: "pass", detail };
+  const fix = blasOk ? "close other CPU-heavy processes (`top`), then re-run" : "fix the blas check above first";
+  return { id: "matmul", status: "warn", detail: `${detail}, below ${MIN_GFLOPS}`, fix };
+}
+
+function checkMemory(): CheckResult {
+  const gb = freemem() / 2 ** 30; // MemAvailable on Linux
+  const detail = `${gb.toFixed(1)} GB free`;
+  if (gb >= MIN_FREE_GB) return { id: "memory", status: "pass", detail };
+  return { id: "memory", status: "warn", detail: `${detail}, below ${MIN_FREE_GB} GB`, fix: "close other processes to free memory" };
+}
+
+function checkModel(modelDir: string): CheckResult {
+  const dir = resolve(modelDir);
+  const rel = relative(process.cwd(), dir);
+  const shown = rel.startsWith("..") ? dir : rel || ".";
+  const missing = MODEL_FILES.filter((f) => !existsSync(join(dir, f)));
+  if (missing.length === 0) return { id: "model", status: "pass", detail: `${shown}/` };
+  const fix = dir === DEFAULT_MODEL_DIR
+    ? "git checkout models/  (or rebuild it: bun scripts/pretrain.ts)"
+    : `pass a model directory with ${MODEL_FILES.join(", ")}`;
+  return { id: "model", status: "fail", detail: `${shown}/ is missing ${missing.join(", ")}`, fix };
+}
