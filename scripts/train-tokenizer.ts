@@ -3,7 +3,7 @@
 // Trains the project's byte-level BPE tokenizer (specials at ids 0..5) and reports the time taken
 // and bytes/token on held-out text. A corpus entry may be a byte range, `path:START-END`, which is
 // how held-out books are kept out of training; `--eval` names the held-out text (by default the
-// last 1 MiB of the last corpus entry, which is then not trained on).
+// last 1 MiB, at most 5%, of the last corpus entry, which is then not trained on).
 
 import { basename, dirname } from "node:path";
 import { defineCommand, runMain } from "citty";
@@ -14,7 +14,8 @@ import { Tokenizer } from "../lib/tokenizer/tokenizer.ts";
 
 const log = consola.withTag("tokenizer");
 const MiB = 1 << 20;
-const DEFAULT_EVAL_BYTES = MiB; // held out from the last corpus entry when --eval is not given
+const DEFAULT_EVAL_BYTES = MiB; // held out from the last corpus entry when --eval is not given...
+const DEFAULT_EVAL_FRACTION = 0.05; // ...but never more than this share of it
 const PROGRESS_EVERY = 500; // merges between progress lines
 
 /** Parse a numeric flag, naming the flag and what it expected when the value is wrong. */
@@ -51,7 +52,8 @@ const main = defineCommand({
       // hold out the tail of the last corpus entry so bytes/token is measured on unseen text
       const last = corpus[corpus.length - 1]!;
       const end = Math.min(last.end, Bun.file(last.path).size);
-      evalSpans = [{ path: last.path, start: Math.max(last.start, end - DEFAULT_EVAL_BYTES), end }];
+      const evalBytes = Math.min(DEFAULT_EVAL_BYTES, Math.floor(DEFAULT_EVAL_FRACTION * (end - last.start)));
+      evalSpans = [{ path: last.path, start: end - evalBytes, end }];
       last.end = evalSpans[0]!.start;
     }
 

@@ -6,6 +6,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { trainBPE, type TokenizerJSON } from "../lib/tokenizer/bpe-train.ts";
+import { parseSpan, readSpan, sampleSpans } from "../lib/tokenizer/sample-text.ts";
 import { Tokenizer } from "../lib/tokenizer/tokenizer.ts";
 import { CHAT_TOKENS, SPECIAL_TOKENS } from "../lib/tokenizer/types.ts";
 import { TINY_TEXT, tinyTokenizer } from "./helpers/tiny.ts";
@@ -200,6 +201,31 @@ describe("tokenizer", () => {
     expect(json.added_tokens.map((t) => [t.content, t.id, t.special])).toEqual(SPECIALS.map(([t, id]) => [t, id, true]));
     expect(json.model.merges[0]).toMatch(/^\S+ \S+$/);
     expect(() => trainBPE([TINY_TEXT], { vocabSize: 100 })).toThrow("vocabSize must be an integer in [262");
+  });
+
+  test.each([
+    ["book.txt", { path: "book.txt", start: 0, end: Infinity }],
+    ["book.txt:100-200", { path: "book.txt", start: 100, end: 200 }],
+    ["book.txt:63944357-", { path: "book.txt", start: 63944357, end: Infinity }],
+    ["C:/x.txt", { path: "C:/x.txt", start: 0, end: Infinity }],
+  ])("parseSpan(%j)", (spec, span) => {
+    expect(parseSpan(spec)).toEqual(span);
+  });
+
+  test("readSpan snaps byte ranges to whole lines; sampleSpans keeps to the budget", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "span-"));
+    try {
+      const path = join(dir, "c.txt");
+      await Bun.write(path, "one\ntwo\nthree\nfour\n");
+      expect(await readSpan({ path, start: 0, end: 4 })).toBe("one\n");
+      // both ends snap forward to a line start, so adjacent ranges tile the file exactly
+      expect(await readSpan({ path, start: 1, end: 9 })).toBe("two\nthree\n");
+      expect(await readSpan({ path, start: 9, end: 15 })).toBe("four\n");
+      expect(await readSpan({ path, start: 4, end: Infinity })).toBe("two\nthree\nfour\n");
+      expect(await sampleSpans([{ path, start: 0, end: Infinity }], 1 << 20)).toEqual(["one\ntwo\nthree\nfour\n"]);
+    } finally {
+      await rm(dir, { recursive: true });
+    }
   });
 
   describe("Llama-style tokenizer.json (Metaspace, byte_fallback)", () => {
