@@ -19,6 +19,17 @@ export interface RenderOptions {
   maskMode?: MaskMode;
 }
 
+/** The same layout as a Jinja chat template, written into every saved checkpoint's
+ * tokenizer_config.json so that transformers' and mlx-lm's `apply_chat_template` agree with
+ * `ChatTemplate.render` byte for byte. */
+export const CHAT_TEMPLATE_JINJA =
+  "{% for message in messages %}" +
+  "{% if message['role'] == 'user' %}{{ '<|user|>\\n' + message['content'] + '\\n' }}" +
+  "{% elif message['role'] == 'assistant' %}{{ '<|assistant|>\\n' + message['content'] + '<|end|>' }}" +
+  "{% else %}{{ raise_exception('only user and assistant roles are supported') }}{% endif %}" +
+  "{% endfor %}" +
+  "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}";
+
 /** One piece of a render: a special marker (one id) or ordinary text (encoded on its own). */
 interface Segment {
   text: string;
