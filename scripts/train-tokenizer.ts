@@ -10,6 +10,7 @@ import { defineCommand, runMain } from "citty";
 import { consola } from "consola";
 import { trainBPE } from "../lib/tokenizer/bpe-train.ts";
 import { parseSpan, readSpan, sampleSpans, type TextSpan } from "../lib/tokenizer/sample-text.ts";
+import { normalizeText } from "../lib/pretrain/corpus.ts";
 import { Tokenizer } from "../lib/tokenizer/tokenizer.ts";
 
 const log = consola.withTag("tokenizer");
@@ -58,7 +59,7 @@ const main = defineCommand({
     }
 
     const t0 = performance.now();
-    const texts = await sampleSpans(corpus, maxBytes);
+    const texts = (await sampleSpans(corpus, maxBytes)).map(normalizeText); // as pretraining reads it
     const trainBytes = texts.reduce((n, t) => n + Buffer.byteLength(t), 0);
     log.info(`read \`${(trainBytes / MiB).toFixed(1)}\` MiB in ${texts.length} pieces from ${corpus.length} file(s)`);
 
@@ -76,7 +77,7 @@ const main = defineCommand({
     log.success(`wrote \`${path}\`: vocab ${tokenizer.vocabSize}, ${json.model.merges.length} merges in ${seconds.toFixed(1)}s`);
 
     for (const span of evalSpans) {
-      const text = await readSpan(span);
+      const text = normalizeText(await readSpan(span));
       const ntoks = tokenizer.encode(text).length;
       const bytes = Buffer.byteLength(text);
       log.info(`held-out \`${span.path}:${span.start}-${Number.isFinite(span.end) ? span.end : ""}\`: ` +

@@ -1,0 +1,144 @@
+// Incremental decoding with a key/value cache: greedy, temperature, top-k, top-p, repetition
+// penalty; stop ids and stop strings; a streaming callback that receives text as soon as it is
+// complete (multi-byte characters intact). Batch size 1.
+import { core as mx } from "@frost-beta/mlx";
+import type { LlamaModel } from "./model/llama.ts";
+import { makeCaches } from "./model/cache.ts";
+import type { Tokenizer } from "./tokenizer/tokenizer.ts";
+import { seededRandom } from "./random.ts";
+import { releaseMemory } from "./memory.ts";
+
+export interface SampleOptions {
+  temperature?: number; // 0 = greedy
+  topK?: number; // 0 = off
+  topP?: number; // 1 = off
+  repetitionPenalty?: number; // 1 = off; >1 discourages ids already in the prompt or reply
+  maxTokens?: number;
+  stopIds?: number[]; // generation ends after emitting one of these (it is not part of `text`)
+  stopStrings?: string[]; // generation ends when the decoded reply contains one (it is cut off)
+  seed?: number;
+  onText?: (text: string) => void; // streamed pieces of the reply
+  shouldStop?: () => boolean; // polled every token, e.g. for Ctrl-C
+}
+
+export type StopReason = "end-token" | "max-tokens" | "stop-string" | "context" | "interrupted";
+
+export interface Generation {
+  ids: number[]; // generated ids, including the stop id if one was emitted
+  text: string; // decoded reply, without the stop token or stop string
+  stopReason: StopReason;
+  promptTokens: number;
+  timeToFirstTokenMs: number;
+  tokensPerSec: number; // decode speed after the first token
+}
+
+const COLLECT_EVERY = 16; // tokens between memory releases: often enough to stay flat, cheap enough
+
+/** Pick the next id from logits [V] (float32) on the host. `rand` draws uniforms in [0, 1). */
+export function sampleNext(
+  logits: Float32Array,
+  history: number[],
+  { temperature = 0, topK = 0, topP = 1, repetitionPenalty = 1 }: SampleOptions,
+  rand: () => number,
+): number {
+  const x = Float32Array.from(logits);
+  if (repetitionPenalty !== 1) {
+    // The CTRL/HF rule: shrink positive logits, grow negative ones, for ids seen so far.
+    for (const id of new Set(history)) x[id] = x[id] > 0 ? x[id] / repetitionPenalty : x[id] * repetitionPenalty;
+  }
+  if (temperature <= 0) {
+    let best = 0;
+    for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
+    return best;
+  }
+  let order = Array.from(x.keys()).sort((a, b) => x[b] - x[a]);
+  if (topK > 0) order = order.slice(0, topK);
+  const max = x[order[0]];
+  let probs = order.map((i) => Math.exp((x[i] - max) / temperature));
+  let total = probs.reduce((a, b) => a + b, 0);
+  if (topP < 1) {
+    let cum = 0;
+    let keep = 0;
+    while (keep < probs.length && cum < topP * total) cum += probs[keep++];
+    order = order.slice(0, Math.max(1, keep));
+    probs = probs.slice(0, Math.max(1, keep));
+    total = probs.reduce((a, b) => a + b, 0);
+  }
+  let r = rand() * total;
+  for (let i = 0; i < order.length; i++) {
+    r -= probs[i];
+    if (r <= 0) return order[i];
+  }
+  return order[order.length - 1];
+}
+
+/** Generate a continuation of `promptIds`. */
+export async function generate(
+  model: LlamaModel,
+  tokenizer: Tokenizer,
+  promptIds: number[],
+  opts: SampleOptions = {},
+): Promise<Generation> {
+  const { maxTokens = 128, stopIds = [], stopStrings = [], seed = 0, onText, shouldStop } = opts;
+  if (promptIds.length === 0) throw new Error("generate: the prompt is empty");
+  const contextLength = model.config.maxPositionEmbeddings;
+  const rand = seededRandom(seed);
+  const hostSampling = (opts.temperature ?? 0) > 0 || (opts.repetitionPenalty ?? 1) !== 1;
+  const caches = makeCaches(model.config.numHiddenLayers);
+  const stream = tokenizer.decodeStream({ skipSpecial: true });
+  const stops = new Set(stopIds);
+  const ids: number[] = [];
+  let text = "";
+  let stopReason: StopReason = "max-tokens";
+  const t0 = performance.now();
+  let tFirst = t0;
+
+  // Prefill the prompt (its last `contextLength - 1` ids at most), then one token at a time.
+  const prompt = promptIds.slice(-(contextLength - 1));
+  let logits = model.forward(mx.array([prompt], mx.int32), caches).index(0, -1);
+  for (let i = 0; i < maxTokens; i++) {
+    // Plain greedy stays on the device; anything else samples on the host from the full row.
+    const next = hostSampling
+      ? sampleNext(Float32Array.from(logits.astype(mx.float32).tolist() as number[]), [...prompt, ...ids], opts, rand)
+      : (mx.argmax(logits, -1).item() as number);
+    if (i === 0) tFirst = performance.now();
+    ids.push(next);
+    if (stops.has(next)) {
+      stopReason = "end-token";
+      break;
+    }
+    const piece = stream.push(next);
+    text += piece;
+    const hit = stopStrings.find((s) => text.includes(s));
+    if (hit) {
+      text = text.slice(0, text.indexOf(hit));
+      stopReason = "stop-string";
+      break;
+    }
+    if (piece) onText?.(piece);
+    if (shouldStop?.()) {
+      stopReason = "interrupted";
+      break;
+    }
+    if (caches[0].offset >= contextLength) {
+      stopReason = "context";
+      break;
+    }
+    logits = model.forward(mx.array([[next]], mx.int32), caches).index(0, -1);
+    if (i % COLLECT_EVERY === COLLECT_EVERY - 1) await releaseMemory();
+  }
+  if (stopReason !== "stop-string") {
+    const rest = stream.flush();
+    text += rest;
+    if (rest) onText?.(rest);
+  }
+  const decodeMs = performance.now() - tFirst;
+  return {
+    ids,
+    text,
+    stopReason,
+    promptTokens: prompt.length,
+    timeToFirstTokenMs: tFirst - t0,
+    tokensPerSec: ids.length > 1 ? ((ids.length - 1) * 1000) / decodeMs : 0,
+  };
+}

@@ -1,0 +1,95 @@
+// Pretraining text: corpus spans (files or byte ranges, each a document: a book or a file) are
+// tokenized and packed into one stream with the document separator between documents. Training
+// batches are windows of context length + 1 at seeded offsets; evaluation uses fixed windows.
+import { core as mx } from "@frost-beta/mlx";
+import { parseSpan, readSpan, type TextSpan } from "../tokenizer/sample-text.ts";
+import type { TextTokenizer } from "../tokenizer/types.ts";
+import { SPECIAL_TOKENS } from "../tokenizer/types.ts";
+import { seededRandom } from "../random.ts";
+
+export interface TokenStream {
+  tokens: Int32Array;
+  bytes: number; // UTF-8 bytes of the text behind the tokens (for bits per byte)
+  spans: TextSpan[];
+}
+
+const ENCODE_CHUNK = 1 << 16; // characters per encode call; cut at paragraph breaks
+
+/** Straighten typographic quotes: the GPT-2 split pattern only knows the ASCII apostrophe. */
+export function normalizeText(text: string): string {
+  return text.replace(/[\u2018\u2019]/g, "'").replace(/[\u201C\u201D]/g, '"').replace(/\r\n/g, "\n");
+}
+
+/** Tokenize spans ("path" or "path:START-END") into one packed stream, separator between spans.
+ * `maxBytes` caps how much text is read in total (evenly across spans). */
+export async function tokenizeSpans(
+  specs: string[],
+  tokenizer: TextTokenizer,
+  { maxBytes = Infinity, onProgress }: { maxBytes?: number; onProgress?: (bytes: number) => void } = {},
+): Promise<TokenStream> {
+  const spans = specs.map(parseSpan);
+  const perSpan = maxBytes / spans.length;
+  const sep = tokenizer.tokenId(SPECIAL_TOKENS.doc);
+  const parts: number[][] = [];
+  let bytes = 0;
+  for (const span of spans) {
+    let text = normalizeText(await readSpan(span));
+    if (Number.isFinite(perSpan) && Buffer.byteLength(text) > perSpan) text = text.slice(0, perSpan);
+    for (let i = 0; i < text.length; ) {
+      let j = Math.min(text.length, i + ENCODE_CHUNK);
+      if (j < text.length) {
+        const para = text.lastIndexOf("\n\n", j);
+        if (para > i) j = para + 2;
+      }
+      const piece = text.slice(i, j);
+      parts.push(tokenizer.encode(piece));
+      bytes += Buffer.byteLength(piece);
+      onProgress?.(bytes);
+      i = j;
+    }
+    parts.push([sep]);
+  }
+  const total = parts.reduce((n, p) => n + p.length, 0);
+  const tokens = new Int32Array(total);
+  let at = 0;
+  for (const p of parts) {
+    tokens.set(p, at);
+    at += p.length;
+  }
+  return { tokens, bytes, spans };
+}
+
+/** A training batch of `batchSize` windows at offsets drawn from (seed, step): the same step always
+ * gets the same batch, so a resumed run sees exactly the data it would have seen. */
+export function trainingBatch(stream: Int32Array, step: number, { batchSize, seqLen, seed }: { batchSize: number; seqLen: number; seed: number }) {
+  const rand = seededRandom(seed * 1_000_003 + step);
+  const rows = new Int32Array(batchSize * (seqLen + 1));
+  for (let b = 0; b < batchSize; b++) {
+    const start = Math.floor(rand() * (stream.length - seqLen - 1));
+    rows.set(stream.subarray(start, start + seqLen + 1), b * (seqLen + 1));
+  }
+  return windowsToBatch(rows, batchSize, seqLen);
+}
+
+/** Evaluation windows: consecutive, non-overlapping, up to `maxWindows`. */
+export function evalBatches(stream: Int32Array, { batchSize, seqLen, maxWindows }: { batchSize: number; seqLen: number; maxWindows: number }) {
+  const n = Math.min(maxWindows, Math.floor((stream.length - 1) / seqLen));
+  const batches = [];
+  for (let w = 0; w < n; w += batchSize) {
+    const count = Math.min(batchSize, n - w);
+    const rows = new Int32Array(count * (seqLen + 1));
+    for (let b = 0; b < count; b++) rows.set(stream.subarray((w + b) * seqLen, (w + b) * seqLen + seqLen + 1), b * (seqLen + 1));
+    batches.push(windowsToBatch(rows, count, seqLen));
+  }
+  return batches;
+}
+
+function windowsToBatch(rows: Int32Array, batchSize: number, seqLen: number) {
+  const all = mx.array(Array.from(rows), mx.int32).reshape([batchSize, seqLen + 1]);
+  // The one-token shift of pretraining: every position predicts the next token.
+  return {
+    inputs: all.index(mx.Slice(), mx.Slice(0, seqLen)),
+    targets: all.index(mx.Slice(), mx.Slice(1)),
+    mask: mx.ones([batchSize, seqLen], mx.float32),
+  };
+}

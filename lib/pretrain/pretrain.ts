@@ -1,0 +1,209 @@
+// The pretraining loop: packed corpus windows, AdamW with warmup + cosine, periodic held-out
+// evaluation with sample continuations, resumable checkpoints, one metrics line per report window.
+import { core as mx } from "@frost-beta/mlx";
+import { consola } from "consola";
+import { existsSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { configFromHF, countParameters } from "../model/config.ts";
+import { LlamaModel } from "../model/llama.ts";
+import { loadModel, saveCheckpoint } from "../model/checkpoint.ts";
+import { Tokenizer } from "../tokenizer/tokenizer.ts";
+import { TrainStep, defaultOptimizerConfig, batchLoss } from "../train/step.ts";
+import { learningRate } from "../train/schedule.ts";
+import { generate } from "../generate.ts";
+import { evalBatches, tokenizeSpans, trainingBatch } from "./corpus.ts";
+import { appendMetrics, formatDuration, readJSON, writeJSON } from "../runs.ts";
+import { peakRssMB, releaseMemory, rssMB } from "../memory.ts";
+import { ProgressLine } from "../progress.ts";
+import { SPECIAL_TOKENS } from "../tokenizer/types.ts";
+
+const log = consola.withTag("pretrain");
+
+export interface PretrainConfig {
+  preset: string;
+  modelConfig: Record<string, unknown>; // Hugging Face config.json fields
+  tokenizer: string; // tokenizer.json or a directory holding one
+  corpus: string[]; // training spans: "path" or "path:START-END" (bytes)
+  evalCorpus: string[]; // held-out spans (whole documents, never random lines)
+  maxMB: number; // cap on training text read, MB
+  steps: number;
+  batchSize: number;
+  seqLen: number;
+  lr: number;
+  warmup: number;
+  minLrRatio: number;
+  evalEvery: number;
+  evalWindows: number; // held-out windows of seqLen tokens per evaluation
+  saveEvery: number;
+  logEvery: number;
+  seed: number;
+}
+
+export const SAMPLE_PROMPTS = [
+  "It was a dark and stormy night,",
+  "The old man looked at the sea and",
+  "What is the capital of France?",
+];
+
+/** Eval loss in nats/token over fixed held-out windows (token-weighted). */
+function evaluate(model: LlamaModel, batches: ReturnType<typeof evalBatches>): number {
+  let sum = 0;
+  let n = 0;
+  for (const b of batches) {
+    const loss = batchLoss(model, b.inputs, b.targets, b.mask);
+    const count = b.inputs.shape[0] * b.inputs.shape[1];
+    sum += (loss.item() as number) * count;
+    n += count;
+  }
+  return sum / n;
+}
+
+function latestCheckpoint(runDir: string): string | null {
+  const dir = join(runDir, "checkpoints");
+  if (!existsSync(dir)) return null;
+  const done = readdirSync(dir)
+    .filter((d) => /^step-\d+$/.test(d) && existsSync(join(dir, d, "trainer-state.json")))
+    .sort();
+  return done.length ? join(dir, done[done.length - 1]) : null;
+}
+
+/** Run (or resume) pretraining in `runDir`; returns the summary written to summary.json. */
+export async function pretrain(cfg: PretrainConfig, runDir: string, { resume = false } = {}) {
+  const tokenizer = await Tokenizer.load(cfg.tokenizer);
+  const resumeFrom = resume ? latestCheckpoint(runDir) : null;
+  mx.random.seed(cfg.seed);
+  const model = resumeFrom
+    ? loadModel(resumeFrom).model
+    : new LlamaModel(configFromHF({ ...cfg.modelConfig, vocab_size: tokenizer.vocabSize }, `preset ${cfg.preset}`));
+  mx.eval(model.parameters());
+  log.info(`model: ${(countParameters(model.config) / 1e6).toFixed(2)}M parameters, vocab ${model.config.vocabSize}, context ${cfg.seqLen}`);
+
+  log.start(`tokenizing ${cfg.corpus.join(", ")} (up to ${cfg.maxMB} MB)`);
+  const train = await tokenizeSpans(cfg.corpus, tokenizer, { maxBytes: cfg.maxMB * 1e6 });
+  const held = await tokenizeSpans(cfg.evalCorpus, tokenizer);
+  const bytesPerToken = held.bytes / held.tokens.length;
+  log.info(`train: ${(train.tokens.length / 1e6).toFixed(2)}M tokens; held-out: ${(held.tokens.length / 1e6).toFixed(2)}M tokens, ${bytesPerToken.toFixed(3)} bytes/token`);
+  const heldBatches = evalBatches(held.tokens, { batchSize: cfg.batchSize, seqLen: cfg.seqLen, maxWindows: cfg.evalWindows });
+
+  const trainer = new TrainStep(model, defaultOptimizerConfig());
+  let step = 0;
+  let elapsed = 0; // seconds of training before this process (resume)
+  if (resumeFrom) {
+    const state = readJSON(join(resumeFrom, "trainer-state.json"));
+    const moments = mx.load(join(resumeFrom, "optimizer.safetensors")) as unknown as Record<string, mx.array>;
+    const paths = trainer.flat.paths;
+    trainer.setState({ m: paths.map((p) => moments[`m.${p}`]), v: paths.map((p) => moments[`v.${p}`]), t: state.step });
+    step = state.step;
+    elapsed = state.elapsedSec;
+    log.info(`resumed from ${resumeFrom} at step ${step}`);
+  }
+
+  let interrupted = false;
+  const onSigint = () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    log.warn("interrupt: finishing this step, saving a checkpoint (Ctrl-C again to abort)");
+  };
+  process.on("SIGINT", onSigint);
+
+  const saveState = (s: number) => {
+    const dir = join(runDir, "checkpoints", `step-${String(s).padStart(6, "0")}`);
+    if (existsSync(dir)) return;
+    saveCheckpoint(dir, model, tokenizer, { meta: { kind: "pretrain-checkpoint", step: s } });
+    const { m, v } = trainer.state();
+    const named: Record<string, mx.array> = {};
+    trainer.flat.paths.forEach((p, i) => {
+      named[`m.${p}`] = m[i];
+      named[`v.${p}`] = v[i];
+    });
+    mx.saveSafetensors(join(dir, "optimizer.tmp.safetensors"), named);
+    renameSync(join(dir, "optimizer.tmp.safetensors"), join(dir, "optimizer.safetensors"));
+    // trainer-state.json is written last: its presence marks a complete, resumable checkpoint.
+    writeJSON(join(dir, "trainer-state.json"), { step: s, elapsedSec: elapsed + (performance.now() - t0) / 1000 });
+    const older = readdirSync(join(runDir, "checkpoints")).filter((d) => d !== `step-${String(s).padStart(6, "0")}`);
+    for (const d of older) rmSync(join(runDir, "checkpoints", d), { recursive: true, force: true }); // keep the latest only
+  };
+
+  const sample = async (s: number) => {
+    const lines = [`## step ${s}`, ""];
+    for (const prompt of SAMPLE_PROMPTS) {
+      const g = await generate(model, tokenizer, tokenizer.encode(prompt), { maxTokens: 48, stopIds: [tokenizer.tokenId(SPECIAL_TOKENS.doc)] });
+      lines.push(`- **${prompt}**${g.text.replace(/\n/g, " ⏎ ")}`);
+    }
+    await Bun.write(join(runDir, "samples.md"), (existsSync(join(runDir, "samples.md")) ? await Bun.file(join(runDir, "samples.md")).text() : "") + lines.join("\n") + "\n\n");
+  };
+
+  const schedule = { lr: cfg.lr, warmup: cfg.warmup, steps: cfg.steps, minLrRatio: cfg.minLrRatio };
+  const tokensPerStep = cfg.batchSize * cfg.seqLen;
+  const t0 = performance.now();
+  const progress = new ProgressLine(cfg.steps);
+  let window = { loss: 0, n: 0, start: performance.now(), gradNorm: 0 };
+  let lastEval = NaN;
+  let status = "completed";
+  while (step < cfg.steps && !interrupted) {
+    const lr = learningRate(schedule, step + 1);
+    const batch = trainingBatch(train.tokens, step, { batchSize: cfg.batchSize, seqLen: cfg.seqLen, seed: cfg.seed });
+    const r = await trainer.step(batch, lr);
+    step += 1;
+    if (!Number.isFinite(r.loss)) {
+      status = "failed";
+      log.error(`loss is ${r.loss} at step ${step}: stopping; the last checkpoint in ${join(runDir, "checkpoints")} is good`);
+      break;
+    }
+    window.loss += r.loss;
+    window.gradNorm += r.gradNorm;
+    window.n += 1;
+    if (step % cfg.logEvery === 0 || step === cfg.steps) {
+      const secs = (performance.now() - window.start) / 1000;
+      const rec = {
+        step,
+        loss: window.loss / window.n,
+        lr,
+        gradNorm: window.gradNorm / window.n,
+        tokensPerSec: (window.n * tokensPerStep) / secs,
+        tokensSeen: step * tokensPerStep,
+        rssMB: rssMB(),
+      };
+      appendMetrics(runDir, { type: "train", ...rec });
+      progress.update(step, `loss ${rec.loss.toFixed(3)} | lr ${lr.toExponential(1)} | ${(rec.tokensPerSec / 1000).toFixed(2)}k tok/s | held-out ${lastEval.toFixed(3)}`);
+      window = { loss: 0, n: 0, start: performance.now(), gradNorm: 0 };
+    }
+    if (step % cfg.evalEvery === 0 || step === cfg.steps) {
+      lastEval = evaluate(model, heldBatches);
+      const bpb = lastEval / Math.LN2 / bytesPerToken;
+      appendMetrics(runDir, { type: "eval", step, evalLoss: lastEval, bitsPerByte: bpb });
+      progress.log(`step ${step}: held-out loss ${lastEval.toFixed(4)} nats/token, ${bpb.toFixed(3)} bits/byte`);
+      await sample(step);
+      await releaseMemory();
+    }
+    if (step % cfg.saveEvery === 0) saveState(step);
+  }
+  progress.done();
+  process.off("SIGINT", onSigint);
+  if (interrupted) status = "interrupted";
+  saveState(step);
+  const evalLoss = evaluate(model, heldBatches);
+  const wallSec = elapsed + (performance.now() - t0) / 1000;
+  const summary = {
+    status,
+    step,
+    steps: cfg.steps,
+    parameters: countParameters(model.config),
+    tokensSeen: step * tokensPerStep,
+    trainTokensAvailable: train.tokens.length,
+    heldOutTokens: held.tokens.length,
+    heldOutWindows: heldBatches.reduce((n, b) => n + b.inputs.shape[0], 0),
+    evalLoss,
+    bitsPerByte: evalLoss / Math.LN2 / bytesPerToken,
+    bytesPerToken,
+    wallSec,
+    wallTime: formatDuration(wallSec),
+    peakRssMB: peakRssMB(),
+  };
+  writeJSON(join(runDir, "summary.json"), summary);
+  if (status === "completed") {
+    saveCheckpoint(join(runDir, "checkpoint"), model, tokenizer, { meta: { kind: "base", preset: cfg.preset, ...summary } });
+  }
+  log.success(`${status} at step ${step}: held-out ${evalLoss.toFixed(4)} nats/token, ${summary.bitsPerByte.toFixed(3)} bits/byte, ${summary.wallTime}`);
+  return summary;
+}

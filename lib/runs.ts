@@ -1,0 +1,88 @@
+// The run folder on disk: `runs/<YYYYMMDD-HHMMSS>-<name>/`, created once and never reused.
+// JSON files are written to a temporary name and renamed; metrics are appended one line each.
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { execSync } from "node:child_process";
+import os from "node:os";
+
+/** `YYYYMMDD-HHMMSS` in local time. */
+export function timestamp(d = new Date()): string {
+  const p = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}-${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
+}
+
+/** Create a fresh run folder under `root`. If the second is taken, the next free suffix is used:
+ * an earlier run is never overwritten. */
+export function createRunDir(root: string, name: string): string {
+  if (!/^[\w.-]+$/.test(name)) throw new Error(`run name \`${name}\` may only contain letters, digits, '.', '_' and '-'`);
+  mkdirSync(root, { recursive: true });
+  const base = join(resolve(root), `${timestamp()}-${name}`);
+  for (let i = 0; ; i++) {
+    const dir = i === 0 ? base : `${base}-${i + 1}`;
+    try {
+      mkdirSync(dir); // fails if it exists: the atomic claim on the name
+      return dir;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    }
+  }
+}
+
+/** Write a file atomically (temporary name, then rename). */
+export function writeFileAtomic(path: string, contents: string | Uint8Array): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, contents);
+  renameSync(tmp, path);
+}
+
+export function writeJSON(path: string, value: unknown): void {
+  writeFileAtomic(path, JSON.stringify(value, null, 2) + "\n");
+}
+
+export function readJSON<T = any>(path: string): T {
+  return JSON.parse(readFileSync(path, "utf8")) as T;
+}
+
+/** Append one record to `metrics.jsonl`. */
+export function appendMetrics(runDir: string, record: Record<string, unknown>): void {
+  appendFileSync(join(runDir, "metrics.jsonl"), JSON.stringify(record) + "\n");
+}
+
+/** Read every record of a run's `metrics.jsonl`. */
+export function readMetrics(runDir: string): Record<string, any>[] {
+  const path = join(runDir, "metrics.jsonl");
+  if (!existsSync(path)) return [];
+  return readFileSync(path, "utf8")
+    .split("\n")
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l));
+}
+
+/** The project's git commit (with `-dirty` when the work tree has changes), or null. */
+export function gitCommit(): string | null {
+  try {
+    const sha = execSync("git rev-parse --short HEAD", { stdio: ["ignore", "pipe", "ignore"] }).toString().trim();
+    const dirty = execSync("git status --porcelain --untracked-files=no", { stdio: ["ignore", "pipe", "ignore"] }).toString().trim();
+    return dirty ? `${sha}-dirty` : sha;
+  } catch {
+    return null;
+  }
+}
+
+/** What a run was made on, for config.json. */
+export function machineInfo(device: string): Record<string, unknown> {
+  return {
+    platform: `${process.platform}-${process.arch}`,
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model,
+    memoryGB: Math.round(os.totalmem() / 2 ** 30),
+    bun: Bun.version,
+    device,
+  };
+}
+
+/** Format seconds as h:mm:ss. */
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  return `${Math.floor(s / 3600)}:${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
+}
