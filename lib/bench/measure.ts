@@ -1,0 +1,115 @@
+// Measurements for the benchmark script: training-step throughput and memory, generation speed and
+// memory, and the matmul peak that MFU is measured against. Numbers only: no thresholds here.
+import { core as mx } from "@frost-beta/mlx";
+import type { LlamaConfig } from "../model/config.ts";
+import { countParameters } from "../model/config.ts";
+import type { LlamaModel } from "../model/llama.ts";
+import type { Tokenizer } from "../tokenizer/tokenizer.ts";
+import { TrainStep, type StepBatch } from "../train/step.ts";
+import { generate } from "../generate.ts";
+import { peakRssMB, releaseMemory, rssMB } from "../memory.ts";
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/** Best-of-reps fp32 matmul throughput, GFLOP/s: the peak MFU is measured against. */
+export function matmulPeakGflops(n = 1024, reps = 10): number {
+  const a = mx.random.normal([n, n]);
+  const b = mx.random.normal([n, n]);
+  mx.eval(a, b, mx.matmul(a, b));
+  let best = Infinity;
+  for (let i = 0; i < reps; i++) {
+    const t = performance.now();
+    mx.eval(mx.matmul(a, b));
+    best = Math.min(best, performance.now() - t);
+  }
+  return (2 * n ** 3) / (best / 1000) / 1e9;
+}
+
+/** Training FLOPs per token: 6N for the weights (forward + backward) plus attention scores and
+ * values (12 · layers · T · heads · headDim), the PaLM appendix-B convention. */
+export function trainFlopsPerToken(c: LlamaConfig, seqLen: number): number {
+  const nonEmbedding = countParameters(c) - (c.tieWordEmbeddings ? 0 : c.vocabSize * c.hiddenSize);
+  return 6 * nonEmbedding + 12 * c.numHiddenLayers * seqLen * c.numAttentionHeads * c.headDim;
+}
+
+export interface TrainBenchResult {
+  tokensPerSec: number;
+  stepMs: number; // median over measured steps
+  mfu: number; // achieved FLOP/s over the measured matmul peak
+  paddingFraction: number;
+  rssAtWarmupMB: number; // after warm-up (compiles done)
+  rssAtEndMB: number;
+  rssGrowth: number; // (end - warm-up) / warm-up
+  peakRssMB: number;
+}
+
+/** Time `steps` optimizer steps after `warmup` steps. `batchAt(i)` gives batch i and its token count. */
+export async function benchTrainStep(
+  model: LlamaModel,
+  batchAt: (i: number) => { batch: StepBatch; tokens: number; paddingFraction: number },
+  { warmup = 3, steps = 20, peakGflops }: { warmup?: number; steps?: number; peakGflops: number },
+): Promise<TrainBenchResult> {
+  const trainer = new TrainStep(model);
+  for (let i = 0; i < warmup; i++) await trainer.step(batchAt(i).batch, 1e-4);
+  const rssAtWarmupMB = rssMB();
+  const times: number[] = [];
+  let tokens = 0;
+  let padding = 0;
+  let flops = 0;
+  const t0 = performance.now();
+  for (let i = 0; i < steps; i++) {
+    const { batch, tokens: n, paddingFraction } = batchAt(warmup + i);
+    const t = performance.now();
+    await trainer.step(batch, 1e-4);
+    times.push(performance.now() - t);
+    tokens += n;
+    padding += paddingFraction;
+    flops += n * trainFlopsPerToken(model.config, batch.inputs.shape[1]);
+  }
+  const secs = (performance.now() - t0) / 1000;
+  const rssAtEndMB = rssMB();
+  return {
+    tokensPerSec: tokens / secs,
+    stepMs: median(times),
+    mfu: flops / secs / (peakGflops * 1e9),
+    paddingFraction: padding / steps,
+    rssAtWarmupMB,
+    rssAtEndMB,
+    rssGrowth: (rssAtEndMB - rssAtWarmupMB) / rssAtWarmupMB,
+    peakRssMB: peakRssMB(),
+  };
+}
+
+export interface GenerateBenchResult {
+  promptTokens: number;
+  generatedTokens: number;
+  timeToFirstTokenMs: number;
+  decodeTokensPerSec: number;
+  rssBeforeMB: number;
+  rssAfterMB: number;
+}
+
+/** Greedy decode of `tokens` tokens at batch 1 with no stop id (so it runs the full length). */
+export async function benchGenerate(model: LlamaModel, tokenizer: Tokenizer, prompt: string, tokens = 500): Promise<GenerateBenchResult> {
+  const ids = tokenizer.encode(prompt);
+  await generate(model, tokenizer, ids, { maxTokens: 16 }); // warm-up
+  await releaseMemory();
+  const rssBeforeMB = rssMB();
+  const maxTokens = Math.min(tokens, model.config.maxPositionEmbeddings - ids.length);
+  const runs = [];
+  let rssAfterMB = 0;
+  for (let r = 0; r < 3; r++) {
+    runs.push(await generate(model, tokenizer, ids, { maxTokens }));
+    await releaseMemory();
+    rssAfterMB = rssMB();
+  }
+  const best = runs.reduce((a, b) => (b.tokensPerSec > a.tokensPerSec ? b : a));
+  return {
+    promptTokens: ids.length,
+    generatedTokens: best.ids.length,
+    timeToFirstTokenMs: median(runs.map((g) => g.timeToFirstTokenMs)),
+    decodeTokensPerSec: median(runs.map((g) => g.tokensPerSec)),
+    rssBeforeMB,
+    rssAfterMB,
+  };
+}

@@ -1,0 +1,117 @@
+// Benchmark: training-step throughput, MFU and memory; generation speed and memory; the wall time
+// of a default SFT run. One JSON line per case on stdout (progress on stderr).
+//   bun scripts/bench.ts                  # all cases
+//   bun scripts/bench.ts --case train-ref # one case: train-ref, train-base, train-sft, generate, sft-run
+//   bun scripts/bench.ts --torch          # also run the PyTorch peer (../shared/bench/peers) for the ratio
+import { defineCommand, runMain } from "citty";
+import { consola } from "consola";
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { core as mx } from "@frost-beta/mlx";
+import { configFromHF } from "../lib/model/config.ts";
+import { LlamaModel } from "../lib/model/llama.ts";
+import { loadCheckpoint } from "../lib/model/checkpoint.ts";
+import { benchGenerate, benchTrainStep, matmulPeakGflops } from "../lib/bench/measure.ts";
+import { ChatTemplate } from "../lib/sft/template.ts";
+import { padAndCollate, iterateBatches } from "../lib/sft/batch.ts";
+import { loadConversations } from "../lib/sft/data.ts";
+import { SPECIAL_TOKENS } from "../lib/tokenizer/types.ts";
+import { DEFAULT_BASE, DEFAULT_TRAIN_DATA, PROJECT_ROOT } from "../lib/paths.ts";
+import { readJSON } from "../lib/runs.ts";
+import { parseList, parseNumber } from "../lib/cli.ts";
+
+const log = consola.withTag("bench");
+const CASES = ["train-ref", "train-base", "train-sft", "generate", "sft-run"];
+
+/** The issue's reference model: the same math as ../shared/bench/peers/torch_train.py. */
+const REFERENCE = { model_type: "llama", vocab_size: 4096, hidden_size: 256, intermediate_size: 688, num_hidden_layers: 6, num_attention_heads: 8, num_key_value_heads: 8, max_position_embeddings: 256, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true };
+const REF_BATCH = 16; // sequences
+const REF_SEQ = 256; // tokens
+
+function emit(record: Record<string, unknown>) {
+  const round = (v: unknown) => (typeof v === "number" && !Number.isInteger(v) ? Number(v.toPrecision(4)) : v);
+  console.log(JSON.stringify(Object.fromEntries(Object.entries(record).map(([k, v]) => [k, round(v)]))));
+}
+
+function randomBatch(vocab: number, seed: number) {
+  mx.random.seed(seed);
+  const data = mx.random.randint(0, vocab, [REF_BATCH, REF_SEQ + 1]).astype(mx.int32);
+  const batch = { inputs: data.index(mx.Slice(), mx.Slice(0, REF_SEQ)), targets: data.index(mx.Slice(), mx.Slice(1)), mask: mx.ones([REF_BATCH, REF_SEQ]) };
+  mx.eval(batch.inputs, batch.targets, batch.mask);
+  return batch;
+}
+
+const command = defineCommand({
+  meta: { name: "bench", description: "Measure training and generation speed and memory" },
+  args: {
+    case: { type: "string", default: CASES.join(","), description: `cases: ${CASES.join(", ")}` },
+    base: { type: "string", default: DEFAULT_BASE, description: "the bundled base model (or another checkpoint)" },
+    steps: { type: "string", default: "20", description: "measured steps per training case (after warm-up)" },
+    "batch-size": { type: "string", default: "8", description: "SFT batch size for train-sft" },
+    torch: { type: "boolean", default: false, description: "also run the PyTorch peer (needs torch)" },
+  },
+  async run({ args }) {
+    const cases = parseList(args.case);
+    for (const c of cases) if (!CASES.includes(c)) throw new Error(`--case: unknown case \`${c}\`; cases: ${CASES.join(", ")}`);
+    const steps = parseNumber("steps", args.steps, { integer: true, positive: true });
+    const peakGflops = matmulPeakGflops();
+    emit({ case: "matmul-peak", gflops: peakGflops, device: String(mx.defaultDevice()) });
+    const needsBase = cases.some((c) => c !== "train-ref");
+    if (needsBase && !existsSync(join(args.base, "config.json"))) throw new Error(`--base ${args.base}: no checkpoint there (see README: the bundled base model)`);
+    const base = needsBase ? await loadCheckpoint(args.base) : null;
+
+    if (cases.includes("train-ref")) {
+      log.start("train-ref: reference model, 16 x 256 random tokens");
+      const model = new LlamaModel(configFromHF(REFERENCE));
+      mx.eval(model.parameters());
+      const batch = randomBatch(4096, 0);
+      const r = await benchTrainStep(model, () => ({ batch, tokens: REF_BATCH * REF_SEQ, paddingFraction: 0 }), { steps, peakGflops });
+      emit({ case: "train-ref", model: "reference-5.8M", batch: `${REF_BATCH}x${REF_SEQ}`, ...r });
+    }
+    if (cases.includes("train-base") && base) {
+      log.start("train-base: bundled base model, 16 x 256 random tokens");
+      const batch = randomBatch(base.config.vocabSize, 0);
+      const r = await benchTrainStep(base.model, () => ({ batch, tokens: REF_BATCH * REF_SEQ, paddingFraction: 0 }), { steps, peakGflops });
+      emit({ case: "train-base", model: args.base, batch: `${REF_BATCH}x${REF_SEQ}`, ...r });
+    }
+    if (cases.includes("train-sft") && base) {
+      log.start("train-sft: bundled base model, real SFT batches");
+      const fresh = await loadCheckpoint(args.base);
+      const template = new ChatTemplate();
+      const examples = loadConversations(DEFAULT_TRAIN_DATA).map((c) => template.renderWithMask(c, fresh.tokenizer));
+      const batchSize = parseNumber("batch-size", args["batch-size"], { integer: true, positive: true });
+      const it = iterateBatches(examples, { batchSize, seed: 0, groupByLength: true });
+      const padId = fresh.tokenizer.tokenId(SPECIAL_TOKENS.pad);
+      const r = await benchTrainStep(fresh.model, () => {
+        const b = padAndCollate(it.next().value!.examples, { maxSeqLen: fresh.config.maxPositionEmbeddings, padId, padMultiple: 16 });
+        return { batch: b, tokens: b.inputs.shape[0] * b.inputs.shape[1], paddingFraction: b.paddingFraction };
+      }, { steps: steps * 3, peakGflops });
+      emit({ case: "train-sft", model: args.base, batchSize, note: "tokens/s counts padded positions", ...r });
+    }
+    if (cases.includes("generate") && base) {
+      log.start("generate: batch 1, greedy");
+      const r = await benchGenerate(base.model, base.tokenizer, "It was a bright cold day in April, and the clocks were striking thirteen.");
+      emit({ case: "generate", model: args.base, ...r });
+    }
+    if (cases.includes("sft-run")) {
+      log.start("sft-run: a default SFT run (bun scripts/train.ts --name bench-sft)");
+      const t = performance.now();
+      const proc = Bun.spawnSync(["bun", "scripts/train.ts", "--name", "bench-sft", "--base", args.base], { cwd: PROJECT_ROOT, stdout: "pipe", stderr: "pipe" });
+      const wallSec = (performance.now() - t) / 1000;
+      const out = proc.stderr.toString() + proc.stdout.toString();
+      const runDir = /runs\/[\w.-]*bench-sft[\w.-]*/.exec(out)?.[0];
+      const summary = runDir && existsSync(join(PROJECT_ROOT, runDir, "summary.json")) ? readJSON(join(PROJECT_ROOT, runDir, "summary.json")) : {};
+      emit({ case: "sft-run", exitCode: proc.exitCode, wallSec, runDir, trainWallSec: summary.wallSec, peakRssMB: summary.peakRssMB, status: summary.status });
+    }
+    if (args.torch) {
+      const peer = resolve(PROJECT_ROOT, "../shared/bench/peers/torch_train.py");
+      for (const flags of [[], ["--compile"]]) {
+        const proc = Bun.spawnSync(["python3", peer, ...flags], { stdout: "pipe", stderr: "pipe" });
+        const line = proc.stdout.toString().trim().split("\n").pop() ?? "";
+        emit({ case: `torch${flags.length ? "-compiled" : "-eager"}`, exitCode: proc.exitCode, ...(line.startsWith("{") ? JSON.parse(line) : { error: proc.stderr.toString().slice(-300) }) });
+      }
+    }
+  },
+});
+
+runMain(command);
