@@ -69,6 +69,9 @@ function latestCheckpoint(runDir: string): string | null {
 
 /** Run (or resume) pretraining in `runDir`; returns the summary written to summary.json. */
 export async function pretrain(cfg: PretrainConfig, runDir: string, { resume = false } = {}) {
+  if (resume && existsSync(join(runDir, "checkpoint"))) {
+    throw new Error(`${runDir} has already completed (its final checkpoint is in ${join(runDir, "checkpoint")}): nothing to resume`);
+  }
   const tokenizer = await Tokenizer.load(cfg.tokenizer);
   const resumeFrom = resume ? latestCheckpoint(runDir) : null;
   mx.random.seed(cfg.seed);
