@@ -1,0 +1,207 @@
+// The SFT trainer on a tiny random model and the tiny tokenizer: schedule, overfitting,
+// determinism, token-weighted evaluation, early stopping, skipped/over-length/NaN batches, the
+// mask ablation and resuming.
+//   bun test -t trainer
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { maskedCrossEntropySum } from "../lib/sft/loss.ts";
+import { padAndCollate } from "../lib/sft/batch.ts";
+import { ChatTemplate, type MaskMode } from "../lib/sft/template.ts";
+import { resolveSFTConfig, SFTTrainer, type SFTConfig } from "../lib/sft/trainer.ts";
+import type { Conversation, SFTExample } from "../lib/sft/types.ts";
+import { tinyModel } from "./helpers/tiny-model.ts";
+import { tinyTokenizer } from "./helpers/tiny.ts";
+
+setDefaultTimeout(60_000); // ms; bunfig's [test] timeout is not applied (5 s seen), and the 2-core box is shared
+
+const tok = tinyTokenizer();
+const template = new ChatTemplate();
+const chat = (user: string, assistant: string): Conversation => [
+  { role: "user", content: user },
+  { role: "assistant", content: assistant },
+];
+const TRAIN = [
+  chat("What is the capital of France?", "The capital of France is Paris."),
+  chat("How many legs does a spider have?", "A spider has eight legs."),
+  chat("Write one sentence about the sea.", "The sea is wide, deep and always moving."),
+  chat("Who was tired of sitting by her sister?", "Alice was."),
+];
+const HELD_OUT = [
+  chat("What does the fox do?", "The quick brown fox jumps over the lazy dog."),
+  chat("Where does the dog sleep?", "The dog sleeps in the sun."),
+  chat("How many apples were in the basket?", "There were 12 apples in the basket."),
+];
+const render = (convs: Conversation[], maskMode: MaskMode = "assistant") => convs.map((c) => template.renderWithMask(c, tok, { maskMode }));
+
+/** A small, fast config: no warmup surprises, no early stopping unless a test asks. */
+const config = (over: Partial<SFTConfig> = {}) =>
+  resolveSFTConfig({ steps: 40, lr: 3e-3, warmup: 0, batchSize: 4, maxSeqLen: 64, evalEvery: 10, patience: 0, logEvery: 10, ...over });
+
+const trainer = (examples: SFTExample[], over: Partial<SFTConfig> = {}, modelSeed = 0, hooks = {}) =>
+  new SFTTrainer(tinyModel(tok.vocabSize, { seed: modelSeed }), tok, examples, config(over), hooks);
+
+describe("trainer", () => {
+  describe("config", () => {
+    test.each([
+      ["lr", -1, /lr must be a number > 0, got `-1`/],
+      ["steps", 2.5, /steps must be an integer > 0, got `2.5`/],
+      ["minLrRatio", 2, /minLrRatio must be a number >= 0 <= 1, got `2`/],
+      ["maskMode", "user", /maskMode must be "assistant" or "all", got `"user"`/],
+      ["groupByLength", "yes", /groupByLength must be true or false/],
+      ["learningRate", 1e-3, /unknown SFT config key `learningRate`/],
+    ])("%s = %p is refused, naming the key and the value", (key, value, message) => {
+      expect(() => resolveSFTConfig({ [key]: value } as Partial<SFTConfig>)).toThrow(message);
+    });
+
+    test("defaults: the course's 500 steps at 3e-4, no weight decay, pad to multiples of 16", () => {
+      const cfg = resolveSFTConfig({});
+      expect([cfg.steps, cfg.lr, cfg.weightDecay, cfg.padMultiple, cfg.maskMode]).toEqual([500, 3e-4, 0, 16, "assistant"]);
+    });
+  });
+
+  const sched = trainer(render(TRAIN), { lr: 1e-3, warmup: 10, steps: 100, minLrRatio: 0.1 });
+  test.each([
+    ["warmup start", 1, 1e-4],
+    ["peak at the end of warmup", 10, 1e-3],
+    ["cosine midpoint", 55, 1e-4 + 0.5 * 9e-4],
+    ["end = minLr", 100, 1e-4],
+  ])("lr schedule: %s (step %d)", (_name, step, expected) => {
+    expect(sched.lr(step)).toBeCloseTo(expected, 12);
+  });
+
+  test("lr() is the next step's rate", () => {
+    expect(sched.lr()).toBe(sched.lr(1));
+  });
+
+  test("overfit: 4 conversations, 40 steps, supervised loss falls below 40% of its start", async () => {
+    const examples = render(TRAIN);
+    const t = trainer(examples);
+    const start = t.evaluate(examples);
+    const h = await t.train();
+    const end = t.evaluate(examples);
+    expect(h.status).toBe("completed");
+    expect(t.step).toBe(40);
+    expect(end).toBeLessThan(0.4 * start);
+  });
+
+  test("same seed: bit-identical losses over 200 steps; another seed: different", async () => {
+    const losses = async (seed: number, steps: number) => {
+      const t = trainer(render([...TRAIN, ...HELD_OUT]), { steps, batchSize: 2, lr: 1e-3, seed });
+      return (await t.train()).train.map((m) => m.loss);
+    };
+    const a = await losses(7, 200);
+    const b = await losses(7, 200);
+    const c = await losses(8, 20); // another batch order shows within a few steps
+    expect(a).toHaveLength(200);
+    expect(b).toEqual(a);
+    expect(c).not.toEqual(a.slice(0, 20));
+  });
+
+  test("evaluate is token-weighted: equals the sum over every example's targets divided once", () => {
+    const examples = render([...TRAIN, ...HELD_OUT]); // 7 examples of different lengths, batches of 3
+    const t = trainer(examples, { batchSize: 3 });
+    let sum = 0;
+    let ntoks = 0;
+    for (const ex of examples) {
+      const b = padAndCollate([ex], { maxSeqLen: 64, padId: 0 }); // one row, no padding
+      const [s, n] = maskedCrossEntropySum(t.model.forward(b.inputs), b.targets, b.mask);
+      sum += s.item() as number;
+      ntoks += n.item() as number;
+    }
+    expect(t.evaluate(examples)).toBeCloseTo(sum / ntoks, 5);
+  });
+
+  test("early stopping: stops after `patience` evaluations without improvement and restores the best weights", async () => {
+    const evalSet = render(HELD_OUT);
+    const evals: { step: number; isBest: boolean }[] = [];
+    const t = trainer(render(TRAIN), { steps: 400, lr: 1e-2, evalEvery: 5, patience: 2 }, 0, {
+      onEval: (e: { step: number }, isBest: boolean) => evals.push({ step: e.step, isBest }),
+    });
+    const h = await t.train(evalSet);
+    expect(h.status).toBe("stopped-early");
+    expect(h.reason).toMatch(/did not improve/);
+    expect(t.step).toBeLessThan(400);
+    expect(h.bestStep).toBeLessThan(t.step);
+    expect(h.bestEvalLoss).toBe(Math.min(...h.eval.map((e) => e.evalLoss)));
+    expect(evals.slice(-2).every((e) => !e.isBest)).toBe(true);
+    expect(t.evaluate(evalSet)).toBeCloseTo(h.bestEvalLoss, 5); // the model now holds the best weights
+  });
+
+  test("a batch with zero supervised tokens is skipped and counted, never NaN", async () => {
+    const unsupervised = render(HELD_OUT).map((ex) => ({ ids: ex.ids, mask: ex.mask.map(() => 0) }));
+    const t = trainer([...render(TRAIN), ...unsupervised], { steps: 20, batchSize: 1 });
+    const h = await t.train();
+    const skipped = h.train.filter((m) => m.skipped);
+    expect(h.status).toBe("completed");
+    expect(h.skippedBatches).toBe(skipped.length);
+    expect(skipped.length).toBeGreaterThan(0);
+    expect(skipped.every((m) => m.ntoks === 0)).toBe(true);
+    expect(h.train.every((m) => Number.isFinite(m.loss))).toBe(true);
+    expect(t.step).toBe(20); // skipped batches do not use up optimizer steps
+  });
+
+  test("examples without any supervised target are refused at construction", () => {
+    const none = render(TRAIN).map((ex) => ({ ids: ex.ids, mask: ex.mask.map(() => 0) }));
+    expect(() => trainer(none)).toThrow(/none of the 4 training examples has a supervised target/);
+  });
+
+  test("over-length examples: refused with index and length, or dropped and counted when asked", () => {
+    const examples = render(TRAIN);
+    const long = examples[2]!.ids.length;
+    expect(() => trainer(examples, { maxSeqLen: long - 2 })).toThrow(new RegExp(`training example 2 has length ${long} ids`));
+    const t = trainer(examples, { maxSeqLen: long - 2, dropOverlength: true });
+    expect(t.history.droppedExamples).toBe(1);
+  });
+
+  test("maxSeqLen beyond the model's context is refused", () => {
+    expect(() => trainer(render(TRAIN), { maxSeqLen: 512 })).toThrow(/longer than the model's context \(128\)/);
+  });
+
+  test('maskMode "all" trains on user text: loss on user-only text drops more than with "assistant"', async () => {
+    // User turns alone, every token supervised: what the "all" model also learned to predict.
+    const userOnly = TRAIN.map((c) => {
+      const ids = tok.encode(c[0]!.content);
+      return { ids, mask: ids.map(() => 1) };
+    });
+    const drop = async (maskMode: MaskMode) => {
+      const t = trainer(render(TRAIN, maskMode), { maskMode });
+      const before = t.evaluate(userOnly);
+      await t.train();
+      return before - t.evaluate(userOnly);
+    };
+    expect(await drop("all")).toBeGreaterThan((await drop("assistant")) + 0.5);
+  });
+
+  test("an infinite loss stops the run with status failed and finite (best) weights", async () => {
+    const t = trainer(render(TRAIN), { lr: 1e30, evalEvery: 1 });
+    const h = await t.train(render(HELD_OUT));
+    expect(h.status).toBe("failed");
+    expect(h.reason).toMatch(/(loss|grad norm) (NaN|-?Infinity)\b.* at step \d+/);
+    expect(Number.isFinite(t.evaluate(render(HELD_OUT)))).toBe(true);
+  });
+
+  test("shouldStop interrupts; saveState/loadState resumes bit-identically", async () => {
+    const examples = render([...TRAIN, ...HELD_OUT]);
+    const over = { steps: 20, batchSize: 2, evalEvery: 5 };
+    const straight = await trainer(examples, over).train(render(HELD_OUT));
+
+    const first = trainer(examples, over, 0, { shouldStop: () => first.step >= 10 });
+    const h1 = await first.train(render(HELD_OUT));
+    expect(h1.status).toBe("interrupted");
+    expect(first.step).toBe(10);
+    const dir = mkdtempSync(join(tmpdir(), "sft-trainer-"));
+    try {
+      first.saveState(dir);
+      const second = trainer(examples, over, 99); // different init: every weight must come from the state
+      second.loadState(dir);
+      const h2 = await second.train(render(HELD_OUT));
+      expect(h2.status).toBe("completed");
+      expect(h2.train.map((m) => m.loss)).toEqual(straight.train.map((m) => m.loss));
+      expect(h2.bestEvalLoss).toBe(straight.bestEvalLoss);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
