@@ -1,0 +1,193 @@
+// One row per run, read only from each run's summary.json and metrics.jsonl (never from logs), and
+// the sweep's summary.csv and summary.md built from those rows. A field a run does not have (a
+// failed run, an older summary, a probe that did not run) is "n/a", never a crash.
+
+import { join } from "node:path";
+import { formatDuration, readMetrics } from "../runs.ts";
+import { PARAMS, PRESETS, xOf } from "./params.ts";
+import { commandLine, type SweepPlan } from "./plan.ts";
+import { readSummary } from "./run.ts";
+
+/** Probe numbers of one model (the fine-tuned one of a run, or the base as reference). */
+export interface ProbeNumbers {
+  stopRate?: number;
+  roleLeakage?: number;
+  offPatternRate?: number;
+  proseContinued?: number; // share of raw prose openings continued (the format-collapse probe)
+  proseAnswered?: number; // share answered instead
+  retention?: number; // cloze accuracy on corpus facts
+}
+
+export interface SweepRow extends ProbeNumbers {
+  value: string;
+  x: number; // position on the parameter axis (see xOf)
+  status: string;
+  reason?: string;
+  bestEvalLoss?: number;
+  finalEvalLoss?: number;
+  bestStep?: number;
+  proseLossDelta?: number; // held-out prose loss, SFT minus base, nats/token
+  proseLossRelative?: number; // delta / base loss
+  wallSec?: number;
+  dir?: string; // relative to the sweep folder
+  evalCurve: [number, number][]; // [step, held-out loss] from metrics.jsonl
+}
+
+/** A finite number at `path` inside `obj`, or undefined. */
+export function pick(obj: unknown, path: string): number | undefined {
+  let v: any = obj;
+  for (const key of path.split(".")) v = v == null ? undefined : v[key];
+  return typeof v === "number" && Number.isFinite(v) ? v : undefined;
+}
+
+function probeNumbers(probes: unknown, who: "base" | "sft"): ProbeNumbers {
+  return {
+    stopRate: pick(probes, `${who}.stopRate`),
+    roleLeakage: pick(probes, `${who}.roleLeakage`),
+    offPatternRate: pick(probes, `${who}.offPatternRate`),
+    proseContinued: pick(probes, `${who}.continuationRate`),
+    proseAnswered: pick(probes, `${who}.answeredRate`),
+    retention: pick(probes, `retention.${who}.accuracy`),
+  };
+}
+
+/** The rows of a sweep, in plan order. */
+export function collectRows(plan: SweepPlan, sweepDir: string): SweepRow[] {
+  const spec = PARAMS[plan.param];
+  return plan.runs.map((run, i) => {
+    const summary = readSummary(sweepDir, run);
+    const evalCurve: [number, number][] = [];
+    if (run.dir) {
+      for (const m of readMetrics(join(sweepDir, run.dir))) {
+        const loss = m.evalLoss ?? (m.type === "eval" ? m.loss : undefined);
+        if (m.type === "eval" && typeof m.step === "number" && typeof loss === "number" && Number.isFinite(loss)) evalCurve.push([m.step, loss]);
+      }
+    }
+    const losses = evalCurve.map((p) => p[1]);
+    const best = losses.length ? evalCurve[losses.indexOf(Math.min(...losses))]! : undefined;
+    const status = run.status === "failed" || !summary?.status ? run.status : String(summary.status);
+    return {
+      value: run.value,
+      x: xOf(spec, run.value, i, plan.sourceSize),
+      status,
+      ...(status === "failed" || status === "interrupted" ? { reason: run.reason ?? summary?.reason ?? summary?.error } : {}),
+      // summary.json first (it knows about the best checkpoint), metrics.jsonl when it has no answer
+      bestEvalLoss: pick(summary, "bestEvalLoss") ?? best?.[1],
+      finalEvalLoss: pick(summary, "finalEvalLoss") ?? evalCurve.at(-1)?.[1],
+      bestStep: pick(summary, "bestStep") ?? best?.[0],
+      ...probeNumbers(summary?.probes, "sft"),
+      proseLossDelta: pick(summary, "probes.prose.delta"),
+      proseLossRelative: pick(summary, "probes.prose.relative"),
+      wallSec: pick(summary, "wallSec"),
+      dir: run.dir,
+      evalCurve,
+    };
+  });
+}
+
+/** The base model's probe numbers, from the first run that has them (every run probes the same base). */
+export function baseNumbers(plan: SweepPlan, sweepDir: string): ProbeNumbers | undefined {
+  for (const run of plan.runs) {
+    const probes = readSummary(sweepDir, run)?.probes;
+    if (probes?.base) return probeNumbers(probes, "base");
+  }
+  return undefined;
+}
+
+type Column = { csv: string; md: string; get: (r: SweepRow) => number | string | undefined; csvDigits?: number; show?: (v: any, r: SweepRow) => string };
+
+const pct = (v: number) => `${(100 * v).toFixed(0)}%`;
+const signed = (v: number, digits: number) => `${v >= 0 ? "+" : "−"}${Math.abs(v).toFixed(digits)}`;
+
+/** The table's columns, shared by the CSV and the markdown so the two never disagree. */
+export const COLUMNS: Column[] = [
+  { csv: "value", md: "value", get: (r) => r.value },
+  { csv: "status", md: "status", get: (r) => r.status },
+  { csv: "best_eval_loss", md: "best held-out loss", get: (r) => r.bestEvalLoss, csvDigits: 4, show: (v, r) => `${v.toFixed(3)}${r.bestStep !== undefined ? ` @${r.bestStep}` : ""}` },
+  { csv: "final_eval_loss", md: "final held-out loss", get: (r) => r.finalEvalLoss, csvDigits: 4, show: (v) => v.toFixed(3) },
+  { csv: "best_step", md: "", get: (r) => r.bestStep },
+  { csv: "stop_rate", md: "stop rate", get: (r) => r.stopRate, csvDigits: 4, show: pct },
+  { csv: "role_leakage", md: "role leakage", get: (r) => r.roleLeakage, csvDigits: 4, show: pct },
+  { csv: "off_pattern_rate", md: "off-pattern", get: (r) => r.offPatternRate, csvDigits: 4, show: pct },
+  { csv: "prose_continued", md: "prose continued", get: (r) => r.proseContinued, csvDigits: 4, show: pct },
+  { csv: "prose_answered", md: "prose answered", get: (r) => r.proseAnswered, csvDigits: 4, show: pct },
+  { csv: "prose_loss_delta", md: "prose loss vs base", get: (r) => r.proseLossDelta, csvDigits: 4, show: (v, r) => `${signed(v, 3)}${r.proseLossRelative !== undefined ? ` (${signed(100 * r.proseLossRelative, 1)}%)` : ""}` },
+  { csv: "prose_loss_relative", md: "", get: (r) => r.proseLossRelative, csvDigits: 4 },
+  { csv: "retention", md: "retention", get: (r) => r.retention, csvDigits: 4, show: pct },
+  { csv: "wall_sec", md: "wall", get: (r) => r.wallSec, csvDigits: 1, show: (v) => formatDuration(v) },
+  { csv: "dir", md: "", get: (r) => r.dir },
+];
+
+const csvCell = (s: string) => (/[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
+
+/** summary.csv: a header and one row per run; a missing number is an empty cell. */
+export function toCSV(plan: SweepPlan, rows: SweepRow[]): string {
+  const header = COLUMNS.map((c) => (c.csv === "value" ? plan.param : c.csv));
+  const lines = rows.map((r) =>
+    COLUMNS.map((c) => {
+      const v = c.get(r);
+      if (v === undefined) return "";
+      return csvCell(typeof v === "number" && c.csvDigits !== undefined ? String(+v.toFixed(c.csvDigits)) : String(v));
+    }).join(","),
+  );
+  return [header.join(","), ...lines].join("\n") + "\n";
+}
+
+const TABLE = COLUMNS.filter((c) => c.md);
+const NOT_FOR_BASE = ["best held-out loss", "final held-out loss", "prose loss vs base", "wall"]; // the base model was not trained
+
+/** The human table's header: the columns of summary.md and report.html. */
+export function tableHeader(plan: SweepPlan): string[] {
+  return TABLE.map((c) => (c.md === "value" ? plan.param : c.md));
+}
+
+/** One row of the human table, formatted ("n/a" for anything missing). */
+export function tableCells(r: SweepRow): string[] {
+  return TABLE.map((c) => {
+    const v = c.get(r);
+    if (v === undefined) return "n/a";
+    return c.show ? c.show(v, r) : String(v);
+  });
+}
+
+/** The base model's reference row of the human table. */
+export function baseCells(base: ProbeNumbers): string[] {
+  const cells = tableCells({ value: "base model", x: NaN, status: "reference", evalCurve: [], ...base });
+  return cells.map((s, i) => (NOT_FOR_BASE.includes(TABLE[i]!.md) ? "" : s));
+}
+
+/** The markdown table (header first); `base` adds a reference row for the base model. */
+export function markdownTable(plan: SweepPlan, rows: SweepRow[], base?: ProbeNumbers): string {
+  const line = (cells: string[]) => `| ${cells.map((s) => s.replace(/\|/g, "\\|")).join(" | ")} |`;
+  return [
+    line(tableHeader(plan)),
+    line(TABLE.map(() => "---")),
+    ...(base ? [line(baseCells(base))] : []),
+    ...rows.map((r) => line(tableCells(r))),
+  ].join("\n");
+}
+
+/** summary.md: what was run, what to look at, the table, failures, and the plots. */
+export function toMarkdown(plan: SweepPlan, rows: SweepRow[], base: ProbeNumbers | undefined, plots: { file: string; title: string }[]): string {
+  const spec = PARAMS[plan.param];
+  const preset = plan.preset ? PRESETS[plan.preset] : undefined;
+  const done = rows.filter((r) => r.status === "completed" || r.status === "stopped-early").length;
+  const out = [
+    `# Sweep: ${plan.preset ? `${plan.preset} (${plan.param})` : plan.param}`,
+    "",
+    `${rows.length} runs, ${done} finished · started ${plan.createdAt} · values ${plan.values.map((v) => `\`${v}\``).join(", ")}`,
+    "",
+    `Each run: \`${commandLine(plan.passthrough)} ${spec.trainFlag ? `--${spec.trainFlag} <value>` : `--data data/${plan.param}-<value>.json`} --out <sweep folder> --name ${plan.param}-<value>\``,
+  ];
+  if (plan.sourceData) {
+    out.push("", plan.param === "data-size"
+      ? `Data: nested subsets of \`${plan.sourceData}\` (${plan.sourceSize ?? "?"} conversations), seed ${plan.dataSeed}: each subset contains the smaller ones.`
+      : `Data: \`${plan.sourceData}\` with chat filler from \`${plan.noisePath}\` in the given percent of the answers, seed ${plan.dataSeed}.`);
+  }
+  out.push("", `**What to look at.** ${preset?.lookAt ?? spec.lookAt}`, "", markdownTable(plan, rows, base), "");
+  out.push("Probe metrics are the fine-tuned model's on the probe prompts (summary.json `probes`); the first row is the base model on the same prompts. `prose loss vs base` is held-out plain-prose loss, SFT minus base, nats/token.");
+  const problems = rows.filter((r) => r.reason);
+  if (problems.length) out.push("", ...problems.map((r) => `- \`${plan.param}=${r.value}\` ${r.status}: ${r.reason}`));
+  if (plots.length) out.push("", "## Plots", "", ...plots.map((p) => `![${p.title}](${p.file})`));
+  return out.join("\n") + "\n";
+}

@@ -1,0 +1,136 @@
+// What a sweep can vary: each parameter's default values, how a value is checked and named, how it
+// reaches train.ts (a flag, or a data file the sweep writes), and what its plots and tables should
+// be read for. The course's exercises are these parameters plus two presets.
+
+import { parseList, parseNumber, UsageError } from "../cli.ts";
+
+export const PARAM_NAMES = ["lr", "steps", "data-size", "mask", "noise"] as const;
+export type ParamName = (typeof PARAM_NAMES)[number];
+
+/** How a parameter's values are laid out on a plot's x axis. */
+export type AxisKind = "log" | "linear" | "category";
+
+export interface SweepParam {
+  name: ParamName;
+  defaults: string[];
+  axis: AxisKind;
+  unit: string; // shown in axis labels and table headers
+  /** The train.ts flag set to the value; data-size and noise instead write a data file and pass `--data`. */
+  trainFlag?: string;
+  /** Check one value and return its canonical label (also used in the run name). Throws a UsageError. */
+  check(value: string): string;
+  /** What to look at in this sweep's table and plots, for summary.md and the README. */
+  lookAt: string;
+}
+
+const number = (rule: Parameters<typeof parseNumber>[2]) => (value: string) => {
+  parseNumber("values", value, rule);
+  return value; // the label keeps the user's spelling (3e-4, not 0.0003)
+};
+
+export const PARAMS: Record<ParamName, SweepParam> = {
+  lr: {
+    name: "lr",
+    // The base was pretrained at a peak lr of 3e-3: 3e-4 is 10% of it, and 1.5e-4..6e-4 is the
+    // course's 5-20% band; 3e-5 barely moves the model, 3e-3 retrains it at the pretraining rate.
+    defaults: ["3e-5", "1e-4", "3e-4", "6e-4", "1e-3", "3e-3"],
+    axis: "log",
+    unit: "peak learning rate",
+    trainFlag: "lr",
+    check: number({ positive: true }),
+    lookAt: "Held-out loss falls fastest in the 1e-4..6e-4 band. Too low and the stop rate stays near the base's (the model still continues prose); too high and the loss curve turns up or spikes, the prose-loss change vs base grows and retention drops (forgetting).",
+  },
+  steps: {
+    name: "steps",
+    defaults: ["100", "250", "500", "1000"], // from under one pass over 154 conversations to many
+    axis: "log",
+    unit: "training steps",
+    trainFlag: "steps",
+    check: number({ integer: true, positive: true }),
+    lookAt: "Held-out loss reaches a minimum and then rises (over-fitting) while train loss keeps falling; the stop rate saturates early. With more steps the prose-loss change vs base grows, retention falls, and prose openings get answered instead of continued (format collapse).",
+  },
+  "data-size": {
+    name: "data-size",
+    defaults: ["10", "25", "50", "all"], // nested subsets: each adds data to the previous one
+    axis: "log",
+    unit: "training conversations",
+    check: (value) => {
+      if (value === "all") return value;
+      parseNumber("values", value, { integer: true, positive: true });
+      return value;
+    },
+    lookAt: "The stop rate climbs with data (a few dozen conversations already teach the format); held-out loss keeps improving with more data; with 10 conversations the model over-fits them (lowest train loss, worst held-out loss).",
+  },
+  mask: {
+    name: "mask",
+    defaults: ["assistant", "all"],
+    axis: "category",
+    unit: "loss mask",
+    trainFlag: "mask",
+    check: (value) => {
+      if (value !== "assistant" && value !== "all") throw new UsageError(`--values for mask expects assistant and/or all, got \`${value}\``);
+      return value;
+    },
+    lookAt: "With `all` the model also learns to write the user's side: more role leakage (`<|user|>` inside replies) and a loss that mixes user and assistant tokens. `assistant` spends every gradient on the replies.",
+  },
+  noise: {
+    name: "noise",
+    defaults: ["0", "10", "25", "50"], // percent of training answers given chat filler
+    axis: "linear",
+    unit: "noisy answers, %",
+    check: number({ min: 0, max: 100 }),
+    lookAt: "The off-pattern rate (replies with \"Sure, let me help you with that!\"-style filler on the probe prompts) rises with the share of noisy training answers, well before it reaches the injected share: a few inconsistent examples are enough to teach a habit.",
+  },
+};
+
+/** A preset: one of the course's exercises expressed as a parameter sweep with a headline metric. */
+export interface SweepPreset {
+  param: ParamName;
+  values?: string[];
+  headline: string; // the table column to read first
+  lookAt: string;
+}
+
+export const PRESETS: Record<string, SweepPreset> = {
+  "format-collapse": {
+    param: "steps",
+    headline: "prose answered",
+    lookAt: "Format collapse: on raw prose openings (a poem, a passage, no chat template) the base model continues the text. Read `prose answered` (the share of openings the model ends or turns into a chat within 16 tokens) against the steps: it rises as SFT trains longer, i.e. the model answers where it should continue.",
+  },
+  "prose-loss": {
+    param: "lr",
+    headline: "prose loss vs base",
+    lookAt: "Pretraining loss after SFT: `prose loss vs base` is the fine-tuned model's loss on held-out Gutenberg prose minus the base model's (nats/token, relative change in brackets). Expect it near zero for small lr and rising with lr; retention of corpus facts falls as it rises.",
+  },
+};
+
+/** Resolve the sweep's parameter and values from `--param`, `--preset` and `--values`. */
+export function resolveParam(
+  { param, preset, values }: { param?: string; preset?: string; values?: string },
+): { param: SweepParam; values: string[]; preset?: string } {
+  let name = param;
+  let presetValues: string[] | undefined;
+  if (preset !== undefined) {
+    const p = PRESETS[preset];
+    if (!p) throw new UsageError(`--preset expects one of ${Object.keys(PRESETS).join(", ")}, got \`${preset}\``);
+    if (name !== undefined && name !== p.param) throw new UsageError(`--preset ${preset} sweeps \`${p.param}\`, but --param says \`${name}\`: drop one of them`);
+    name = p.param;
+    presetValues = p.values;
+  }
+  if (name === undefined) throw new UsageError(`say what to vary: --param ${PARAM_NAMES.join("|")} (or --preset ${Object.keys(PRESETS).join("|")})`);
+  if (!(PARAM_NAMES as readonly string[]).includes(name)) throw new UsageError(`--param expects one of ${PARAM_NAMES.join(", ")}, got \`${name}\``);
+  const spec = PARAMS[name as ParamName];
+  const list = values !== undefined ? parseList(values) : (presetValues ?? spec.defaults);
+  if (list.length === 0) throw new UsageError(`--values is empty: give comma-separated values, e.g. --values ${spec.defaults.slice(0, 2).join(",")}`);
+  const labels = list.map((v) => spec.check(v));
+  const dup = labels.find((v, i) => labels.indexOf(v) !== i);
+  if (dup !== undefined) throw new UsageError(`--values lists \`${dup}\` twice: each value is one run`);
+  return { param: spec, values: labels, ...(preset !== undefined ? { preset } : {}) };
+}
+
+/** The x coordinate of a value: its number, "all" as the full data size, a category as its index. */
+export function xOf(param: SweepParam, value: string, index: number, fullSize?: number): number {
+  if (param.axis === "category") return index;
+  if (value === "all") return fullSize ?? NaN;
+  return Number(value);
+}

@@ -1,0 +1,332 @@
+// Pins the sweep without training anything: values and defaults per parameter, pass-through flags,
+// the plan and each run's train.ts arguments, nested data subsets and noise files, resume, and the
+// aggregation of hand-written run folders into exact CSV rows.
+//   bun test test/sweep.test.ts
+
+import { afterAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { UsageError } from "../lib/cli.ts";
+import { DEFAULT_NOISE, DEFAULT_TRAIN_DATA } from "../lib/paths.ts";
+import { loadConversations, loadNoiseTemplates, offPatternRate } from "../lib/sft/data.ts";
+import { flagValue, splitArgs, withoutFlag } from "../lib/sweep/args.ts";
+import { baseNumbers, collectRows, markdownTable, toCSV } from "../lib/sweep/aggregate.ts";
+import { PARAMS, resolveParam } from "../lib/sweep/params.ts";
+import { buildPlan, readPlan, runData, trainArgs, writePlan, writeRunData, type SweepPlan } from "../lib/sweep/plan.ts";
+import { writeSweepReport } from "../lib/sweep/report.ts";
+import { runSweep, type Spawner } from "../lib/sweep/run.ts";
+
+const TMP = mkdtempSync(join(tmpdir(), "sweep-test-"));
+afterAll(() => rmSync(TMP, { recursive: true, force: true }));
+let dirCount = 0;
+const freshDir = () => {
+  const d = join(TMP, `sweep-${dirCount++}`);
+  mkdirSync(d);
+  return d;
+};
+
+const usageError = (fn: () => unknown): string => {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof UsageError) return e.message;
+    throw e;
+  }
+  throw new Error("expected a UsageError");
+};
+
+describe("values", () => {
+  test.each([
+    ["lr", ["3e-5", "1e-4", "3e-4", "6e-4", "1e-3", "3e-3"]],
+    ["steps", ["100", "250", "500", "1000"]],
+    ["data-size", ["10", "25", "50", "all"]],
+    ["mask", ["assistant", "all"]],
+    ["noise", ["0", "10", "25", "50"]],
+  ])("defaults of %s", (param, values) => {
+    expect(resolveParam({ param }).values).toEqual(values);
+  });
+
+  test.each([
+    ["lr", "1e-4, 3e-4", ["1e-4", "3e-4"]], // the user's spelling is kept for run names
+    ["steps", "30,60", ["30", "60"]],
+    ["data-size", "5,all", ["5", "all"]],
+    ["mask", "all", ["all"]],
+    ["noise", "0,100", ["0", "100"]],
+  ])("--param %s --values %s", (param, values, expected) => {
+    expect(resolveParam({ param, values }).values).toEqual(expected);
+  });
+
+  test.each([
+    [{ param: "lr", values: "1e-4,-3" }, /--values expects a number > 0, got `-3`/],
+    [{ param: "lr", values: "fast" }, /got `fast`/],
+    [{ param: "steps", values: "10.5" }, /an integer > 0/],
+    [{ param: "data-size", values: "0" }, /an integer > 0, got `0`/],
+    [{ param: "mask", values: "user" }, /assistant and\/or all, got `user`/],
+    [{ param: "noise", values: "150" }, /<= 100, got `150`/],
+    [{ param: "lr", values: "1e-4,1e-4" }, /lists `1e-4` twice/],
+    [{ param: "lr", values: " , " }, /--values is empty/],
+    [{ param: "batch" }, /--param expects one of lr, steps, data-size, mask, noise, got `batch`/],
+    [{}, /say what to vary: --param/],
+    [{ preset: "collapse" }, /--preset expects one of format-collapse, prose-loss/],
+    [{ preset: "prose-loss", param: "steps" }, /sweeps `lr`, but --param says `steps`/],
+  ])("rejects %j", (flags, message) => {
+    expect(usageError(() => resolveParam(flags))).toMatch(message);
+  });
+
+  test.each([
+    ["format-collapse", "steps"],
+    ["prose-loss", "lr"],
+  ])("--preset %s sweeps %s with its defaults", (preset, param) => {
+    const r = resolveParam({ preset });
+    expect(r.param.name).toBe(param as keyof typeof PARAMS);
+    expect(r.values).toEqual(PARAMS[param as keyof typeof PARAMS].defaults);
+    expect(r.preset).toBe(preset);
+  });
+});
+
+describe("pass-through flags", () => {
+  const OWN = { param: "string", values: "string", "dry-run": "boolean" } as const;
+  test.each([
+    [["--param", "lr", "--steps", "30"], { param: "lr" }, ["--steps", "30"]],
+    [["--param=mask", "--base=/tmp/devbase", "--eval-every", "10"], { param: "mask" }, ["--base", "/tmp/devbase", "--eval-every", "10"]],
+    [["--lr", "-1", "--dry-run", "--values", "1,2"], { "dry-run": true, values: "1,2" }, ["--lr", "-1"]],
+    [["--compile", "--steps", "5"], {}, ["--compile", "--steps", "5"]], // an unknown flag followed by a flag is a boolean
+  ])("%j", (argv, own, passthrough) => {
+    expect(splitArgs(argv, OWN)).toEqual({ own, passthrough });
+  });
+
+  test.each([
+    [["lr"], /unexpected argument `lr`/],
+    [["--param"], /--param needs a value/],
+  ])("rejects %j", (argv, message) => {
+    expect(usageError(() => splitArgs(argv, OWN))).toMatch(message);
+  });
+
+  test("flagValue and withoutFlag", () => {
+    const args = ["--steps", "30", "--compile", "--data", "a.json", "--steps", "40"];
+    expect(flagValue(args, "steps")).toBe("40"); // the last one wins
+    expect(flagValue(args, "compile")).toBe("");
+    expect(flagValue(args, "lr")).toBeUndefined();
+    expect(withoutFlag(args, "data")).toEqual(["--steps", "30", "--compile", "--steps", "40"]);
+  });
+});
+
+describe("plan", () => {
+  test("lr: every run gets the pass-through flags, its value, the sweep folder and its name", () => {
+    const plan = buildPlan({ param: "lr", values: ["1e-4", "3e-4"], passthrough: ["--steps", "30", "--base", "/tmp/devbase"] });
+    expect(plan.runs.map((r) => [r.name, r.status, r.attempts])).toEqual([["lr-1e-4", "pending", 0], ["lr-3e-4", "pending", 0]]);
+    expect(trainArgs(plan, plan.runs[1]!, "/s")).toEqual(["--steps", "30", "--base", "/tmp/devbase", "--lr", "3e-4", "--out", "/s", "--name", "lr-3e-4"]);
+    expect(runData(plan)).toEqual([]);
+  });
+
+  test("data-size: --data is the source and each run gets its own file", () => {
+    const plan = buildPlan({ param: "data-size", values: ["10", "all"], passthrough: ["--data", DEFAULT_TRAIN_DATA, "--steps", "30"] });
+    expect(plan.sourceData).toBe(DEFAULT_TRAIN_DATA);
+    expect(plan.passthrough).toEqual(["--steps", "30"]);
+    expect(trainArgs(plan, plan.runs[0]!, "/s")).toEqual(["--steps", "30", "--data", "/s/data/data-size-10.json", "--out", "/s", "--name", "data-size-10"]);
+  });
+
+  test.each([
+    [{ param: "lr" as const, values: ["1e-4"], passthrough: ["--lr", "1e-3"] }, /--lr is what this sweep varies/],
+    [{ param: "mask" as const, values: ["all"], passthrough: ["--mask", "all"] }, /--mask is what this sweep varies/],
+    [{ param: "steps" as const, values: ["10"], passthrough: ["--name", "x"] }, /--name is set by the sweep/],
+    [{ param: "steps" as const, values: ["10"], passthrough: ["--out", "x"] }, /--out is set by the sweep/],
+  ])("rejects flags that fight the sweep: %j", (args, message) => {
+    expect(usageError(() => buildPlan(args))).toMatch(message);
+  });
+
+  test("data-size larger than the data is an error naming the size", () => {
+    const plan = buildPlan({ param: "data-size", values: ["10", "999"], passthrough: [] });
+    expect(usageError(() => runData(plan))).toMatch(/`999` is more than the 154 conversations .* use at most 154/);
+  });
+
+  test("data-size subsets are nested, seeded, and written in the messages form", () => {
+    const dir = freshDir();
+    const plan = buildPlan({ param: "data-size", values: ["10", "25", "50", "all"], passthrough: [], dataSeed: 7 });
+    writeRunData(dir, runData(plan));
+    expect(plan.sourceSize).toBe(154);
+    const sets = plan.runs.map((r) => loadConversations(join(dir, r.data!)).map((c) => JSON.stringify(c)));
+    expect(sets.map((s) => s.length)).toEqual([10, 25, 50, 154]);
+    for (let k = 1; k < sets.length; k++) expect(sets[k]!.slice(0, sets[k - 1]!.length)).toEqual(sets[k - 1]!);
+    const again = buildPlan({ param: "data-size", values: ["10"], passthrough: [], dataSeed: 7 });
+    expect(runData(again)[0]!.convs.map((c) => JSON.stringify(c))).toEqual(sets[0]!);
+    expect(JSON.parse(readFileSync(join(dir, plan.runs[0]!.data!), "utf8"))[0]).toHaveProperty("messages");
+  });
+
+  test.each([0, 10, 25, 50])("noise %d percent: exactly that share of answers gets chat filler, and every one is detected", (percent) => {
+    const plan = buildPlan({ param: "noise", values: [String(percent)], passthrough: [] });
+    expect(plan.noisePath).toBe(DEFAULT_NOISE);
+    const { detectors } = loadNoiseTemplates(DEFAULT_NOISE);
+    const clean = loadConversations(DEFAULT_TRAIN_DATA).flatMap((c) => c.filter((m) => m.role === "assistant").map((m) => m.content));
+    const noisy = runData(plan)[0]!.convs.flatMap((c) => c.filter((m) => m.role === "assistant").map((m) => m.content));
+    const changed = noisy.filter((text, i) => text !== clean[i]);
+    expect(offPatternRate(clean, detectors)).toBe(0); // the clean data never trips a detector
+    expect(changed.length).toBe(Math.round((percent / 100) * clean.length));
+    expect(offPatternRate(changed, detectors)).toBe(changed.length ? 1 : 0);
+  });
+});
+
+// ---- fake run folders, as train.ts leaves them ----
+
+interface FakeRun {
+  status?: string; // summary.json status; undefined = no summary.json
+  exitCode?: number;
+  evals?: [number, number][];
+  summary?: Record<string, unknown>;
+  noFolder?: boolean; // train.ts failed before making its run folder
+}
+
+const probes = (sft: Record<string, number>, extra: Record<string, unknown> = {}) => ({
+  base: { stopRate: 0.05, roleLeakage: 0, offPatternRate: 0, continuationRate: 1, answeredRate: 0 },
+  sft,
+  prose: { baseLoss: 4, sftLoss: 4.2, delta: 0.2, relative: 0.05 },
+  retention: { base: { accuracy: 0.6 }, sft: { accuracy: 0.55 } },
+  ...extra,
+});
+
+let clock = 0;
+function writeFakeRun(out: string, name: string, run: FakeRun): void {
+  if (run.noFolder) return;
+  const dir = join(out, `20250101-${String(100000 + clock++)}-${name}`); // distinct, ordered timestamps
+  mkdirSync(dir);
+  const lines = (run.evals ?? []).flatMap(([step, loss]) => [{ type: "train", step, loss: loss + 0.5, lr: 1e-4 }, { type: "eval", step, evalLoss: loss }]);
+  writeFileSync(join(dir, "metrics.jsonl"), lines.map((l) => JSON.stringify(l) + "\n").join(""));
+  if (run.status) writeFileSync(join(dir, "summary.json"), JSON.stringify({ status: run.status, ...run.summary }));
+}
+
+/** A spawner that plays train.ts from a script of outcomes per run name, recording each call. */
+function fakeTrain(script: Record<string, FakeRun>, calls: string[]): Spawner {
+  return async (args) => {
+    const name = flagValue(args, "name")!;
+    calls.push(name);
+    writeFakeRun(flagValue(args, "out")!, name, script[name]!);
+    return script[name]!.exitCode ?? 0;
+  };
+}
+
+describe("running and resuming", () => {
+  test("failed runs are recorded and the sweep goes on; --resume reruns only unfinished runs", async () => {
+    const dir = freshDir();
+    const plan = buildPlan({ param: "steps", values: ["10", "20", "30", "40", "50"], passthrough: ["--eval-every", "5"] });
+    writePlan(dir, plan);
+    const calls: string[] = [];
+    const first = await runSweep(plan, dir, {
+      spawn: fakeTrain({
+        "steps-10": { status: "completed", evals: [[5, 3]] },
+        "steps-20": { noFolder: true, exitCode: 2 },
+        "steps-30": { status: "failed", exitCode: 1, summary: { reason: "loss is NaN at step 12" } },
+        "steps-40": { status: "interrupted", exitCode: 130 },
+        "steps-50": { status: "stopped-early" },
+      }, calls),
+    });
+    expect(calls).toEqual(["steps-10", "steps-20", "steps-30", "steps-40", "steps-50"]);
+    expect(first).toEqual({ ran: 5, skipped: 0, failed: 2, stopped: false });
+    const saved = readPlan(dir);
+    expect(saved.runs.map((r) => [r.status, r.exitCode, r.reason])).toEqual([
+      ["completed", 0, undefined],
+      ["failed", 2, "train.ts exited with code 2 before making a run folder: see its error above"],
+      ["failed", 1, "loss is NaN at step 12"],
+      ["interrupted", 130, undefined],
+      ["stopped-early", 0, undefined],
+    ]);
+    expect(saved.runs[0]!.command).toBe(`bun scripts/train.ts --eval-every 5 --steps 10 --out ${dir} --name steps-10`);
+
+    const failedDir = saved.runs[2]!.dir;
+    const again: string[] = [];
+    const second = await runSweep(saved, dir, {
+      spawn: fakeTrain({
+        "steps-20": { status: "completed" },
+        "steps-30": { status: "completed" },
+        "steps-40": { status: "completed" },
+      }, again),
+    });
+    expect(again).toEqual(["steps-20", "steps-30", "steps-40"]);
+    expect(second).toEqual({ ran: 3, skipped: 2, failed: 0, stopped: false });
+    expect(readPlan(dir).runs.map((r) => [r.status, r.attempts])).toEqual([
+      ["completed", 1], ["completed", 2], ["completed", 2], ["completed", 2], ["stopped-early", 1],
+    ]);
+    // the rerun's folder is recorded, not the failed attempt's
+    expect(readPlan(dir).runs[2]!.dir).not.toBe(failedDir);
+  });
+
+  test("exit code 0 without summary.json, or a non-zero exit after `completed`, is a failure", async () => {
+    const dir = freshDir();
+    const plan = buildPlan({ param: "mask", values: ["assistant", "all"], passthrough: [] });
+    await runSweep(plan, dir, {
+      spawn: fakeTrain({ "mask-assistant": {}, "mask-all": { status: "completed", exitCode: 137 } }, []),
+    });
+    expect(plan.runs.map((r) => [r.status, r.reason])).toEqual([
+      ["failed", "train.ts exited with code 0 and left no summary.json"],
+      ["failed", "train.ts exited with code 137 after writing status `completed`"],
+    ]);
+  });
+
+  test("Ctrl-C: the interrupted run is recorded and no further run starts", async () => {
+    const dir = freshDir();
+    const plan = buildPlan({ param: "lr", values: ["1e-4", "3e-4"], passthrough: [] });
+    let stopping = false;
+    const calls: string[] = [];
+    const spawn: Spawner = async (args) => {
+      stopping = true; // the user pressed Ctrl-C during this run
+      return fakeTrain({ "lr-1e-4": { status: "interrupted", exitCode: 130 } }, calls)(args);
+    };
+    const result = await runSweep(plan, dir, { spawn, shouldStop: () => stopping });
+    expect(calls).toEqual(["lr-1e-4"]);
+    expect(result.stopped).toBe(true);
+    expect(plan.runs.map((r) => r.status)).toEqual(["interrupted", "pending"]);
+  });
+});
+
+describe("aggregation", () => {
+  // Four runs: complete, failed before its folder, failed mid-way (metrics but no probes), and one
+  // whose summary lacks the probe fields and the eval losses (they come from metrics.jsonl).
+  const dir = freshDir();
+  const plan: SweepPlan = buildPlan({ param: "lr", values: ["1e-4", "3e-4", "1e-3", "3e-3"], passthrough: ["--steps", "30"] });
+  const sft = { stopRate: 0.9, roleLeakage: 0.05, offPatternRate: 0.1, continuationRate: 0.75, answeredRate: 0.25 };
+  const script: Record<string, FakeRun> = {
+    "lr-1e-4": { status: "completed", evals: [[10, 2.5], [20, 2.1], [30, 2.2]], summary: { bestEvalLoss: 2.1, finalEvalLoss: 2.2, bestStep: 20, wallSec: 61.24, probes: probes(sft) } },
+    "lr-3e-4": { noFolder: true, exitCode: 1 },
+    "lr-1e-3": { status: "failed", exitCode: 1, evals: [[10, 2.4]], summary: { reason: "loss is NaN at step 14", wallSec: 20 } },
+    "lr-3e-3": { status: "completed", evals: [[10, 3.123456], [20, 2.9], [30, 3.0]], summary: { wallSec: 58, probes: { sft: { stopRate: 0.5 }, prose: {} } } },
+  };
+
+  test("exact CSV rows", async () => {
+    await runSweep(plan, dir, { spawn: fakeTrain(script, []) });
+    const rows = collectRows(plan, dir);
+    expect(toCSV(plan, rows).split("\n")).toEqual([
+      "lr,status,best_eval_loss,final_eval_loss,best_step,stop_rate,role_leakage,off_pattern_rate,prose_continued,prose_answered,prose_loss_delta,prose_loss_relative,retention,wall_sec,dir",
+      `1e-4,completed,2.1,2.2,20,0.9,0.05,0.1,0.75,0.25,0.2,0.05,0.55,61.2,${plan.runs[0]!.dir}`,
+      "3e-4,failed,,,,,,,,,,,,,",
+      `1e-3,failed,2.4,2.4,10,,,,,,,,,20,${plan.runs[2]!.dir}`,
+      `3e-3,completed,2.9,3,20,0.5,,,,,,,,58,${plan.runs[3]!.dir}`,
+      "",
+    ]);
+    expect(rows.map((r) => r.evalCurve.length)).toEqual([3, 0, 1, 3]);
+    expect(rows.map((r) => r.reason)).toEqual([undefined, "train.ts exited with code 1 before making a run folder: see its error above", "loss is NaN at step 14", undefined]);
+  });
+
+  test("markdown: a base reference row, n/a for what is missing", () => {
+    const md = markdownTable(plan, collectRows(plan, dir), baseNumbers(plan, dir)).split("\n");
+    expect(md[0]).toBe("| lr | status | best held-out loss | final held-out loss | stop rate | role leakage | off-pattern | prose continued | prose answered | prose loss vs base | retention | wall |");
+    expect(md[2]).toBe("| base model | reference |  |  | 5% | 0% | 0% | 100% | 0% |  | 60% |  |");
+    expect(md[3]).toBe("| 1e-4 | completed | 2.100 @20 | 2.200 | 90% | 5% | 10% | 75% | 25% | +0.200 (+5.0%) | 55% | 0:01:01 |");
+    expect(md[4]).toBe("| 3e-4 | failed | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a |");
+    expect(md[6]).toBe("| 3e-3 | completed | 2.900 @20 | 3.000 | 50% | n/a | n/a | n/a | n/a | n/a | n/a | 0:00:58 |");
+  });
+
+  test("report files: summary.md, summary.csv, report.html and the SVG plots", () => {
+    const { files } = writeSweepReport(plan, dir);
+    expect(files).toEqual([
+      "summary.md", "summary.csv", "report.html", "loss-curves.svg", "best-eval-loss.svg", "final-eval-loss.svg",
+      "stop-rate.svg", "role-leakage.svg", "off-pattern-rate.svg", "prose-answered.svg", "prose-loss-delta.svg", "retention.svg",
+    ]);
+    for (const f of files) expect(existsSync(join(dir, f))).toBe(true);
+    const html = readFileSync(join(dir, "report.html"), "utf8");
+    expect(html.match(/<svg /g)?.length).toBe(files.length - 3);
+    expect(html).toContain("loss is NaN at step 14");
+    const md = readFileSync(join(dir, "summary.md"), "utf8");
+    expect(md).toContain("![Held-out loss during training](loss-curves.svg)");
+    expect(md).toContain("Each run: `bun scripts/train.ts --steps 30 --lr <value> --out <sweep folder> --name lr-<value>`");
+  });
+});
