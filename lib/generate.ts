@@ -72,7 +72,32 @@ export function sampleNext(
   return order[order.length - 1];
 }
 
-/** Generate a continuation of `promptIds`. */
+/** Where the earliest stop string starts in `text`, or -1. */
+function firstStop(text: string, stopStrings: string[]): number {
+  let first = -1;
+  for (const s of stopStrings) {
+    const at = text.indexOf(s);
+    if (at >= 0 && (first < 0 || at < first)) first = at;
+  }
+  return first;
+}
+
+/** Length of the longest end of `text` that could be the start of a stop string: it is held back
+ * from the stream so that streamed pieces never include text a stop string then cuts off. */
+function heldBack(text: string, stopStrings: string[]): number {
+  let hold = 0;
+  for (const s of stopStrings) {
+    for (let n = Math.min(s.length - 1, text.length); n > hold; n--) {
+      if (text.endsWith(s.slice(0, n))) {
+        hold = n;
+        break;
+      }
+    }
+  }
+  return hold;
+}
+
+/** Generate a continuation of `promptIds`. Streamed pieces (`onText`) concatenate to `text`. */
 export async function generate(
   model: LlamaModel,
   tokenizer: Tokenizer,
@@ -89,6 +114,11 @@ export async function generate(
   const stops = new Set(stopIds);
   const ids: number[] = [];
   let text = "";
+  let emitted = 0; // text[0, emitted) has gone to onText
+  const emit = (upto: number) => {
+    if (upto > emitted) onText?.(text.slice(emitted, upto));
+    emitted = Math.max(emitted, upto);
+  };
   let stopReason: StopReason = "max-tokens";
   const t0 = performance.now();
   let tFirst = t0;
@@ -107,15 +137,14 @@ export async function generate(
       stopReason = "end-token";
       break;
     }
-    const piece = stream.push(next);
-    text += piece;
-    const hit = stopStrings.find((s) => text.includes(s));
-    if (hit) {
-      text = text.slice(0, text.indexOf(hit));
+    text += stream.push(next);
+    const cut = firstStop(text, stopStrings);
+    if (cut >= 0) {
+      text = text.slice(0, cut);
       stopReason = "stop-string";
       break;
     }
-    if (piece) onText?.(piece);
+    emit(text.length - heldBack(text, stopStrings));
     if (shouldStop?.()) {
       stopReason = "interrupted";
       break;
@@ -128,10 +157,14 @@ export async function generate(
     if (i % COLLECT_EVERY === COLLECT_EVERY - 1) await releaseMemory();
   }
   if (stopReason !== "stop-string") {
-    const rest = stream.flush();
-    text += rest;
-    if (rest) onText?.(rest);
+    text += stream.flush();
+    const cut = firstStop(text, stopStrings);
+    if (cut >= 0) {
+      text = text.slice(0, cut);
+      stopReason = "stop-string";
+    }
   }
+  emit(text.length);
   const decodeMs = performance.now() - tFirst;
   return {
     ids,

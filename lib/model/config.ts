@@ -31,10 +31,15 @@ export class ConfigError extends Error {
 }
 
 /** Keys of config.json that change the architecture and that this project does not implement. */
-const UNSUPPORTED_KEYS: Record<string, (v: unknown) => boolean> = {
-  rope_scaling: (v) => v != null, // linear/dynamic/llama3 scaling: not implemented
-  sliding_window: (v) => v != null && v !== false,
-  use_sliding_window: (v) => v === true,
+const UNSUPPORTED_KEYS: Record<string, (v: unknown, json: Record<string, any>) => boolean> = {
+  // linear/dynamic/llama3 scaling: not implemented; {"rope_type": "default"} is plain RoPE
+  rope_scaling: (v: any) => v != null && (v.rope_type ?? v.type) !== "default",
+  // qwen2 ships sliding_window with use_sliding_window=false (then transformers ignores it), and a
+  // window as long as the context never cuts anything off
+  sliding_window: (v, json) =>
+    typeof v === "number" &&
+    v < (json.max_position_embeddings ?? Infinity) &&
+    (json.model_type !== "qwen2" || json.use_sliding_window === true),
   quantization: (v) => v != null,
   quantization_config: (v) => v != null,
 };
@@ -49,7 +54,7 @@ export function configFromHF(json: Record<string, any>, source = "config.json"):
     fail(`model_type ${JSON.stringify(modelType)} is not supported; supported: ${SUPPORTED_MODEL_TYPES.join(", ")}`);
   }
   for (const [key, isSet] of Object.entries(UNSUPPORTED_KEYS)) {
-    if (isSet(json[key])) fail(`${key}=${JSON.stringify(json[key])} is not supported by this project's Llama implementation`);
+    if (isSet(json[key], json)) fail(`${key}=${JSON.stringify(json[key])} is not supported by this project's Llama implementation`);
   }
   if (json.hidden_act !== undefined && json.hidden_act !== "silu") {
     fail(`hidden_act ${JSON.stringify(json.hidden_act)} is not supported (only "silu", i.e. SwiGLU)`);

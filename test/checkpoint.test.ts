@@ -1,0 +1,255 @@
+// Checkpoints: save → load is bit-exact (tied, untied, GQA, qwen2 attention bias); saving never
+// touches an existing directory and leaves no temp dir when it fails; loading names every
+// mismatched tensor; config errors name the key and value; tokenizer_config.json carries the chat
+// template; hashCheckpoint sees weight changes.
+//   bun test test/checkpoint.test.ts
+
+import { afterAll, describe, expect, test } from "bun:test";
+import { core as mx } from "@frost-beta/mlx";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ConfigError, configFromHF } from "../lib/model/config.ts";
+import {
+  CheckpointError,
+  hashCheckpoint,
+  loadCheckpoint,
+  loadModel,
+  namedParameters,
+  saveCheckpoint,
+} from "../lib/model/checkpoint.ts";
+import type { LlamaModel } from "../lib/model/llama.ts";
+import { CHAT_TEMPLATE_JINJA } from "../lib/sft/template.ts";
+import { SPECIAL_TOKENS } from "../lib/tokenizer/types.ts";
+import { tinyTokenizer } from "./helpers/tiny.ts";
+import { tinyModel } from "./helpers/tiny-model.ts";
+
+const ROOT = mkdtempSync(join(tmpdir(), "sft-mlx-ckpt-"));
+afterAll(() => rmSync(ROOT, { recursive: true, force: true }));
+let counter = 0;
+const fresh = (name: string) => join(ROOT, `${name}-${counter++}`);
+
+/** Every parameter of `b` equals the one of the same name in `a`, bit for bit. */
+function expectSameWeights(a: LlamaModel, b: LlamaModel): void {
+  const left = namedParameters(a);
+  const right = new Map(namedParameters(b));
+  expect([...right.keys()].sort()).toEqual(left.map(([k]) => k).sort());
+  for (const [name, value] of left) {
+    const other = right.get(name)!;
+    expect({ name, shape: other.shape, dtype: String(other.dtype) }).toEqual({ name, shape: value.shape, dtype: String(value.dtype) });
+    expect({ name, equal: mx.arrayEqual(value, other).item() }).toEqual({ name, equal: true });
+  }
+}
+
+const BASE_HF = {
+  model_type: "llama",
+  vocab_size: 360,
+  hidden_size: 32,
+  intermediate_size: 64,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  max_position_embeddings: 128,
+};
+
+describe("save → load round trip", () => {
+  test.each([
+    ["tied, GQA 4/2", { tied: true }],
+    ["untied, GQA 4/2", { tied: false }],
+    ["untied, no GQA (4/4)", { tied: false, overrides: { num_key_value_heads: 4 } }],
+    ["qwen2 attention bias, tied", { tied: true, overrides: { model_type: "qwen2" } }],
+  ] as const)("%s: every tensor bit-exact, config equal", async (_name, opts) => {
+    const model = tinyModel(360, { seed: 3, ...opts });
+    const dir = fresh("rt");
+    saveCheckpoint(dir, model, tinyTokenizer(), { meta: { base: "test" } });
+    const ckpt = await loadCheckpoint(dir);
+    expectSameWeights(model, ckpt.model);
+    expect(ckpt.config).toEqual({ ...model.config, eosTokenId: 4, padTokenId: 0 });
+    expect(ckpt.meta).toEqual({ base: "test" });
+    expect(ckpt.tokenizer.toJSON()).toEqual(tinyTokenizer().toJSON());
+    const ids = mx.array([[1, 2, 3, 4]], mx.int32);
+    expect(mx.arrayEqual(model.forward(ids), ckpt.model.forward(ids)).item()).toBe(true);
+  });
+
+  test("qwen2 saves q/k/v biases and no o_proj bias", () => {
+    const model = tinyModel(360, { overrides: { model_type: "qwen2" } });
+    const names = namedParameters(model).map(([k]) => k);
+    expect(names).toContain("model.layers.0.self_attn.q_proj.bias");
+    expect(names).toContain("model.layers.1.self_attn.v_proj.bias");
+    expect(names).not.toContain("model.layers.0.self_attn.o_proj.bias");
+  });
+
+  test("names are the Hugging Face ones; a tied model has no lm_head.weight", () => {
+    const names = (tied: boolean) => namedParameters(tinyModel(360, { tied })).map(([k]) => k);
+    expect(names(true)).toContain("model.embed_tokens.weight");
+    expect(names(true)).toContain("model.layers.0.self_attn.q_proj.weight");
+    expect(names(true)).toContain("model.layers.1.mlp.gate_proj.weight");
+    expect(names(true)).toContain("model.layers.1.post_attention_layernorm.weight");
+    expect(names(true)).not.toContain("lm_head.weight");
+    expect(names(false)).toContain("lm_head.weight");
+  });
+});
+
+describe("saving is atomic and never overwrites", () => {
+  test("an existing directory is refused and left untouched", () => {
+    const dir = fresh("existing");
+    mkdirSync(dir);
+    writeFileSync(join(dir, "config.json"), "precious");
+    expect(() => saveCheckpoint(dir, tinyModel(360), tinyTokenizer())).toThrow(/already exists/);
+    expect(readdirSync(dir)).toEqual(["config.json"]);
+    expect(readFileSync(join(dir, "config.json"), "utf8")).toBe("precious");
+  });
+
+  test("a save that fails part-way leaves neither the checkpoint nor a temp dir", () => {
+    const parent = fresh("failing");
+    mkdirSync(parent);
+    const dir = join(parent, "ckpt");
+    // An extra file in a subdirectory that does not exist: fails after the weights were written.
+    const files = { "no-such-dir/notes.txt": "x" };
+    expect(() => saveCheckpoint(dir, tinyModel(360), tinyTokenizer(), { files })).toThrow();
+    expect(readdirSync(parent)).toEqual([]);
+  });
+
+  test("a successful save leaves only the checkpoint in the parent", () => {
+    const parent = fresh("ok");
+    saveCheckpoint(join(parent, "ckpt"), tinyModel(360), tinyTokenizer(), { files: { "README.md": "hi" } });
+    expect(readdirSync(parent)).toEqual(["ckpt"]);
+    expect(readdirSync(join(parent, "ckpt")).sort()).toEqual(
+      ["README.md", "config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"].sort(),
+    );
+  });
+});
+
+describe("loading reports every mismatch by name", () => {
+  /** A checkpoint of the tiny model whose safetensors file is replaced by `edit(weights)`. */
+  function withWeights(edit: (w: Record<string, mx.array>) => void): string {
+    const dir = fresh("bad");
+    saveCheckpoint(dir, tinyModel(360, { tied: true }), tinyTokenizer());
+    const weights = Object.fromEntries(namedParameters(tinyModel(360, { tied: true })));
+    edit(weights);
+    rmSync(join(dir, "model.safetensors"));
+    mx.saveSafetensors(join(dir, "model.safetensors"), weights, { format: "pt" });
+    return dir;
+  }
+
+  test("missing, unexpected and wrongly shaped tensors are all listed in one error", () => {
+    const dir = withWeights((w) => {
+      delete w["model.layers.1.mlp.up_proj.weight"];
+      delete w["model.norm.weight"];
+      w["model.layers.0.self_attn.rotary_extra"] = mx.zeros([3]);
+      w["model.layers.0.self_attn.k_proj.weight"] = mx.zeros([32, 32]); // should be [16, 32] (2 kv heads)
+    });
+    let message = "";
+    try {
+      loadModel(dir);
+    } catch (e) {
+      expect(e).toBeInstanceOf(CheckpointError);
+      message = (e as Error).message;
+    }
+    expect(message).toContain("missing tensor model.layers.1.mlp.up_proj.weight");
+    expect(message).toContain("missing tensor model.norm.weight");
+    expect(message).toContain("unexpected tensor model.layers.0.self_attn.rotary_extra [3]");
+    expect(message).toContain("model.layers.0.self_attn.k_proj.weight: shape [32,32] in the file, [16,32] from config.json");
+    expect(message.split("\n")).toHaveLength(5); // the header and exactly the four problems
+  });
+
+  test("an unused lm_head copy in a tied checkpoint and rotary inv_freq buffers are ignored", () => {
+    const dir = withWeights((w) => {
+      w["lm_head.weight"] = w["model.embed_tokens.weight"];
+      w["model.layers.0.self_attn.rotary_emb.inv_freq"] = mx.ones([4]);
+    });
+    expect(() => loadModel(dir)).not.toThrow();
+  });
+
+  test("float16 weights load as float32", () => {
+    const dir = withWeights((w) => {
+      for (const k of Object.keys(w)) w[k] = w[k].astype(mx.float16);
+    });
+    const { model } = loadModel(dir);
+    expect(namedParameters(model).every(([, v]) => v.dtype === mx.float32)).toBe(true);
+  });
+
+  test("a missing directory, config.json or tokenizer.json is named", async () => {
+    expect(() => loadModel(join(ROOT, "nope"))).toThrow(/nope does not exist/);
+    const dir = fresh("partial");
+    saveCheckpoint(dir, tinyModel(360), tinyTokenizer());
+    rmSync(join(dir, "tokenizer.json"));
+    await expect(loadCheckpoint(dir)).rejects.toThrow(/tokenizer\.json is missing/);
+    rmSync(join(dir, "config.json"));
+    expect(() => loadModel(dir)).toThrow(/config\.json is missing/);
+  });
+
+  test("a tokenizer with more ids than vocab_size is refused", async () => {
+    const dir = fresh("small-vocab");
+    saveCheckpoint(dir, tinyModel(300), tinyTokenizer());
+    await expect(loadCheckpoint(dir)).rejects.toThrow(/tokenizer has 360 ids but config.json vocab_size is 300/);
+  });
+});
+
+describe("config errors name the key and the value", () => {
+  test.each([
+    ["unsupported model_type", { model_type: "gpt2" }, /model_type "gpt2" is not supported/],
+    ["rope_scaling", { rope_scaling: { type: "linear", factor: 2 } }, /rope_scaling=\{"type":"linear","factor":2\} is not supported/],
+    ["sliding window shorter than the context", { sliding_window: 64 }, /sliding_window=64 is not supported/],
+    ["qwen2 sliding window switched on", { model_type: "qwen2", sliding_window: 64, use_sliding_window: true }, /sliding_window=64/],
+    ["heads not divisible by kv heads", { num_key_value_heads: 3 }, /num_attention_heads \(4\) must be a multiple of num_key_value_heads \(3\)/],
+    ["hidden not divisible by heads", { hidden_size: 30 }, /hidden_size \(30\) must be a multiple of num_attention_heads \(4\)/],
+    ["odd head_dim", { head_dim: 7 }, /head_dim must be even for rotary embeddings, got 7/],
+    ["non-integer vocab", { vocab_size: 12.5 }, /vocab_size must be a positive integer, got 12.5/],
+    ["missing hidden_size", { hidden_size: undefined }, /hidden_size must be a positive integer, got undefined/],
+    ["activation", { hidden_act: "gelu" }, /hidden_act "gelu" is not supported/],
+  ])("%s", (_name, patch, pattern) => {
+    const json = { ...BASE_HF, ...patch };
+    expect(() => configFromHF(json, "x/config.json")).toThrow(ConfigError);
+    expect(() => configFromHF(json, "x/config.json")).toThrow(pattern);
+    expect(() => configFromHF(json, "x/config.json")).toThrow(/^x\/config\.json: /);
+  });
+
+  test.each([
+    ["rope_scaling null (transformers writes it)", { rope_scaling: null }],
+    ["rope_scaling of the default type", { rope_scaling: { rope_type: "default" } }],
+    ["a sliding window as long as the context", { sliding_window: 128 }],
+    ["qwen2's unused sliding window", { model_type: "qwen2", sliding_window: 32, use_sliding_window: false }],
+  ])("accepted: %s", (_name, patch) => {
+    expect(configFromHF({ ...BASE_HF, ...patch }).hiddenSize).toBe(32);
+  });
+});
+
+describe("checkpoint files", () => {
+  test("tokenizer_config.json holds the Jinja chat template and the special tokens", () => {
+    const dir = fresh("tokcfg");
+    saveCheckpoint(dir, tinyModel(360), tinyTokenizer());
+    const cfg = JSON.parse(readFileSync(join(dir, "tokenizer_config.json"), "utf8"));
+    expect(cfg.chat_template).toBe(CHAT_TEMPLATE_JINJA);
+    expect(cfg.eos_token).toBe(SPECIAL_TOKENS.end);
+    expect(cfg.pad_token).toBe(SPECIAL_TOKENS.pad);
+    expect(cfg.additional_special_tokens).toEqual([SPECIAL_TOKENS.user, SPECIAL_TOKENS.assistant]);
+    expect(cfg.model_max_length).toBe(128);
+    const gen = JSON.parse(readFileSync(join(dir, "generation_config.json"), "utf8"));
+    expect(gen.eos_token_id).toBe(4);
+    expect(gen.pad_token_id).toBe(0);
+    const hf = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
+    expect(hf.architectures).toEqual(["LlamaForCausalLM"]);
+    expect(hf.eos_token_id).toBe(4);
+  });
+
+  test("hashCheckpoint is stable and changes when one weight changes", () => {
+    const model = tinyModel(360, { seed: 5 });
+    const a = fresh("hash");
+    const b = fresh("hash");
+    saveCheckpoint(a, model, tinyTokenizer());
+    saveCheckpoint(b, model, tinyTokenizer());
+    expect(hashCheckpoint(a)).toBe(hashCheckpoint(b));
+    const norm = model.model.norm;
+    norm.weight = mx.add(norm.weight, mx.array(1e-3, mx.float32));
+    const c = fresh("hash");
+    saveCheckpoint(c, model, tinyTokenizer());
+    expect(hashCheckpoint(c)).not.toBe(hashCheckpoint(a));
+  });
+
+  test("writing sft-mlx.json only when meta is given", () => {
+    const dir = fresh("nometa");
+    saveCheckpoint(dir, tinyModel(360), tinyTokenizer());
+    expect(existsSync(join(dir, "sft-mlx.json"))).toBe(false);
+  });
+});
