@@ -1,0 +1,42 @@
+// bun scripts/inspect.ts --data data/sft/instructions.json --index 3 [--ids] [--plain] [--shift-bug] [--input-view] [--base dir | --tokenizer path]
+//   bun scripts/inspect.ts --index 3 --shift-bug --tokenizer models/tokenizer-4096
+//
+// Mask view of one conversation: each token marked by whether it is a supervised TARGET (what the
+// model is trained to predict at the position before it), read from the collated mask. Colour on
+// a terminal, [brackets] otherwise or with --plain; --ids prints one token per line with its id.
+// --shift-bug adds the same row under the classic input-aligned mask; --input-view adds the
+// correct mask drawn on input positions, the way viewers that hide the off-by-one draw it.
+
+import { defineCommand, runMain } from "citty";
+import { consola } from "consola";
+import { parseNumber, UsageError } from "../lib/cli.ts";
+import { DEFAULT_BASE, DEFAULT_TRAIN_DATA } from "../lib/paths.ts";
+import { DataError, loadConversations } from "../lib/sft/data.ts";
+import { VIEW_ARGS, viewConversation, viewOptionsFromArgs } from "../lib/sft/inspect.ts";
+import { loadCheckTokenizer, TOKENIZER_ARGS } from "../lib/sft/selfcheck.ts";
+
+const log = consola.withTag("inspect");
+
+const command = defineCommand({
+  meta: { name: "inspect", description: "Show which tokens of a conversation are supervised targets" },
+  args: {
+    data: { type: "string", default: DEFAULT_TRAIN_DATA, description: ".json/.jsonl conversation file" },
+    index: { type: "string", default: "0", description: "conversation to show, counted from 0" },
+    ...VIEW_ARGS,
+    ...TOKENIZER_ARGS,
+  },
+  async run({ args }) {
+    try {
+      const convs = loadConversations(args.data);
+      const index = parseNumber("index", args.index, { integer: true, min: 0, max: convs.length - 1 });
+      const { tokenizer } = await loadCheckTokenizer(args.tokenizer, args.base ?? DEFAULT_BASE);
+      console.log(viewConversation(tokenizer, convs[index]!, `${args.data} #${index}`, viewOptionsFromArgs(args)));
+    } catch (e) {
+      if (!(e instanceof UsageError || e instanceof DataError)) throw e;
+      log.error(e.message);
+      process.exitCode = 2;
+    }
+  },
+});
+
+runMain(command);
