@@ -1,0 +1,139 @@
+// Probe a base model and its fine-tuned version side by side: generation probes (same prompts,
+// seed and settings for both), held-out prose loss (forgetting), cloze retention (facts), and the
+// verdict written from those numbers. The result is plain JSON for summary.json and the reports.
+
+import { readFileSync } from "node:fs";
+import { isAbsolute, relative } from "node:path";
+import type { LlamaModel } from "../model/llama.ts";
+import type { Tokenizer } from "../tokenizer/tokenizer.ts";
+import { SPECIAL_TOKENS } from "../tokenizer/types.ts";
+import { loadNoiseTemplates } from "../sft/data.ts";
+import { ChatTemplate } from "../sft/template.ts";
+import type { Conversation } from "../sft/types.ts";
+import { DEFAULT_NOISE, HELDOUT_PROSE, PROJECT_ROOT, RETENTION_ITEMS } from "../paths.ts";
+import { releaseMemory } from "../memory.ts";
+import { generateReply, loadProbes, probePrompts, promptIds } from "./generation.ts";
+import { describeOutput, generationMetrics, type ChatIds } from "./metrics.ts";
+import { proseLoss } from "./prose.ts";
+import { loadRetentionItems, retentionProbe } from "./retention.ts";
+import { verdictText } from "./verdict.ts";
+import type { ProbeReport, ProbeSample } from "./types.ts";
+
+export const DEFAULT_PROBE_TOKENS = 96; // reply budget: room for a paragraph, short enough to run 2 × ~50 prompts in minutes
+
+export interface ProbeRunOptions {
+  base: LlamaModel;
+  sft: LlamaModel;
+  tokenizer: Tokenizer; // shared by both models
+  probesPath: string; // data/sft/probes.json layout
+  evalConversations: Conversation[]; // their first user prompts join the chat probes
+  seed: number;
+  maxTokens?: number;
+  temperature?: number; // 0 = greedy, the default: differences come from the weights, not the dice
+  prosePath?: string; // held-out plain prose for the forgetting probe
+  retentionPath?: string; // cloze items
+  noisePath?: string; // chat-filler detectors for the off-pattern rate
+  onProgress?: (msg: string) => void;
+}
+
+/** Run every probe on `base` and `sft` and assemble the report. Files are read (and checked)
+ * before any model runs, so a bad path fails in milliseconds. */
+export async function probeRun({
+  base,
+  sft,
+  tokenizer,
+  probesPath,
+  evalConversations,
+  seed,
+  maxTokens = DEFAULT_PROBE_TOKENS,
+  temperature = 0,
+  prosePath = HELDOUT_PROSE,
+  retentionPath = RETENTION_ITEMS,
+  noisePath = DEFAULT_NOISE,
+  onProgress = () => {},
+}: ProbeRunOptions): Promise<ProbeReport> {
+  const prompts = probePrompts(loadProbes(probesPath), evalConversations);
+  const { detectors } = loadNoiseTemplates(noisePath);
+  const items = loadRetentionItems(retentionPath);
+  const proseText = readFileSync(prosePath, "utf8");
+  const chat: ChatIds = {
+    end: tokenizer.tokenId(SPECIAL_TOKENS.end),
+    user: tokenizer.tokenId(SPECIAL_TOKENS.user),
+    assistant: tokenizer.tokenId(SPECIAL_TOKENS.assistant),
+  };
+  const reply = { maxTokens, temperature, seed, stopIds: [chat.end] };
+  const template = new ChatTemplate();
+
+  const samples: ProbeSample[] = [];
+  for (const [i, prompt] of prompts.entries()) {
+    onProgress(`generate ${i + 1}/${prompts.length}: ${prompt.id}`);
+    const ids = promptIds(prompt, tokenizer, template);
+    const baseGen = await generateReply(base, tokenizer, ids, reply);
+    const sftGen = await generateReply(sft, tokenizer, ids, reply);
+    samples.push({
+      ...prompt,
+      base: describeOutput(baseGen, prompt.mode, chat, detectors),
+      sft: describeOutput(sftGen, prompt.mode, chat, detectors),
+    });
+    await releaseMemory();
+  }
+  const metricsOf = (which: "base" | "sft") => generationMetrics(samples.map((s) => ({ mode: s.mode, output: s[which] })), detectors);
+
+  onProgress("prose loss: base");
+  const baseProse = await proseLoss(base, tokenizer, proseText);
+  onProgress("prose loss: sft");
+  const sftProse = await proseLoss(sft, tokenizer, proseText);
+  const delta = sftProse.loss - baseProse.loss;
+
+  onProgress(`retention: ${items.length} cloze items, base`);
+  const baseRetention = await retentionProbe(base, tokenizer, items);
+  onProgress(`retention: ${items.length} cloze items, sft`);
+  const sftRetention = await retentionProbe(sft, tokenizer, items);
+
+  const report: Omit<ProbeReport, "verdict"> = {
+    settings: {
+      maxTokens,
+      temperature,
+      seed,
+      stopToken: SPECIAL_TOKENS.end,
+      probesPath: shown(probesPath),
+      probePrompts: prompts.filter((p) => p.kind !== "eval").length,
+      evalPrompts: prompts.filter((p) => p.kind === "eval").length,
+      prosePath: shown(prosePath),
+      retentionPath: shown(retentionPath),
+      noisePath: shown(noisePath),
+    },
+    base: metricsOf("base"),
+    sft: metricsOf("sft"),
+    prose: {
+      baseLoss: baseProse.loss,
+      sftLoss: sftProse.loss,
+      delta,
+      relative: delta / baseProse.loss,
+      ntoks: baseProse.ntoks,
+      windows: baseProse.windows,
+      windowLen: baseProse.windowLen,
+    },
+    retention: {
+      base: baseRetention.score,
+      sft: sftRetention.score,
+      items: items.map((it, k) => ({
+        id: it.id,
+        source: it.source,
+        prompt: it.prompt,
+        answer: it.answer,
+        base: baseRetention.picks[k]!,
+        sft: sftRetention.picks[k]!,
+      })),
+    },
+    samples,
+  };
+  return { ...report, verdict: verdictText(report) };
+}
+
+/** A path as stored in the report: relative to the project when inside it, so reports from two
+ * clones compare equal. */
+function shown(path: string): string {
+  const rel = relative(PROJECT_ROOT, path);
+  return rel && !rel.startsWith("..") && !isAbsolute(rel) ? rel : path;
+}

@@ -1,0 +1,130 @@
+// The probe report: what SFT did to a model, measured on the base and the fine-tuned model with the
+// same prompts, seed and settings. Plain JSON all the way down: it is stored in summary.json, read
+// by the sweep, and rendered by lib/report/ (samples.md, report.html).
+
+import type { StopReason } from "../generate.ts";
+
+/** A prompt from data/sft/probes.json. */
+export interface Probe {
+  id: string;
+  kind: "question" | "instruction" | "prose";
+  prompt: string;
+}
+
+/** "chat": rendered with the chat template up to `<|assistant|>\n`; "raw": plain text, no template
+ * (prose openings: the format-collapse probe). */
+export type ProbeMode = "chat" | "raw";
+
+/** A prompt as it is run: probe-file prompts plus held-out eval prompts (kind "eval"). */
+export interface ProbePrompt {
+  id: string;
+  kind: Probe["kind"] | "eval";
+  prompt: string;
+  mode: ProbeMode;
+}
+
+/** What a prose opening led to: continued the passage, answered it (a chat marker early), or
+ * neither (too few tokens, e.g. the context ran out). */
+export type ProseOutcome = "continued" | "answered" | "short";
+
+/** One model's reply to one prompt. */
+export interface ProbeOutput {
+  text: string; // decoded with special tokens visible (a leaked `<|user|>` shows), without the final stop id
+  stopReason: StopReason;
+  tokens: number; // generated tokens, the stop id included
+  leaked: boolean; // the reply holds `<|user|>` or `<|assistant|>` (as ids or as literal text)
+  repetition: number; // share of the reply's token 3-grams that repeat an earlier one
+  offPattern: boolean; // matches a chat-filler detector (data/sft/noise.json)
+  outcome?: ProseOutcome; // raw (prose) prompts only
+}
+
+/** A prompt with both models' replies. */
+export interface ProbeSample extends ProbePrompt {
+  base: ProbeOutput;
+  sft: ProbeOutput;
+}
+
+/** Generation metrics of one model. Rates are shares in [0, 1]; the counts behind them travel with
+ * them so a sentence can say "22 of 24". */
+export interface GenerationMetrics {
+  chatProbes: number; // chat-mode prompts (questions, instructions, eval prompts)
+  stops: number; // chat replies that ended with `<|end|>` before the token limit
+  stopRate: number;
+  leaks: number; // chat replies holding a role marker
+  roleLeakage: number;
+  meanLength: number; // mean chat reply length, tokens
+  repetition: number; // mean share of repeated token 3-grams per chat reply
+  offPattern: number; // chat replies matching a chat-filler detector
+  offPatternRate: number;
+  proseProbes: number; // raw prose openings
+  continued: number;
+  continuationRate: number;
+  answered: number;
+  answeredRate: number;
+}
+
+/** Plain-text loss on held-out prose (no template): the forgetting probe. */
+export interface ProseLossReport {
+  baseLoss: number; // nats/token, token-weighted over all windows
+  sftLoss: number;
+  delta: number; // sftLoss - baseLoss; > 0 means SFT made the model worse at plain prose
+  relative: number; // delta / baseLoss
+  ntoks: number; // scored tokens
+  windows: number;
+  windowLen: number; // tokens per window: the model's context length
+}
+
+/** Accuracy on cloze items scored by likelihood. */
+export interface RetentionScore {
+  correct: number;
+  total: number;
+  accuracy: number;
+  meanMargin: number; // mean of log p(answer) - max log p(distractor), nats
+}
+
+/** One model's result on one cloze item. */
+export interface RetentionPick {
+  correct: boolean;
+  margin: number; // log p(answer) - max log p(distractor), nats
+  pick: string; // the candidate with the highest log-likelihood
+}
+
+export interface RetentionItemResult {
+  id: string;
+  source?: string;
+  prompt: string;
+  answer: string;
+  base: RetentionPick;
+  sft: RetentionPick;
+}
+
+export interface RetentionReport {
+  base: RetentionScore;
+  sft: RetentionScore;
+  items: RetentionItemResult[];
+}
+
+/** How the probes were run, so two reports can be compared only when they are comparable. */
+export interface ProbeSettings {
+  maxTokens: number;
+  temperature: number; // 0 = greedy
+  seed: number;
+  stopToken: string;
+  probesPath: string;
+  probePrompts: number; // from the probe file
+  evalPrompts: number; // held-out eval conversations' first user prompts (duplicates of probes dropped)
+  prosePath: string;
+  retentionPath: string;
+  noisePath: string;
+}
+
+/** Everything `probeRun` measured; stored in summary.json under `probes`. */
+export interface ProbeReport {
+  settings: ProbeSettings;
+  base: GenerationMetrics;
+  sft: GenerationMetrics;
+  prose: ProseLossReport;
+  retention: RetentionReport;
+  samples: ProbeSample[];
+  verdict: string;
+}

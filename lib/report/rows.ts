@@ -1,0 +1,60 @@
+// The probe metric table, base vs SFT, as formatted rows: one definition shared by samples.md and
+// report.html so both show the same numbers with the same wording.
+
+import { LOOPING } from "../probes/metrics.ts";
+import type { GenerationMetrics, ProbeOutput, ProbeReport } from "../probes/types.ts";
+
+export interface MetricRow {
+  metric: string;
+  base: string;
+  sft: string;
+  note: string; // what the metric means or the change, in a few words
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
+const ratio = (k: number, n: number) => (n === 0 ? "–" : `${k}/${n} (${pct(k / n)})`);
+const signed = (x: number, digits: number) => `${x >= 0 ? "+" : "−"}${Math.abs(x).toFixed(digits)}`;
+
+/** The metric rows of a report, formatted for people. */
+export function metricRows(r: ProbeReport): MetricRow[] {
+  const g = (label: string, cell: (m: GenerationMetrics) => string, note: string): MetricRow => ({ metric: label, base: cell(r.base), sft: cell(r.sft), note });
+  const { prose, retention } = r;
+  return [
+    g("stop rate", (m) => ratio(m.stops, m.chatProbes), "chat replies ending with <|end|> before the token limit"),
+    g("role leakage", (m) => ratio(m.leaks, m.chatProbes), "chat replies holding <|user|> or <|assistant|>"),
+    g("mean reply length", (m) => `${m.meanLength.toFixed(1)} tokens`, `limit ${r.settings.maxTokens}`),
+    g("repetition", (m) => `${(100 * m.repetition).toFixed(1)}%`, "repeated token 3-grams per reply, mean"),
+    g("off-pattern", (m) => ratio(m.offPattern, m.chatProbes), "chat replies with chat filler (noise detectors)"),
+    g("prose continued", (m) => ratio(m.continued, m.proseProbes), "raw prose openings continued for 16+ tokens"),
+    g("prose answered", (m) => ratio(m.answered, m.proseProbes), "raw prose openings met with <|end|> or a role marker"),
+    {
+      metric: "held-out prose loss",
+      base: `${prose.baseLoss.toFixed(3)} nats/token`,
+      sft: `${prose.sftLoss.toFixed(3)} nats/token`,
+      note: `${signed(prose.delta, 3)} (${signed(100 * prose.relative, 1)}%) over ${prose.ntoks} tokens`,
+    },
+    {
+      metric: "knowledge retention",
+      base: ratio(retention.base.correct, retention.base.total),
+      sft: ratio(retention.sft.correct, retention.sft.total),
+      note: `cloze by likelihood; mean margin ${retention.base.meanMargin.toFixed(2)} → ${retention.sft.meanMargin.toFixed(2)} nats`,
+    },
+  ];
+}
+
+/** "end-token, 12 tokens, role marker" — how a reply ended and what is wrong with it. */
+export function outputNote(o: ProbeOutput): string {
+  const parts = [o.stopReason, `${o.tokens} token${o.tokens === 1 ? "" : "s"}`];
+  if (o.outcome) parts.push(o.outcome);
+  if (o.leaked) parts.push("role marker");
+  if (o.offPattern) parts.push("chat filler");
+  if (o.repetition >= LOOPING) parts.push(`${pct(o.repetition)} repeated 3-grams`);
+  return parts.join(", ");
+}
+
+/** One line on how the probes were run. */
+export function settingsLine(r: ProbeReport): string {
+  const s = r.settings;
+  const sampling = s.temperature > 0 ? `temperature ${s.temperature}` : "greedy";
+  return `${sampling}, at most ${s.maxTokens} tokens, seed ${s.seed}, stop ${s.stopToken}; ${s.probePrompts} probe prompts (${s.probesPath}) + ${s.evalPrompts} held-out eval prompts`;
+}
