@@ -187,10 +187,10 @@ describe("trainer", () => {
     const over = { steps: 20, batchSize: 2, evalEvery: 5 };
     const straight = await trainer(examples, over).train(render(HELD_OUT));
 
-    const first = trainer(examples, over, 0, { shouldStop: () => first.step >= 10 });
+    const first = trainer(examples, over, 0, { shouldStop: () => first.step >= 8 }); // between two evaluations
     const h1 = await first.train(render(HELD_OUT));
     expect(h1.status).toBe("interrupted");
-    expect(first.step).toBe(10);
+    expect(first.step).toBe(8);
     const dir = mkdtempSync(join(tmpdir(), "sft-trainer-"));
     try {
       first.saveState(dir);
@@ -199,6 +199,7 @@ describe("trainer", () => {
       const h2 = await second.train(render(HELD_OUT));
       expect(h2.status).toBe("completed");
       expect(h2.train.map((m) => m.loss)).toEqual(straight.train.map((m) => m.loss));
+      expect(h2.eval).toEqual(straight.eval);
       expect(h2.bestEvalLoss).toBe(straight.bestEvalLoss);
     } finally {
       rmSync(dir, { recursive: true, force: true });
