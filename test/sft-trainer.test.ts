@@ -178,7 +178,7 @@ describe("trainer", () => {
     const t = trainer(render(TRAIN), { lr: 1e30, evalEvery: 1 });
     const h = await t.train(render(HELD_OUT));
     expect(h.status).toBe("failed");
-    expect(h.reason).toMatch(/(loss|grad norm) (NaN|-?Infinity)\b.* at step \d+/);
+    expect(h.reason).toMatch(/^(loss|gradient norm) (NaN|-?Infinity) at step \d+ .*diverged/);
     expect(Number.isFinite(t.evaluate(render(HELD_OUT)))).toBe(true);
   });
 

@@ -92,6 +92,7 @@ export function resolveRunConfig(file: Partial<RunConfig>, flags: Partial<RunCon
     if (e instanceof SFTConfigError) throw new UsageError(e.message);
     throw e;
   }
+  if (!/^[\w.-]+$/.test(settings.name)) throw new UsageError(`--name \`${settings.name}\` may only contain letters, digits, '.', '_' and '-' (it becomes part of a folder name)`);
   for (const key of ["base", "data", "evalData", "probes", "out"] as const) settings[key] = resolve(settings[key]);
   return { ...sft, ...settings };
 }

@@ -137,7 +137,17 @@ export async function executeRun(p: PreparedRun, runDir: string, { resumed = fal
     progress.log(`step ${String(e.step).padStart(5, "0")} | held-out loss ${e.evalLoss.toFixed(4)} over ${e.ntoks} tokens${isBest ? " (best)" : ""}`);
   };
 
-  const h = await trainer.train(p.evalExamples);
+  let h: History;
+  let crashed = false; // an exception, not a NaN: the weights may be mid-update, so no probes
+  try {
+    h = await trainer.train(p.evalExamples);
+  } catch (e) {
+    // Still leave a summary (and the best weights so far) behind: a sweep reads the reason from it.
+    h = Object.assign(trainer.history, { status: "failed" as const, reason: `error at step ${trainer.step}: ${(e as Error).message}` });
+    trainer.restoreBest();
+    crashed = true;
+    log.error((e as Error).stack ?? String(e));
+  }
   progress.done();
   process.off("SIGINT", onSigint);
   const trainSec = (performance.now() - t0) / 1000;
@@ -173,10 +183,9 @@ export async function executeRun(p: PreparedRun, runDir: string, { resumed = fal
     log.info(`resume with: bun scripts/train.ts --resume ${shown(runDir)}`);
     return 130;
   }
-  if (cfg.probeTokens > 0) {
-    await probe(p, runDir, summary, t0, priorSec);
-  }
-  log.info(`outputs in ${shown(runDir)}: ${["config.json", "metrics.jsonl", "summary.json", "checkpoint/", ...(cfg.probeTokens > 0 ? ["samples.md", "report.html"] : [])].join(", ")}`);
+  const probed = cfg.probeTokens > 0 && !crashed;
+  if (probed) await probe(p, runDir, summary, t0, priorSec);
+  log.info(`outputs in ${shown(runDir)}: ${["config.json", "metrics.jsonl", "summary.json", "checkpoint/", ...(probed ? ["samples.md", "report.html"] : [])].join(", ")}`);
   return h.status === "failed" ? 1 : 0;
 }
 

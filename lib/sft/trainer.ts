@@ -191,8 +191,8 @@ export class SFTTrainer {
       if (!Number.isFinite(m.loss) || !Number.isFinite(m.gradNorm)) {
         this.stepper.flat.write(lastGood); // this step's update is poisoned; best weights are restored below
         h.status = "failed";
-        h.reason = `loss ${m.loss} (grad norm ${m.gradNorm}) at step ${m.step}, lr ${m.lr.toExponential(2)}: lower --lr or raise --warmup`;
-        log.error(h.reason);
+        const what = Number.isFinite(m.loss) ? `gradient norm ${m.gradNorm}` : `loss ${m.loss}`;
+        h.reason = `${what} at step ${m.step} (lr ${m.lr.toExponential(2)}): training diverged; lower --lr or raise --warmup`;
         break;
       }
       window.push(m);
