@@ -11,6 +11,7 @@ import { join, relative } from "node:path";
 import { consola } from "consola";
 import { core as mx } from "@frost-beta/mlx";
 import { UsageError } from "../cli.ts";
+import { DEFAULT_BASE } from "../paths.ts";
 import { peakRssMB, rssMB } from "../memory.ts";
 import { CheckpointError, hashCheckpoint, loadCheckpoint, saveCheckpoint } from "../model/checkpoint.ts";
 import { addChatTokens } from "../model/vocab.ts";
@@ -50,7 +51,9 @@ export interface PreparedRun {
  * fixes) before any training or any file is written. */
 export async function prepareRun(cfg: RunConfig): Promise<PreparedRun> {
   if (!existsSync(cfg.base)) {
-    throw new UsageError(`--base ${shown(cfg.base)}: no such directory. Give a checkpoint folder (config.json, model.safetensors, tokenizer.json), e.g. models/gutenberg-base or runs/<pretrain run>/checkpoint`);
+    throw new UsageError(cfg.base === DEFAULT_BASE
+      ? `the bundled base ${shown(cfg.base)} is missing: restore it (\`git checkout models/\`, or rebuild it with bun scripts/pretrain.ts), or pass --base <checkpoint folder>`
+      : `--base ${shown(cfg.base)}: no such directory. Give a checkpoint folder (config.json, model.safetensors, tokenizer.json), e.g. models/gutenberg-base or runs/<pretrain run>/checkpoint`);
   }
   if (cfg.probeTokens > 0 && !existsSync(cfg.probes)) throw new UsageError(`--probes ${shown(cfg.probes)}: no such file (or pass --probe-tokens 0 to skip the probes)`);
   const baseHash = hashCheckpoint(cfg.base);

@@ -135,7 +135,8 @@ export class SFTTrainer {
   }
 
   /** Held-out loss in nats/token: sum of CE over every supervised target of every example, divided
-   * once by their count (never a mean of batch means). */
+   * once by their count (never a mean of batch means). Synchronous, so its arrays are freed only at
+   * the next `releaseMemory()`: meant for held-out sets of tens to a few hundred conversations. */
   evaluate(examples: SFTExample[]): number {
     const order = examples.map((_, i) => i).sort((a, b) => examples[a]!.ids.length - examples[b]!.ids.length);
     let sum = 0;
