@@ -26,6 +26,7 @@ import { CHAT_TOKENS } from "../tokenizer/types.ts";
 import { loadConversations } from "./data.ts";
 import { resolveRunConfig, sftPart, type RunConfig } from "./run-config.ts";
 import { formatFailure, selfCheck } from "./selfcheck.ts";
+import { ChatSession } from "../chat/session.ts";
 import { ChatTemplate } from "./template.ts";
 import { SFTTrainer, type History, type StepMetrics, type TrainerHooks } from "./trainer.ts";
 import type { Conversation, SFTExample } from "./types.ts";
@@ -81,7 +82,15 @@ export async function prepareRun(cfg: RunConfig): Promise<PreparedRun> {
   const train = loadConversations(cfg.data); // DataError: file, record index, line and the fix
   const evalConversations = loadConversations(cfg.evalData);
   for (const [what, convs, file] of [["training", train, cfg.data], ["eval", evalConversations, cfg.evalData]] as const) {
-    const check = selfCheck({ tokenizer, conversations: convs, maxSeqLen: cfg.maxSeqLen, maskMode: what === "eval" ? "assistant" : cfg.maskMode });
+    // The chat REPL's own prompt builder is checked against the training render, not a copy of it.
+    const chat = new ChatSession(tokenizer, { contextLength: model.config.maxPositionEmbeddings });
+    const check = selfCheck({
+      tokenizer,
+      conversations: convs,
+      maxSeqLen: cfg.maxSeqLen,
+      maskMode: what === "eval" ? "assistant" : cfg.maskMode,
+      renderChatPrompt: (history) => chat.promptIds(history),
+    });
     // Over-length rows are the trainer's to drop when asked; every other failure stops the run.
     const failures = check.failures.filter((f) => !(cfg.dropOverlength && f.check === "length"));
     if (failures.length) {
