@@ -15,7 +15,7 @@ import { DataError } from "../lib/sft/data.ts";
 import { splitArgs, type OwnFlags } from "../lib/sweep/args.ts";
 import { baseNumbers, markdownTable } from "../lib/sweep/aggregate.ts";
 import { PARAM_NAMES, PARAMS, PRESETS, resolveParam } from "../lib/sweep/params.ts";
-import { buildPlan, commandLine, createSweepDir, DEFAULT_DATA_SEED, readPlan, runData, trainArgs, writePlan, writeRunData } from "../lib/sweep/plan.ts";
+import { buildPlan, commandLine, createSweepDir, DEFAULT_DATA_SEED, readPlan, runData, trainArgs, writePlan, writeRunData, type SweepPlan } from "../lib/sweep/plan.ts";
 import { writeSweepReport } from "../lib/sweep/report.ts";
 import { runSweep } from "../lib/sweep/run.ts";
 
@@ -42,7 +42,7 @@ const command = defineCommand({
       const { own, passthrough } = splitArgs(rawArgs, OWN);
       const str = (k: string) => (typeof own[k] === "string" ? (own[k] as string) : undefined);
       let sweepDir: string;
-      let plan;
+      let plan: SweepPlan;
       if (str("resume")) {
         const extra = ["param", "values", "preset", "name", "data-seed"].filter((k) => own[k] !== undefined);
         if (extra.length || passthrough.length) {
@@ -56,6 +56,7 @@ const command = defineCommand({
         const dataSeed = parseNumber("data-seed", str("data-seed") ?? DEFAULT_DATA_SEED, { integer: true, min: 0 });
         plan = buildPlan({ param: param.name, values, passthrough, preset, dataSeed });
         const data = runData(plan); // read and checked before the sweep folder exists
+        if (plan.sourceData) log.info(`data: \`${relative(process.cwd(), plan.sourceData)}\` (${plan.sourceSize} conversations), ${plan.param === "noise" ? "chat filler in a share of the answers" : "nested subsets"}, seed ${plan.dataSeed}`);
         if (own["dry-run"]) {
           for (const run of plan.runs) console.log(commandLine(trainArgs(plan, run, `${str("out") ?? "runs"}/sweep-TIME-${plan.param}`)));
           return;

@@ -128,6 +128,21 @@ describe("plan", () => {
   });
 
   test.each([
+    [[], ["--patience", "0"]], // early stopping would end the long runs where the short ones end
+    [["--patience", "5"], ["--patience", "5"]],
+  ])("steps: --patience 0 unless the flags say otherwise: %j", (passthrough, expected) => {
+    expect(buildPlan({ param: "steps", values: ["100"], passthrough }).passthrough).toEqual(expected);
+  });
+
+  test("a --config file's data is the source of a data sweep, and its patience is respected", () => {
+    const config = join(freshDir(), "run.json");
+    writeFileSync(config, JSON.stringify({ data: "data/sft/eval.json", patience: 2 }));
+    expect(buildPlan({ param: "data-size", values: ["5"], passthrough: ["--config", config] }).sourceData).toBe(join(process.cwd(), "data/sft/eval.json"));
+    expect(buildPlan({ param: "steps", values: ["5"], passthrough: ["--config", config] }).passthrough).toEqual(["--config", config]);
+    expect(usageError(() => buildPlan({ param: "steps", values: ["5"], passthrough: ["--config", "/nonexistent.json"] }))).toMatch(/--config \/nonexistent.json: no such file/);
+  });
+
+  test.each([
     [{ param: "lr" as const, values: ["1e-4"], passthrough: ["--lr", "1e-3"] }, /--lr is what this sweep varies/],
     [{ param: "mask" as const, values: ["all"], passthrough: ["--mask", "all"] }, /--mask is what this sweep varies/],
     [{ param: "steps" as const, values: ["10"], passthrough: ["--name", "x"] }, /--name is set by the sweep/],
@@ -198,6 +213,13 @@ function writeFakeRun(out: string, name: string, run: FakeRun): void {
 /** A spawner that plays train.ts from a script of outcomes per run name, recording each call. */
 function fakeTrain(script: Record<string, FakeRun>, calls: string[]): Spawner {
   return async (args) => {
+    const resume = flagValue(args, "resume");
+    if (resume) {
+      // train.ts --resume: the same folder, its summary.json rewritten
+      calls.push(`resume ${resume.split("/").at(-1)}`);
+      writeFileSync(join(resume, "summary.json"), JSON.stringify({ status: "completed" }));
+      return 0;
+    }
     const name = flagValue(args, "name")!;
     calls.push(name);
     writeFakeRun(flagValue(args, "out")!, name, script[name]!);
@@ -206,7 +228,7 @@ function fakeTrain(script: Record<string, FakeRun>, calls: string[]): Spawner {
 }
 
 describe("running and resuming", () => {
-  test("failed runs are recorded and the sweep goes on; --resume reruns only unfinished runs", async () => {
+  test("failed runs are recorded and the sweep goes on; --resume skips finished runs, continues the interrupted one, reruns the rest", async () => {
     const dir = freshDir();
     const plan = buildPlan({ param: "steps", values: ["10", "20", "30", "40", "50"], passthrough: ["--eval-every", "5"] });
     writePlan(dir, plan);
@@ -230,22 +252,23 @@ describe("running and resuming", () => {
       ["interrupted", 130, undefined],
       ["stopped-early", 0, undefined],
     ]);
-    expect(saved.runs[0]!.command).toBe(`bun scripts/train.ts --eval-every 5 --steps 10 --out ${dir} --name steps-10`);
+    expect(saved.runs[0]!.command).toBe(`bun scripts/train.ts --eval-every 5 --patience 0 --steps 10 --out ${dir} --name steps-10`);
 
     const failedDir = saved.runs[2]!.dir;
+    const interruptedDir = saved.runs[3]!.dir;
     const again: string[] = [];
     const second = await runSweep(saved, dir, {
       spawn: fakeTrain({
         "steps-20": { status: "completed" },
         "steps-30": { status: "completed" },
-        "steps-40": { status: "completed" },
       }, again),
     });
-    expect(again).toEqual(["steps-20", "steps-30", "steps-40"]);
+    expect(again).toEqual(["steps-20", "steps-30", `resume ${interruptedDir}`]); // the interrupted run continues in its folder
     expect(second).toEqual({ ran: 3, skipped: 2, failed: 0, stopped: false });
     expect(readPlan(dir).runs.map((r) => [r.status, r.attempts])).toEqual([
       ["completed", 1], ["completed", 2], ["completed", 2], ["completed", 2], ["stopped-early", 1],
     ]);
+    expect(readPlan(dir).runs[3]!.dir).toBe(interruptedDir);
     // the rerun's folder is recorded, not the failed attempt's
     expect(readPlan(dir).runs[2]!.dir).not.toBe(failedDir);
   });

@@ -17,6 +17,8 @@ export interface SweepParam {
   unit: string; // shown in axis labels and table headers
   /** The train.ts flag set to the value; data-size and noise instead write a data file and pass `--data`. */
   trainFlag?: string;
+  /** train.ts flags this sweep needs unless the user sets them (added to the pass-through flags). */
+  implied?: Record<string, string>;
   /** Check one value and return its canonical label (also used in the run name). Throws a UsageError. */
   check(value: string): string;
   /** What to look at in this sweep's table and plots, for summary.md and the README. */
@@ -38,7 +40,7 @@ export const PARAMS: Record<ParamName, SweepParam> = {
     unit: "peak learning rate",
     trainFlag: "lr",
     check: number({ positive: true }),
-    lookAt: "Held-out loss falls fastest in the 1e-4..6e-4 band. Too low and the stop rate stays near the base's (the model still continues prose); too high and the loss curve turns up or spikes, the prose-loss change vs base grows and retention drops (forgetting).",
+    lookAt: "Expect the lowest held-out loss in or near the 1.5e-4..6e-4 band (5-20% of the pretraining lr). Too low and little changes: the stop rate stays near the base's. Too high and the loss curve turns up or spikes (or the run fails with a NaN), the prose-loss change vs base grows and retention drops (forgetting).",
   },
   steps: {
     name: "steps",
@@ -46,8 +48,10 @@ export const PARAMS: Record<ParamName, SweepParam> = {
     axis: "log",
     unit: "training steps",
     trainFlag: "steps",
+    // Early stopping would end the long runs at the same step as the short ones: train every step.
+    implied: { patience: "0" },
     check: number({ integer: true, positive: true }),
-    lookAt: "Held-out loss reaches a minimum and then rises (over-fitting) while train loss keeps falling; the stop rate saturates early. With more steps the prose-loss change vs base grows, retention falls, and prose openings get answered instead of continued (format collapse).",
+    lookAt: "The held-out loss curves reach a minimum and then rise (over-fitting) while train loss keeps falling; the final held-out loss moves away from the best. The probes measure each run's best checkpoint (the `@step` in the table), so they change only as far as that step moves: the stop rate saturates early, and later best steps bring a larger prose-loss change vs base, lower retention, and more prose openings answered instead of continued (format collapse).",
   },
   "data-size": {
     name: "data-size",
@@ -59,7 +63,7 @@ export const PARAMS: Record<ParamName, SweepParam> = {
       parseNumber("values", value, { integer: true, positive: true });
       return value;
     },
-    lookAt: "The stop rate climbs with data (a few dozen conversations already teach the format); held-out loss keeps improving with more data; with 10 conversations the model over-fits them (lowest train loss, worst held-out loss).",
+    lookAt: "The stop rate climbs with data (a few dozen conversations may already teach the format); the best held-out loss improves with more data. With 10 conversations and the same number of steps the model memorises them: its held-out loss curve bottoms out early and turns up.",
   },
   mask: {
     name: "mask",
@@ -71,7 +75,7 @@ export const PARAMS: Record<ParamName, SweepParam> = {
       if (value !== "assistant" && value !== "all") throw new UsageError(`--values for mask expects assistant and/or all, got \`${value}\``);
       return value;
     },
-    lookAt: "With `all` the model also learns to write the user's side: more role leakage (`<|user|>` inside replies) and a loss that mixes user and assistant tokens. `assistant` spends every gradient on the replies.",
+    lookAt: "Held-out loss is measured on assistant tokens in both runs, so the two are comparable. With `all` part of every gradient goes to user text: the model also learns to write the user's side, which shows as role leakage (a `<|user|>` turn invented inside a reply) and usually a higher held-out loss for the same steps. `assistant` spends every gradient on the replies.",
   },
   noise: {
     name: "noise",
@@ -79,7 +83,7 @@ export const PARAMS: Record<ParamName, SweepParam> = {
     axis: "linear",
     unit: "noisy answers, %",
     check: number({ min: 0, max: 100 }),
-    lookAt: "The off-pattern rate (replies with \"Sure, let me help you with that!\"-style filler on the probe prompts) rises with the share of noisy training answers, well before it reaches the injected share: a few inconsistent examples are enough to teach a habit.",
+    lookAt: "The off-pattern rate (replies with \"Sure, let me help you with that!\"-style filler on the probe prompts) is 0 for the clean run and rises with the share of noisy training answers; it can exceed that share, because a fixed opener is easier to learn than the answers it precedes. Held-out loss (on the clean eval set) rises a little with the noise.",
   },
 };
 
@@ -95,7 +99,7 @@ export const PRESETS: Record<string, SweepPreset> = {
   "format-collapse": {
     param: "steps",
     headline: "prose answered",
-    lookAt: "Format collapse: on raw prose openings (a poem, a passage, no chat template) the base model continues the text. Read `prose answered` (the share of openings the model ends or turns into a chat within 16 tokens) against the steps: it rises as SFT trains longer, i.e. the model answers where it should continue.",
+    lookAt: "Format collapse: on raw prose openings (a poem, a passage, no chat template) the base model continues the text. Read `prose answered` (the share of openings the model ends or turns into a chat within 16 tokens) against the steps: it rises as SFT trains longer, i.e. the model answers where it should continue. The probes measure each run's best checkpoint (the `@step` of its best held-out loss), so runs whose best step is the same show the same probe numbers.",
   },
   "prose-loss": {
     param: "lr",

@@ -7,6 +7,7 @@ import { dirname, join, relative, resolve } from "node:path";
 import { UsageError } from "../cli.ts";
 import { DEFAULT_NOISE, DEFAULT_TRAIN_DATA } from "../paths.ts";
 import { readJSON, timestamp, writeJSON } from "../runs.ts";
+import { readRunConfigFile } from "../sft/run-config.ts";
 import { injectNoise, loadConversations, loadNoiseTemplates, subsetConversations } from "../sft/data.ts";
 import type { Conversation } from "../sft/types.ts";
 import { flagValue, withoutFlag } from "./args.ts";
@@ -64,6 +65,9 @@ export function buildPlan(
   if (spec.trainFlag && flagValue(passthrough, spec.trainFlag) !== undefined) {
     throw new UsageError(`--${spec.trainFlag} is what this sweep varies: drop it and list the values with --values`);
   }
+  for (const [flag, value] of Object.entries(spec.implied ?? {})) {
+    if (flagValue(passthrough, flag) === undefined && configValue(passthrough, flag) === undefined) passthrough = [...passthrough, `--${flag}`, value];
+  }
   const plan: SweepPlan = {
     version: PLAN_VERSION,
     param,
@@ -75,7 +79,8 @@ export function buildPlan(
     runs: values.map((value) => ({ value, name: `${param}-${value}`, status: "pending", attempts: 0 })),
   };
   if (param === "data-size" || param === "noise") {
-    plan.sourceData = resolve(flagValue(passthrough, "data") || configData(passthrough) || DEFAULT_TRAIN_DATA);
+    const fromConfig = configValue(passthrough, "data");
+    plan.sourceData = resolve(flagValue(passthrough, "data") || (typeof fromConfig === "string" ? fromConfig : "") || DEFAULT_TRAIN_DATA);
     plan.passthrough = withoutFlag(passthrough, "data");
     if (param === "noise") plan.noisePath = DEFAULT_NOISE;
     for (const run of plan.runs) run.data = join("data", `${run.name}.json`);
@@ -83,12 +88,13 @@ export function buildPlan(
   return plan;
 }
 
-/** The `data` of a `--config` file among the flags, if any: the source a data sweep subsets. */
-function configData(passthrough: string[]): string | undefined {
+/** What the `--config` file among the flags (if any) sets `flag` to, read by train.ts's own reader
+ * (which checks the file and resolves its paths): flags override it, so the sweep must look. */
+function configValue(passthrough: string[], flag: string): unknown {
   const path = flagValue(passthrough, "config");
-  if (!path || !existsSync(path)) return undefined;
-  const data = readJSON<Record<string, unknown>>(path).data;
-  return typeof data === "string" ? data : undefined;
+  if (!path) return undefined;
+  const config = readRunConfigFile(path) as Record<string, unknown>;
+  return config[flag.replace(/-(\w)/g, (_, c: string) => c.toUpperCase())];
 }
 
 /**

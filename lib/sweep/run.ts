@@ -1,6 +1,7 @@
 // Run a sweep's plan: one `bun scripts/train.ts` subprocess per value, one after another (a
-// subprocess isolates each run's memory and crashes). Runs already finished are skipped, so the
-// same loop serves a fresh sweep and `--resume`. A failed run is recorded and the sweep goes on.
+// subprocess isolates each run's memory and crashes). Runs already finished are skipped and an
+// interrupted one is continued, so the same loop serves a fresh sweep and `--resume`. A failed run
+// is recorded and the sweep goes on.
 
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -49,7 +50,9 @@ export async function runSweep(plan: SweepPlan, sweepDir: string, { spawn = spaw
       result.stopped = true;
       break;
     }
-    const args = trainArgs(plan, run, sweepDir);
+    // An interrupted run continues in its own folder (train.ts --resume); anything else starts anew.
+    const resumable = run.status === "interrupted" && readSummary(sweepDir, run)?.status === "interrupted";
+    const args = resumable ? ["--resume", join(sweepDir, run.dir!)] : trainArgs(plan, run, sweepDir);
     const before = new Set(runDirs(sweepDir, run.name));
     Object.assign(run, { status: "running", attempts: run.attempts + 1, command: commandLine(args) });
     delete run.exitCode;
@@ -58,7 +61,7 @@ export async function runSweep(plan: SweepPlan, sweepDir: string, { spawn = spaw
     log(`${label}: ${run.command}`);
 
     const exitCode = await spawn(args);
-    const dir = runDirs(sweepDir, run.name).filter((d) => !before.has(d)).at(-1);
+    const dir = resumable ? run.dir : runDirs(sweepDir, run.name).filter((d) => !before.has(d)).at(-1);
     if (dir) run.dir = dir;
     else delete run.dir; // an earlier attempt's folder is not this attempt's result
     Object.assign(run, { exitCode, ...settle(sweepDir, run, exitCode) });
