@@ -34,6 +34,7 @@ const command = defineCommand({
     "grad-clip": str(`max global gradient norm; 0 = off (default: ${d.gradClip})`),
     "log-every": str(`steps per report line (default: ${d.logEvery})`),
     seed: str(`batch order and probe sampling seed (default: ${d.seed})`),
+    keep: str(`weights to keep and probe: best (lowest held-out loss) or last (the final step) (default: ${d.keep})`),
     mask: str(`loss mask: assistant (replies and their <|end|>) or all (every non-padding token) (default: ${d.maskMode})`),
     "drop-overlength": { type: "boolean", description: "drop conversations longer than --max-seq-len (counted) instead of refusing the data" },
     "add-chat-tokens": { type: "boolean", description: "if the base's tokenizer lacks <|user|> <|assistant|> <|end|> <|pad|>, add them and grow the embedding" },
@@ -77,6 +78,8 @@ const command = defineCommand({
 function parseFlags(args: Record<string, any>): Partial<RunConfig> {
   const int = (flag: string, min = 1) => (args[flag] === undefined ? undefined : parseNumber(flag, args[flag], { integer: true, min }));
   const num = (flag: string, rule: Parameters<typeof parseNumber>[2]) => (args[flag] === undefined ? undefined : parseNumber(flag, args[flag], rule));
+  const keep = args.keep;
+  if (keep !== undefined && keep !== "best" && keep !== "last") throw new UsageError(`--keep expects best or last, got \`${keep}\``);
   const mask = args.mask;
   if (mask !== undefined && mask !== "assistant" && mask !== "all") throw new UsageError(`--mask expects assistant or all, got \`${mask}\``);
   for (const flag of ["base", "data", "eval-data", "probes", "name", "out"]) {
@@ -99,6 +102,7 @@ function parseFlags(args: Record<string, any>): Partial<RunConfig> {
     logEvery: int("log-every"),
     seed: int("seed", 0),
     maskMode: mask,
+    keep,
     dropOverlength: args["drop-overlength"],
     addChatTokens: args["add-chat-tokens"],
     probes: args.probes,

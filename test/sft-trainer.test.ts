@@ -129,6 +129,18 @@ describe("trainer", () => {
     expect(t.evaluate(evalSet)).toBeCloseTo(h.bestEvalLoss, 5); // the model now holds the best weights
   });
 
+  test("keep last: the run ends with the last step's weights, not the best ones", async () => {
+    const evalSet = render(HELD_OUT);
+    const over = { steps: 120, lr: 1e-2, evalEvery: 10 };
+    const best = trainer(render(TRAIN), over);
+    const last = trainer(render(TRAIN), { ...over, keep: "last" });
+    const [hb, hl] = [await best.train(evalSet), await last.train(evalSet)];
+    expect(hl.eval.map((e) => e.evalLoss)).toEqual(hb.eval.map((e) => e.evalLoss)); // same run
+    expect(hb.bestStep).toBeLessThan(120); // over-fits: the best is not the last step
+    expect(best.evaluate(evalSet)).toBeCloseTo(hb.bestEvalLoss, 5);
+    expect(last.evaluate(evalSet)).toBeCloseTo(hl.eval[hl.eval.length - 1]!.evalLoss, 5);
+  });
+
   test("a batch with zero supervised tokens is skipped and counted, never NaN", async () => {
     const unsupervised = render(HELD_OUT).map((ex) => ({ ids: ex.ids, mask: ex.mask.map(() => 0) }));
     const t = trainer([...render(TRAIN), ...unsupervised], { steps: 20, batchSize: 1 });

@@ -128,9 +128,10 @@ describe("plan", () => {
   });
 
   test.each([
-    [[], ["--patience", "0"]], // early stopping would end the long runs where the short ones end
-    [["--patience", "5"], ["--patience", "5"]],
-  ])("steps: --patience 0 unless the flags say otherwise: %j", (passthrough, expected) => {
+    [[], ["--patience", "0", "--keep", "last"]], // early stopping would end the long runs where the short ones end
+    [["--patience", "5"], ["--patience", "5", "--keep", "last"]],
+    [["--keep", "best"], ["--keep", "best", "--patience", "0"]],
+  ])("steps: --patience 0 and --keep last unless the flags say otherwise: %j", (passthrough, expected) => {
     expect(buildPlan({ param: "steps", values: ["100"], passthrough }).passthrough).toEqual(expected);
   });
 
@@ -138,7 +139,7 @@ describe("plan", () => {
     const config = join(freshDir(), "run.json");
     writeFileSync(config, JSON.stringify({ data: "data/sft/eval.json", patience: 2 }));
     expect(buildPlan({ param: "data-size", values: ["5"], passthrough: ["--config", config] }).sourceData).toBe(join(process.cwd(), "data/sft/eval.json"));
-    expect(buildPlan({ param: "steps", values: ["5"], passthrough: ["--config", config] }).passthrough).toEqual(["--config", config]);
+    expect(buildPlan({ param: "steps", values: ["5"], passthrough: ["--config", config] }).passthrough).toEqual(["--config", config, "--keep", "last"]);
     expect(usageError(() => buildPlan({ param: "steps", values: ["5"], passthrough: ["--config", "/nonexistent.json"] }))).toMatch(/--config \/nonexistent.json: no such file/);
   });
 
@@ -252,7 +253,7 @@ describe("running and resuming", () => {
       ["interrupted", 130, undefined],
       ["stopped-early", 0, undefined],
     ]);
-    expect(saved.runs[0]!.command).toBe(`bun scripts/train.ts --eval-every 5 --patience 0 --steps 10 --out ${dir} --name steps-10`);
+    expect(saved.runs[0]!.command).toBe(`bun scripts/train.ts --eval-every 5 --patience 0 --keep last --steps 10 --out ${dir} --name steps-10`);
 
     const failedDir = saved.runs[2]!.dir;
     const interruptedDir = saved.runs[3]!.dir;

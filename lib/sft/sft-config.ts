@@ -18,6 +18,7 @@ export interface SFTConfig {
   weightDecay: number;
   seed: number;
   maskMode: MaskMode;
+  keep: "best" | "last";
   groupByLength: boolean;
   dropOverlength: boolean;
   logEvery: number;
@@ -42,6 +43,7 @@ export function defaultSFTConfig(): SFTConfig {
     // (mlx-lm's fine-tuning uses plain Adam too).
     weightDecay: 0,
     seed: 0, // batch order; the same seed gives bit-identical losses
+    keep: "best", // which weights the run ends with (checkpoint and probes): the best held-out loss, or the last step
     maskMode: "assistant", // supervise assistant replies and their <|end|>; "all" is the ablation
     groupByLength: true, // batch conversations of similar length: less padding
     dropOverlength: false, // refuse examples longer than maxSeqLen (true: drop and count them)
@@ -53,7 +55,7 @@ export class SFTConfigError extends Error {
   override name = "SFTConfigError";
 }
 
-type Rule = { kind: "int" | "number" | "bool" | "mask"; min?: number; max?: number; positive?: boolean };
+type Rule = { kind: "int" | "number" | "bool" | "mask" | "keep"; min?: number; max?: number; positive?: boolean };
 const RULES: Record<keyof SFTConfig, Rule> = {
   steps: { kind: "int", positive: true },
   lr: { kind: "number", positive: true },
@@ -69,6 +71,7 @@ const RULES: Record<keyof SFTConfig, Rule> = {
   weightDecay: { kind: "number", min: 0 },
   seed: { kind: "int", min: 0 },
   maskMode: { kind: "mask" },
+  keep: { kind: "keep" },
   groupByLength: { kind: "bool" },
   dropOverlength: { kind: "bool" },
   logEvery: { kind: "int", positive: true },
@@ -85,6 +88,8 @@ export function resolveSFTConfig(partial: Partial<SFTConfig>): SFTConfig {
     const bad = (want: string) => new SFTConfigError(`${key} must be ${want}, got \`${JSON.stringify(value)}\``);
     if (rule.kind === "mask") {
       if (value !== "assistant" && value !== "all") throw bad(`"assistant" or "all"`);
+    } else if (rule.kind === "keep") {
+      if (value !== "best" && value !== "last") throw bad(`"best" or "last"`);
     } else if (rule.kind === "bool") {
       if (typeof value !== "boolean") throw bad("true or false");
     } else {

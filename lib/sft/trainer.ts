@@ -215,7 +215,8 @@ export class SFTTrainer {
     // and a resumed run must match one that was never interrupted.
     if (evalSet && h.status === "completed" && !evaluated()) runEval();
     this.trained = this.stepper.flat.read();
-    this.restoreBest();
+    // keep "last" (e.g. the steps sweep, to see over-training) ends with the weights training reached.
+    if (this.cfg.keep === "best") this.restoreBest();
     return h;
   }
 

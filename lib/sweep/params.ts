@@ -48,10 +48,11 @@ export const PARAMS: Record<ParamName, SweepParam> = {
     axis: "log",
     unit: "training steps",
     trainFlag: "steps",
-    // Early stopping would end the long runs at the same step as the short ones: train every step.
-    implied: { patience: "0" },
+    // Early stopping would end the long runs at the same step as the short ones: train every step,
+    // and probe the weights of the last step, so over-training shows in the probes too.
+    implied: { patience: "0", keep: "last" },
     check: number({ integer: true, positive: true }),
-    lookAt: "The held-out loss curves reach a minimum and then rise (over-fitting) while train loss keeps falling; the final held-out loss moves away from the best. The probes measure each run's best checkpoint (the `@step` in the table), so they change only as far as that step moves: the stop rate saturates early, and later best steps bring a larger prose-loss change vs base, lower retention, and more prose openings answered instead of continued (format collapse).",
+    lookAt: "The held-out loss curves reach a minimum and then rise (over-fitting) while train loss keeps falling; the final held-out loss moves away from the best. The probes measure each run's last-step weights (`--keep last`): the stop rate saturates early, and more steps bring a larger prose-loss change vs base, lower retention, and more prose openings answered instead of continued (format collapse).",
   },
   "data-size": {
     name: "data-size",
