@@ -11,12 +11,17 @@ export function timestamp(d = new Date()): string {
   return `${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}-${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
 }
 
-/** Create a fresh run folder under `root`. If the second is taken, the next free suffix is used:
- * an earlier run is never overwritten. */
+/** Create a fresh run folder `root/<YYYYMMDD-HHMMSS>-<name>`. If the second is taken, the next
+ * free suffix is used: an earlier run is never overwritten. */
 export function createRunDir(root: string, name: string): string {
   if (!/^[\w.-]+$/.test(name)) throw new Error(`run name \`${name}\` may only contain letters, digits, '.', '_' and '-'`);
+  return claimDir(root, `${timestamp()}-${name}`);
+}
+
+/** Atomically claim `root/<baseName>` (or `<baseName>-2`, `-3`, ... if taken) and return its path. */
+export function claimDir(root: string, baseName: string): string {
   mkdirSync(root, { recursive: true });
-  const base = join(resolve(root), `${timestamp()}-${name}`);
+  const base = join(resolve(root), baseName);
   for (let i = 0; ; i++) {
     const dir = i === 0 ? base : `${base}-${i + 1}`;
     try {

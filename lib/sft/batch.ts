@@ -10,6 +10,7 @@
 
 import { core as mx } from "@frost-beta/mlx";
 import type { SFTExample } from "./types.ts";
+import { seededRandom } from "../random.ts";
 
 export interface CollateOptions {
   maxSeqLen: number; // tokens per row after the shift; longer examples are an error, never truncated
@@ -96,7 +97,7 @@ export function padAndCollate(examples: SFTExample[], opts: CollateOptions): Bat
  * batches of `batchSize` (the last may be smaller), shuffle the batch order with `seed`. */
 export function groupByLength(examples: SFTExample[], batchSize: number, seed: number): number[][] {
   const order = examples.map((_, i) => i).sort((a, b) => examples[a]!.ids.length - examples[b]!.ids.length || a - b);
-  return shuffle(chunk(order, batchSize), mulberry32(seed));
+  return shuffle(chunk(order, batchSize), seededRandom(seed));
 }
 
 export interface IterateOptions {
@@ -123,7 +124,7 @@ export function* iterateBatches(
     const epochSeed = (Math.imul(seed, 0x9e3779b1) + epoch) >>> 0; // distinct, reproducible order per epoch
     const batches = grouped
       ? groupByLength(examples, batchSize, epochSeed)
-      : chunk(shuffle(examples.map((_, i) => i), mulberry32(epochSeed)), batchSize);
+      : chunk(shuffle(examples.map((_, i) => i), seededRandom(epochSeed)), batchSize);
     for (const indices of batches) yield { epoch, indices, examples: indices.map((i) => examples[i]!) };
   }
 }
@@ -142,16 +143,4 @@ function shuffle<T>(xs: T[], rand: () => number): T[] {
     [xs[i], xs[j]] = [xs[j]!, xs[i]!];
   }
   return xs;
-}
-
-/** A small seeded PRNG in [0, 1): batch order must not depend on Math.random. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { UsageError } from "../cli.ts";
 import { DEFAULT_NOISE, DEFAULT_TRAIN_DATA } from "../paths.ts";
-import { readJSON, timestamp, writeJSON } from "../runs.ts";
+import { claimDir, readJSON, timestamp, writeJSON } from "../runs.ts";
 import { readRunConfigFile } from "../sft/run-config.ts";
 import { injectNoise, loadConversations, loadNoiseTemplates, subsetConversations } from "../sft/data.ts";
 import type { Conversation } from "../sft/types.ts";
@@ -141,17 +141,7 @@ export function commandLine(args: string[], cwd = process.cwd()): string {
 
 /** Claim a fresh `sweep-<YYYYMMDD-HHMMSS>-<label>` folder under `root` (never reused). */
 export function createSweepDir(root: string, label: string): string {
-  mkdirSync(root, { recursive: true });
-  const base = join(resolve(root), `sweep-${timestamp()}-${label}`);
-  for (let i = 0; ; i++) {
-    const dir = i === 0 ? base : `${base}-${i + 1}`;
-    try {
-      mkdirSync(dir); // fails if it exists: the atomic claim on the name
-      return dir;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-    }
-  }
+  return claimDir(root, `sweep-${timestamp()}-${label}`);
 }
 
 export function writePlan(sweepDir: string, plan: SweepPlan): void {
