@@ -106,7 +106,8 @@ Held-out text: ${summary.bytesPerToken.toFixed(3)} bytes/token.
 | tokens seen | ${(summary.tokensSeen / 1e6).toFixed(2)}M (${(summary.tokensSeen / summary.trainTokensAvailable).toFixed(2)} epochs of the available text) |
 | optimizer | AdamW (β 0.9/0.95, weight decay 0.1 on matrices), gradient clipping 1.0 |
 | learning rate | ${cfg.lr} peak, ${cfg.warmup} warmup steps, cosine to ${cfg.minLrRatio}× |
-| wall time | ${summary.wallTime} on ${cfg.machine?.cpus} CPU cores (${cfg.machine?.cpuModel}), MLX ${cfg.machine?.device}, peak memory ${Math.round(summary.peakRssMB)} MB |
+| wall time | ${summary.wallTime} on ${cfg.machine?.cpus} CPU cores (${cfg.machine?.cpuModel}), MLX ${cfg.machine?.device}, shared with other work |
+| peak memory | ${Math.round(summary.peakRssMB)} MB (mostly the tokenized corpus, held in memory as it is packed) |
 | seed | ${cfg.seed} |
 
 Reproduce:
@@ -115,7 +116,7 @@ bun scripts/train-tokenizer.ts --corpus ../shared/corpus/gutenberg-english.txt:0
 ${cfg.command.replace(/^.*?scripts\//, "bun scripts/")}
 bun scripts/export-base.ts --run runs/<that run> --out models/<name>
 \`\`\`
-
+${cfg.note ? `\nNote: ${cfg.note}.\n` : ""}
 ## Held-out loss
 | step | loss (nats/token) | bits per byte |
 |---|---|---|
