@@ -55,9 +55,9 @@ describe("trainer", () => {
       expect(() => resolveSFTConfig({ [key]: value } as Partial<SFTConfig>)).toThrow(message);
     });
 
-    test("defaults: the course's 500 steps at 3e-4, no weight decay, pad to multiples of 16", () => {
+    test("defaults: the course's 500 steps at 3e-4, no weight decay, pad to multiples of 16, no early stopping, last weights kept", () => {
       const cfg = resolveSFTConfig({});
-      expect([cfg.steps, cfg.lr, cfg.weightDecay, cfg.padMultiple, cfg.maskMode]).toEqual([500, 3e-4, 0, 16, "assistant"]);
+      expect([cfg.steps, cfg.lr, cfg.weightDecay, cfg.padMultiple, cfg.maskMode, cfg.patience, cfg.keep]).toEqual([500, 3e-4, 0, 16, "assistant", 0, "last"]);
     });
   });
 
@@ -116,7 +116,7 @@ describe("trainer", () => {
   test("early stopping: stops after `patience` evaluations without improvement and restores the best weights", async () => {
     const evalSet = render(HELD_OUT);
     const evals: { step: number; isBest: boolean }[] = [];
-    const t = trainer(render(TRAIN), { steps: 400, lr: 1e-2, evalEvery: 5, patience: 2 }, 0, {
+    const t = trainer(render(TRAIN), { steps: 400, lr: 1e-2, evalEvery: 5, patience: 2, keep: "best" }, 0, {
       onEval: (e: { step: number }, isBest: boolean) => evals.push({ step: e.step, isBest }),
     });
     const h = await t.train(evalSet);
@@ -132,8 +132,8 @@ describe("trainer", () => {
   test("keep last: the run ends with the last step's weights, not the best ones", async () => {
     const evalSet = render(HELD_OUT);
     const over = { steps: 120, lr: 1e-2, evalEvery: 10 };
-    const best = trainer(render(TRAIN), over);
-    const last = trainer(render(TRAIN), { ...over, keep: "last" });
+    const best = trainer(render(TRAIN), { ...over, keep: "best" });
+    const last = trainer(render(TRAIN), over); // the default
     const [hb, hl] = [await best.train(evalSet), await last.train(evalSet)];
     expect(hl.eval.map((e) => e.evalLoss)).toEqual(hb.eval.map((e) => e.evalLoss)); // same run
     expect(hb.bestStep).toBeLessThan(120); // over-fits: the best is not the last step

@@ -2,7 +2,7 @@
 //   prepareRun — load and check everything (base, chat tokens, data, self-check, lengths) while no
 //                run folder exists yet, so a bad argument never leaves a half-made folder;
 //   executeRun — train into runs/<YYYYMMDD-HHMMSS>-<name>/ and write config.json, metrics.jsonl,
-//                summary.json, checkpoint/ (best weights), then probe base vs SFT into summary.json,
+//                summary.json, checkpoint/ (last or best weights, --keep), then probe base vs SFT into summary.json,
 //                samples.md and report.html;
 //   resumeRun  — continue an interrupted run in its own folder.
 import { createHash } from "node:crypto";
@@ -131,7 +131,7 @@ export async function executeRun(p: PreparedRun, runDir: string, { resumed = fal
   const onSigint = () => {
     if (interrupted) process.exit(130);
     interrupted = true;
-    progress.log("interrupt: finishing this step, then saving the best checkpoint and a resumable state (Ctrl-C again to abort)");
+    progress.log("interrupt: finishing this step, then saving the checkpoint and a resumable state (Ctrl-C again to abort)");
   };
   process.on("SIGINT", onSigint);
   hooks.shouldStop = () => interrupted;
