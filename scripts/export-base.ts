@@ -28,6 +28,8 @@ const HELD_OUT_BOOKS = [
   "Narrative of the Captivity and Restoration of Mrs. Mary Rowlandson",
 ];
 
+const HELD_OUT_START = 63944357; // byte where those books begin
+
 const CARD_PROMPTS = [
   "It was a dark and stormy night,",
   "The old man looked at the sea and",
@@ -66,6 +68,20 @@ const command = defineCommand({
     const chatPrompt = new ChatTemplate().renderPromptIds([{ role: "user", content: "What is the capital of France?" }], tokenizer);
     const chat = await generate(model, tokenizer, chatPrompt, { maxTokens: 60, stopIds: [tokenizer.tokenId(SPECIAL_TOKENS.end)] });
 
+    // The bundled base's data is described in full; any other corpus by its spans.
+    const isGutenberg = cfg.corpus.length === 1 && cfg.corpus[0].endsWith(`gutenberg-english.txt:0-${HELD_OUT_START}`);
+    const dataSection = "## Data\n" + (isGutenberg
+      ? `- Training: \`${cfg.corpus.map((c: string) => basename(c)).join("\`, \`")}\` (bytes 0–63,944,357 of the 108 Project Gutenberg books in
+  \`../shared/corpus/gutenberg-english.txt\`: novels, essays, history, fairy tales), documents packed to ${cfg.seqLen}
+  tokens with \`<|endoftext|>\` between them; ${(summary.trainTokensAvailable / 1e6).toFixed(1)}M tokens available.
+- Held out (never trained on; the loss below): the last 8 books of the file, bytes 63,944,357–end:
+  ${HELD_OUT_BOOKS.join("; ")}. ${(summary.heldOutTokens / 1e6).toFixed(2)}M tokens; evaluation uses
+  ${summary.heldOutWindows} windows of ${cfg.seqLen} tokens.
+- Not used: the Brown corpus (its tokenised spacing, \`word ,\`, would be learned) and the State of the Union addresses.`
+      : `- Training: ${cfg.corpus.map((c: string) => `\`${basename(c)}\``).join(", ")}, documents packed to ${cfg.seqLen} tokens with \`<|endoftext|>\`
+  between them; ${(summary.trainTokensAvailable / 1e6).toFixed(1)}M tokens available.
+- Held out (never trained on; the loss below): ${cfg.evalCorpus.map((c: string) => `\`${basename(c)}\``).join(", ")}, ${(summary.heldOutTokens / 1e6).toFixed(2)}M tokens;
+  evaluation uses ${summary.heldOutWindows} windows of ${cfg.seqLen} tokens.`) + "\n";
     const m = cfg.modelConfig;
     const card = `# gutenberg-base
 
@@ -84,21 +100,13 @@ English books. It continues prose; it has never seen a conversation. It is the d
 | files | Hugging Face layout: \`config.json\`, \`model.safetensors\` (fp32), \`tokenizer.json\`, \`tokenizer_config.json\`, \`generation_config.json\` |
 
 ## Tokenizer
-Byte-level BPE, vocabulary ${tokenizer.vocabSize} (${tokenizer.vocabSize - 262} merges), trained by \`scripts/train-tokenizer.ts\` on
-25 MB sampled evenly from the training part of \`gutenberg-english.txt\` (quotes straightened). Special tokens
+Byte-level BPE, vocabulary ${tokenizer.vocabSize} (${tokenizer.vocabSize - 262} merges), from \`${cfg.tokenizer}\`, trained by
+\`scripts/train-tokenizer.ts\`${isGutenberg ? " on 25 MB sampled evenly from the training part of `gutenberg-english.txt` (quotes straightened)" : ""}. Special tokens
 at fixed ids: \`<|pad|>\` 0, \`<|endoftext|>\` 1 (document separator), \`<|user|>\` 2, \`<|assistant|>\` 3,
 \`<|end|>\` 4, \`<|system|>\` 5 (reserved). The chat tokens exist but were never trained in pretraining.
 Held-out text: ${summary.bytesPerToken.toFixed(3)} bytes/token.
 
-## Data
-- Training: \`${cfg.corpus.map((c: string) => basename(c)).join("`, `")}\` (bytes 0–63,944,357 of the 108 Project Gutenberg books in
-  \`../shared/corpus/gutenberg-english.txt\`: novels, essays, history, fairy tales), documents packed to ${cfg.seqLen}
-  tokens with \`<|endoftext|>\` between them; ${(summary.trainTokensAvailable / 1e6).toFixed(1)}M tokens available.
-- Held out (never trained on; the loss below): the last 8 books of the file, bytes 63,944,357–end:
-  ${HELD_OUT_BOOKS.join("; ")}. ${(summary.heldOutTokens / 1e6).toFixed(2)}M tokens; evaluation uses
-  ${summary.heldOutWindows} windows of ${cfg.seqLen} tokens.
-- Not used: the Brown corpus (its tokenised spacing, \`word ,\`, would be learned) and the State of the Union addresses.
-
+${dataSection}
 ## Training
 | | |
 |---|---|
