@@ -47,9 +47,9 @@ export interface TrainBenchResult {
 export async function benchTrainStep(
   model: LlamaModel,
   batchAt: (i: number) => { batch: StepBatch; tokens: number; paddingFraction: number },
-  { warmup = 3, steps = 20, peakGflops }: { warmup?: number; steps?: number; peakGflops: number },
+  { warmup = 3, steps = 20, peakGflops, sparseHead = false }: { warmup?: number; steps?: number; peakGflops: number; sparseHead?: boolean },
 ): Promise<TrainBenchResult> {
-  const trainer = new TrainStep(model);
+  const trainer = new TrainStep(model, undefined, { sparseHead });
   for (let i = 0; i < warmup; i++) await trainer.step(batchAt(i).batch, 1e-4);
   const rssAtWarmupMB = rssMB();
   const times: number[] = [];
