@@ -2,8 +2,9 @@
 // penalty; stop ids and stop strings; a streaming callback that receives text as soon as it is
 // complete (multi-byte characters intact). Batch size 1.
 import { core as mx } from "@frost-beta/mlx";
-import type { LlamaModel } from "./model/llama.ts";
+import { LlamaModel } from "./model/llama.ts";
 import { makeCaches } from "./model/cache.ts";
+import { CompiledDecoder, MAX_COMPILED_CONTEXT } from "./model/decode.ts";
 import type { Tokenizer } from "./tokenizer/tokenizer.ts";
 import { seededRandom } from "./random.ts";
 import { releaseMemory } from "./memory.ts";
@@ -30,6 +31,17 @@ export interface Generation {
   promptTokens: number;
   timeToFirstTokenMs: number;
   tokensPerSec: number; // decode speed after the first token
+}
+
+/** One compiled decoder per model, reused across calls (a new one would compile a new graph). */
+const decoders = new WeakMap<LlamaModel, CompiledDecoder>();
+
+function decoderFor(model: LlamaModel): CompiledDecoder | null {
+  // Anything else that only offers forward() (a test's scripted model) decodes eagerly.
+  if (!(model instanceof LlamaModel) || model.config.maxPositionEmbeddings > MAX_COMPILED_CONTEXT) return null;
+  let d = decoders.get(model);
+  if (!d) decoders.set(model, (d = new CompiledDecoder(model)));
+  return d;
 }
 
 const COLLECT_EVERY = 16; // tokens between memory releases: often enough to stay flat, cheap enough
@@ -126,6 +138,9 @@ export async function generate(
   // Prefill the prompt (its last `contextLength - 1` ids at most), then one token at a time.
   const prompt = promptIds.slice(-(contextLength - 1));
   let logits = model.forward(mx.array([prompt], mx.int32), caches).index(0, -1);
+  // Single tokens go through the compiled fixed-shape step (lib/model/decode.ts) when the context allows.
+  const decoder = decoderFor(model);
+  decoder?.start(caches);
   for (let i = 0; i < maxTokens; i++) {
     // Plain greedy stays on the device; anything else samples on the host from the full row.
     const next = hostSampling
@@ -149,11 +164,11 @@ export async function generate(
       stopReason = "interrupted";
       break;
     }
-    if (caches[0].offset >= contextLength) {
+    if ((decoder ? decoder.offset : caches[0].offset) >= contextLength) {
       stopReason = "context";
       break;
     }
-    logits = model.forward(mx.array([[next]], mx.int32), caches).index(0, -1);
+    logits = decoder ? decoder.next(next) : model.forward(mx.array([[next]], mx.int32), caches).index(0, -1);
     if (i % COLLECT_EVERY === COLLECT_EVERY - 1) await releaseMemory();
   }
   if (stopReason !== "stop-string") {

@@ -185,7 +185,7 @@ export function toMarkdown(plan: SweepPlan, rows: SweepRow[], base: ProbeNumbers
       : `Data: \`${plan.sourceData}\` with chat filler from \`${plan.noisePath}\` in the given percent of the answers, seed ${plan.dataSeed}.`);
   }
   out.push("", `**What to look at.** ${preset?.lookAt ?? spec.lookAt}`, "", markdownTable(plan, rows, base), "");
-  out.push("Probe metrics are measured on each run's checkpoint, i.e. its weights at the best held-out loss (the `@step`), on the probe prompts (summary.json `probes`); the first row is the base model on the same prompts. `prose loss vs base` is held-out plain-prose loss, SFT minus base, nats/token; retention is cloze accuracy on corpus facts.");
+  out.push("Probe metrics are measured on each run's checkpoint (train.ts keeps the last step's weights unless a run says `--keep best`; the `@step` is where the held-out loss was lowest), on the probe prompts (summary.json `probes`); the first row is the base model on the same prompts. `prose loss vs base` is held-out plain-prose loss, SFT minus base, nats/token; retention is cloze accuracy on corpus facts.");
   const problems = rows.filter((r) => r.reason);
   if (problems.length) out.push("", ...problems.map((r) => `- \`${plan.param}=${r.value}\` ${r.status}: ${r.reason}`));
   if (plots.length) out.push("", "## Plots", "", ...plots.map((p) => `![${p.title}](${p.file})`));

@@ -1,0 +1,116 @@
+// A compiled single-token decode step. Eager decoding is dispatch-bound on the CPU (~150 small ops per
+// token, ~5.5 ms); compiling the step needs fixed shapes, so here the cache is a fixed-capacity buffer
+// per layer written with a one-hot `where`, attention is masked to the filled positions, and the
+// rotary position comes from a precomputed table indexed by an array (mx.fast.rope takes its offset as
+// a number, which would retrace every token). Parameters cross the boundary as flat arrays
+// (lib/train/autodiff.ts), so a model trained after the decoder was built decodes with its new weights.
+import { core as mx } from "@frost-beta/mlx";
+import type { LlamaModel } from "./llama.ts";
+import type { KVCache } from "./cache.ts";
+import { compileFlat, FlatParams } from "../train/autodiff.ts";
+
+/** Contexts above this decode eagerly: attending over the whole buffer would cost more than it saves. */
+export const MAX_COMPILED_CONTEXT = 1024;
+
+/** cos and sin tables [capacity, headDim] for rotate-half RoPE (the layout mx.fast.rope(traditional=false) uses). */
+function ropeTables(capacity: number, headDim: number, theta: number): [mx.array, mx.array] {
+  const half = headDim / 2;
+  const cos: number[] = [];
+  const sin: number[] = [];
+  for (let p = 0; p < capacity; p++) {
+    for (let j = 0; j < headDim; j++) {
+      const angle = p * Math.pow(theta, -(2 * (j % half)) / headDim);
+      cos.push(Math.cos(angle));
+      sin.push(Math.sin(angle));
+    }
+  }
+  return [mx.array(cos).reshape([capacity, headDim]), mx.array(sin).reshape([capacity, headDim])];
+}
+
+/** x [1, H, 1, D] rotated by the angles of one position (cos, sin [1, 1, 1, D]). */
+function rotate(x: mx.array, cos: mx.array, sin: mx.array): mx.array {
+  const half = x.shape[3] / 2;
+  const x1 = x.index("...", mx.Slice(0, half));
+  const x2 = x.index("...", mx.Slice(half));
+  const rotated = mx.concatenate([mx.negative(x2), x1], -1);
+  return mx.add(mx.multiply(x, cos), mx.multiply(rotated, sin));
+}
+
+export class CompiledDecoder {
+  readonly capacity: number;
+  private readonly flat: FlatParams;
+  private readonly step: (...args: mx.array[]) => mx.array[];
+  private keys: mx.array[] = [];
+  private values: mx.array[] = [];
+  private position = 0;
+
+  constructor(readonly model: LlamaModel) {
+    const c = model.config;
+    this.capacity = c.maxPositionEmbeddings;
+    this.flat = new FlatParams(model);
+    const [cosTable, sinTable] = ropeTables(this.capacity, c.headDim, c.ropeTheta);
+    const L = c.numHiddenLayers;
+    const n = this.flat.slots.length;
+    const arange = mx.arange(0, this.capacity, 1, mx.int32);
+    const body = model.model;
+    // args: [token [1,1], pos [1], ...K (L), ...V (L), ...params (n)] → [logits [V], ...K', ...V']
+    this.step = compileFlat((...args: mx.array[]) => {
+      const [token, pos] = args;
+      const K = args.slice(2, 2 + L);
+      const V = args.slice(2 + L, 2 + 2 * L);
+      this.flat.write(args.slice(2 + 2 * L, 2 + 2 * L + n));
+      const cos = mx.take(cosTable, pos, 0).reshape([1, 1, 1, -1]);
+      const sin = mx.take(sinTable, pos, 0).reshape([1, 1, 1, -1]);
+      const slot = mx.equal(arange, pos).reshape([1, 1, -1, 1]); // the position being written
+      const visible = mx.where(mx.lessEqual(arange, pos), mx.array(0, mx.float32), mx.array(-1e9, mx.float32)).reshape([1, 1, 1, -1]);
+      let h = body.embedTokens.forward(token); // [1, 1, D]
+      const newK: mx.array[] = [];
+      const newV: mx.array[] = [];
+      body.layers.forEach((layer, i) => {
+        const a = layer.selfAttn;
+        const x = layer.inputLayernorm.forward(h);
+        const heads = (y: mx.array, nh: number) => y.reshape([1, 1, nh, a.headDim]).transpose(0, 2, 1, 3); // [1, H, 1, D]
+        const q = rotate(heads(a.qProj.forward(x), a.nHeads), cos, sin);
+        const k = rotate(heads(a.kProj.forward(x), a.nKVHeads), cos, sin);
+        const v = heads(a.vProj.forward(x), a.nKVHeads);
+        newK.push(mx.where(slot, k, K[i]));
+        newV.push(mx.where(slot, v, V[i]));
+        const out = mx.fast.scaledDotProductAttention(q, newK[i], newV[i], a.scale, visible);
+        h = mx.add(h, a.oProj.forward(out.transpose(0, 2, 1, 3).reshape([1, 1, -1])));
+        h = mx.add(h, layer.mlp.forward(layer.postAttentionLayernorm.forward(h)));
+      });
+      const logits = model.head(body.norm.forward(h)).reshape([-1]);
+      return [logits, ...newK, ...newV];
+    });
+  }
+
+  /** Take over the caches a prefill filled (positions 0 .. offset-1). */
+  start(caches: KVCache[]): void {
+    this.position = caches[0].offset;
+    const fit = (a: mx.array) => {
+      const [B, H, , D] = a.shape;
+      const filled = a.index("...", mx.Slice(0, this.position), mx.Slice());
+      return mx.concatenate([filled, mx.zeros([B, H, this.capacity - this.position, D], a.dtype)], 2);
+    };
+    this.keys = caches.map((c) => fit(c.keys!));
+    this.values = caches.map((c) => fit(c.values!));
+  }
+
+  /** Positions filled so far. */
+  get offset(): number {
+    return this.position;
+  }
+
+  /** Feed one token; returns its logits [V]. */
+  next(token: number): mx.array {
+    if (this.position >= this.capacity) throw new Error(`CompiledDecoder: context of ${this.capacity} positions is full`);
+    const params = this.flat.read();
+    const L = this.keys.length;
+    const out = this.step(mx.array([[token]], mx.int32), mx.array([this.position], mx.int32), ...this.keys, ...this.values, ...params);
+    this.flat.write(params); // tracing leaves placeholders in the model: put the real arrays back
+    this.keys = out.slice(1, 1 + L);
+    this.values = out.slice(1 + L, 1 + 2 * L);
+    this.position += 1;
+    return out[0];
+  }
+}

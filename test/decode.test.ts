@@ -1,0 +1,58 @@
+// The compiled single-token decode step (lib/model/decode.ts) against the eager KV-cache path:
+// same logits, across GQA and untied heads, and it follows weight updates made after it was built.
+import { describe, expect, test } from "bun:test";
+import { core as mx } from "@frost-beta/mlx";
+import { tinyModel } from "./helpers/tiny-model.ts";
+import { tinyTokenizer } from "./helpers/tiny.ts";
+import { makeCaches } from "../lib/model/cache.ts";
+import { CompiledDecoder } from "../lib/model/decode.ts";
+import { generate } from "../lib/generate.ts";
+import { TrainStep } from "../lib/train/step.ts";
+import type { LlamaModel } from "../lib/model/llama.ts";
+
+const maxAbsDiff = (a: mx.array, b: mx.array) => mx.max(mx.abs(mx.subtract(a, b))).item() as number;
+
+/** Greedy ids by full-sequence forward passes: the reference that shares no code with either cache. */
+function greedyFull(model: LlamaModel, prompt: number[], n: number): number[] {
+  const ids = [...prompt];
+  for (let i = 0; i < n; i++) ids.push(mx.argmax(model.forward(mx.array([ids], mx.int32)).index(0, -1), -1).item() as number);
+  return ids.slice(prompt.length);
+}
+
+describe("compiled decode", () => {
+  test.each([
+    ["tied, GQA 4/2", { tied: true }],
+    ["untied, no GQA", { tied: false, overrides: { num_key_value_heads: 4 } }],
+  ])("logits equal the eager cached path step by step (%s)", (_, opts) => {
+    const model = tinyModel(300, { seed: 3, ...opts });
+    const prompt = [5, 17, 42, 7];
+    const eager = makeCaches(model.config.numHiddenLayers);
+    const prefill = makeCaches(model.config.numHiddenLayers);
+    let le = model.forward(mx.array([prompt], mx.int32), eager).index(0, -1);
+    model.forward(mx.array([prompt], mx.int32), prefill);
+    const dec = new CompiledDecoder(model);
+    dec.start(prefill);
+    for (let i = 0; i < 30; i++) {
+      const next = (i * 37) % 300;
+      le = model.forward(mx.array([[next]], mx.int32), eager).index(0, -1);
+      const lc = dec.next(next);
+      expect(maxAbsDiff(le, lc)).toBeLessThan(1e-4);
+    }
+    expect(dec.offset).toBe(prompt.length + 30);
+  });
+
+  test("generate uses the model's current weights after training", async () => {
+    const tok = tinyTokenizer();
+    const model = tinyModel(tok.vocabSize, { seed: 4 });
+    const prompt = tok.encode("The quick brown fox");
+    const before = await generate(model, tok, prompt, { maxTokens: 12 });
+    expect(before.ids).toEqual(greedyFull(model, prompt, 12));
+    const step = new TrainStep(model);
+    const ids = mx.array([tok.encode("the cat sat on the mat and the dog sat on the log")], mx.int32);
+    const batch = { inputs: ids.index(mx.Slice(), mx.Slice(0, -1)), targets: ids.index(mx.Slice(), mx.Slice(1)), mask: mx.ones([1, ids.shape[1] - 1]) };
+    for (let i = 0; i < 30; i++) await step.step(batch, 1e-2);
+    const after = await generate(model, tok, prompt, { maxTokens: 12 });
+    expect(after.ids).toEqual(greedyFull(model, prompt, 12));
+    expect(after.ids).not.toEqual(before.ids);
+  });
+});
