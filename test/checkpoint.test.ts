@@ -22,7 +22,7 @@ import type { LlamaModel } from "../lib/model/llama.ts";
 import { CHAT_TEMPLATE_JINJA } from "../lib/sft/template.ts";
 import { SPECIAL_TOKENS } from "../lib/tokenizer/types.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
-import { tinyModel } from "./helpers/tiny-model.ts";
+import { tinyConfigJSON, tinyModel } from "./helpers/tiny-model.ts";
 
 const ROOT = mkdtempSync(join(tmpdir(), "sft-mlx-ckpt-"));
 afterAll(() => rmSync(ROOT, { recursive: true, force: true }));
@@ -41,16 +41,7 @@ function expectSameWeights(a: LlamaModel, b: LlamaModel): void {
   }
 }
 
-const BASE_HF = {
-  model_type: "llama",
-  vocab_size: 360,
-  hidden_size: 32,
-  intermediate_size: 64,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  max_position_embeddings: 128,
-};
+const BASE_HF = tinyConfigJSON(360);
 
 describe("save → load round trip", () => {
   test.each([

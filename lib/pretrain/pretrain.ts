@@ -15,6 +15,7 @@ import { evalBatches, tokenizeSpans, trainingBatch } from "./corpus.ts";
 import { appendMetrics, formatDuration, readJSON, writeJSON } from "../runs.ts";
 import { peakRssMB, releaseMemory, rssMB } from "../memory.ts";
 import { ProgressLine } from "../progress.ts";
+import { onInterrupt } from "../interrupt.ts";
 import { SPECIAL_TOKENS } from "../tokenizer/types.ts";
 
 const log = consola.withTag("pretrain");
@@ -101,13 +102,7 @@ export async function pretrain(cfg: PretrainConfig, runDir: string, { resume = f
     log.info(`resumed from ${resumeFrom} at step ${step}`);
   }
 
-  let interrupted = false;
-  const onSigint = () => {
-    if (interrupted) process.exit(130);
-    interrupted = true;
-    log.warn("interrupt: finishing this step, saving a checkpoint (Ctrl-C again to abort)");
-  };
-  process.on("SIGINT", onSigint);
+  const interrupt = onInterrupt(() => log.warn("interrupt: finishing this step, saving a checkpoint (Ctrl-C again to abort)"));
 
   const saveState = (s: number) => {
     const dir = join(runDir, "checkpoints", `step-${String(s).padStart(6, "0")}`);
@@ -143,7 +138,7 @@ export async function pretrain(cfg: PretrainConfig, runDir: string, { resume = f
   let window = { loss: 0, n: 0, start: performance.now(), gradNorm: 0 };
   let lastEval = NaN;
   let status = "completed";
-  while (step < cfg.steps && !interrupted) {
+  while (step < cfg.steps && !interrupt.requested) {
     const lr = learningRate(schedule, step + 1);
     const batch = trainingBatch(train.tokens, step, { batchSize: cfg.batchSize, seqLen: cfg.seqLen, seed: cfg.seed });
     const r = await trainer.step(batch, lr);
@@ -182,8 +177,8 @@ export async function pretrain(cfg: PretrainConfig, runDir: string, { resume = f
     if (step % cfg.saveEvery === 0) saveState(step);
   }
   progress.done();
-  process.off("SIGINT", onSigint);
-  if (interrupted) status = "interrupted";
+  interrupt.dispose();
+  if (interrupt.requested) status = "interrupted";
   saveState(step);
   const evalLoss = evaluate(model, heldBatches);
   const wallSec = elapsed + (performance.now() - t0) / 1000;

@@ -5,6 +5,7 @@
 //                summary.json, checkpoint/ (last or best weights, --keep), then probe base vs SFT into summary.json,
 //                samples.md and report.html;
 //   resumeRun  — continue an interrupted run in its own folder.
+import { onInterrupt } from "../interrupt.ts";
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join, relative } from "node:path";
@@ -127,14 +128,10 @@ export async function executeRun(p: PreparedRun, runDir: string, { resumed = fal
 
   const progress = new ProgressLine(cfg.steps);
   const tty = Boolean(process.stderr.isTTY);
-  let interrupted = false;
-  const onSigint = () => {
-    if (interrupted) process.exit(130);
-    interrupted = true;
-    progress.log("interrupt: finishing this step, then saving the checkpoint and a resumable state (Ctrl-C again to abort)");
-  };
-  process.on("SIGINT", onSigint);
-  hooks.shouldStop = () => interrupted;
+  const interrupt = onInterrupt(() =>
+    progress.log("interrupt: finishing this step, then saving the checkpoint and a resumable state (Ctrl-C again to abort)"),
+  );
+  hooks.shouldStop = () => interrupt.requested;
   hooks.onReport = (m: StepMetrics) => {
     const rec = { type: "train", step: m.step, loss: m.loss, lr: m.lr, gradNorm: m.gradNorm, tokensPerSec: m.tokensPerSec, ntoks: m.ntoks, tokens: m.tokens, paddingFraction: m.paddingFraction, rssMB: rssMB() };
     appendMetrics(runDir, rec);
@@ -161,7 +158,7 @@ export async function executeRun(p: PreparedRun, runDir: string, { resumed = fal
     log.error((e as Error).stack ?? String(e));
   }
   progress.done();
-  process.off("SIGINT", onSigint);
+  interrupt.dispose();
   const trainSec = (performance.now() - t0) / 1000;
 
   // The resumable state exists only while the run can be resumed.
