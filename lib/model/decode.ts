@@ -62,7 +62,7 @@ export class CompiledDecoder {
       const cos = mx.take(cosTable, pos, 0).reshape([1, 1, 1, -1]);
       const sin = mx.take(sinTable, pos, 0).reshape([1, 1, 1, -1]);
       const slot = mx.equal(arange, pos).reshape([1, 1, -1, 1]); // the position being written
-      const visible = mx.where(mx.lessEqual(arange, pos), mx.array(0, mx.float32), mx.array(-1e9, mx.float32)).reshape([1, 1, 1, -1]);
+      const visible = mx.where(mx.lessEqual(arange, pos), mx.array(0, mx.float32), mx.array(-Infinity, mx.float32)).reshape([1, 1, 1, -1]); // -inf: see causalMask
       let h = body.embedTokens.forward(token); // [1, 1, D]
       const newK: mx.array[] = [];
       const newV: mx.array[] = [];

@@ -8,7 +8,7 @@ import { configFromHF, countParameters } from "../model/config.ts";
 import { LlamaModel } from "../model/llama.ts";
 import { loadModel, saveCheckpoint } from "../model/checkpoint.ts";
 import { Tokenizer } from "../tokenizer/tokenizer.ts";
-import { TrainStep, defaultOptimizerConfig, batchLoss } from "../train/step.ts";
+import { TrainStep, defaultOptimizerConfig, shardedLossSum } from "../train/step.ts";
 import { learningRate } from "../train/schedule.ts";
 import { generate } from "../generate.ts";
 import { evalBatches, tokenizeSpans, trainingBatch } from "./corpus.ts";
@@ -51,10 +51,9 @@ function evaluate(model: LlamaModel, batches: ReturnType<typeof evalBatches>): n
   let sum = 0;
   let n = 0;
   for (const b of batches) {
-    const loss = batchLoss(model, b.inputs, b.targets, b.mask);
-    const count = b.inputs.shape[0] * b.inputs.shape[1];
-    sum += (loss.item() as number) * count;
-    n += count;
+    const r = shardedLossSum(model, b);
+    sum += r.sum;
+    n += r.ntoks;
   }
   return sum / n;
 }

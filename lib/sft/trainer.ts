@@ -11,9 +11,8 @@ import { readJSON, writeJSON } from "../runs.ts";
 import type { TextTokenizer } from "../tokenizer/types.ts";
 import { SPECIAL_TOKENS } from "../tokenizer/types.ts";
 import { learningRate } from "../train/schedule.ts";
-import { defaultOptimizerConfig, TrainStep } from "../train/step.ts";
+import { defaultOptimizerConfig, shardedLossSum, TrainStep } from "../train/step.ts";
 import { checkLengths, iterateBatches, padAndCollate, type IndexBatch } from "./batch.ts";
-import { maskedCrossEntropySum } from "./loss.ts";
 import { SFTConfigError, type SFTConfig } from "./sft-config.ts";
 import type { SFTExample } from "./types.ts";
 
@@ -146,8 +145,7 @@ export class SFTTrainer {
     for (let i = 0; i < order.length; i += this.cfg.batchSize) {
       const rows = order.slice(i, i + this.cfg.batchSize).map((j) => examples[j]!);
       const b = padAndCollate(rows, { maxSeqLen: this.cfg.maxSeqLen, padId: this.padId, padMultiple: this.cfg.padMultiple });
-      const [s] = maskedCrossEntropySum(this.model.forward(b.inputs), b.targets, b.mask);
-      sum += s.item() as number;
+      sum += shardedLossSum(this.model, b).sum;
       ntoks += b.ntoks;
     }
     if (ntoks === 0) throw new Error(`the ${examples.length} eval examples have no supervised targets: nothing to evaluate`);

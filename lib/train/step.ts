@@ -4,6 +4,7 @@ import { core as mx } from "@frost-beta/mlx";
 import type { LlamaModel } from "../model/llama.ts";
 import { maskedCrossEntropySum } from "../sft/loss.ts";
 import { releaseMemory } from "../memory.ts";
+import { balance, computeStreams, shardRanges } from "../parallel.ts";
 import { compileFlat, FlatParams, flatValueAndGrad } from "./autodiff.ts";
 
 export interface OptimizerConfig {
@@ -36,23 +37,52 @@ export interface StepResult {
   gradNorm: number; // global norm before clipping
 }
 
+/** Sum of masked cross-entropy over a batch (the supervised-token count travels separately). */
+export function batchLossSum(model: LlamaModel, inputs: mx.array, targets: mx.array, mask: mx.array): mx.array {
+  return maskedCrossEntropySum(model.forward(inputs), targets, mask)[0];
+}
+
 /** Mean masked cross-entropy of the model on one batch (the training objective). */
 export function batchLoss(model: LlamaModel, inputs: mx.array, targets: mx.array, mask: mx.array): mx.array {
   const [sum, ntoks] = maskedCrossEntropySum(model.forward(inputs), targets, mask);
   return mx.divide(sum, mx.maximum(ntoks, mx.array(1, mx.float32)));
 }
 
-/** Mean cross-entropy computed only at gathered positions: the output head and the softmax over
+/** Sum of cross-entropy computed only at gathered positions: the output head and the softmax over
  * the vocabulary run on [N, D] rows instead of [B·T, D]. `positions` index the flattened [B·T]
  * batch; `weights` is 1 for real supervised positions and 0 for the padding that rounds N up. */
-export function sparseBatchLoss(model: LlamaModel, inputs: mx.array, positions: mx.array, targets: mx.array, weights: mx.array): mx.array {
+export function sparseBatchLossSum(model: LlamaModel, inputs: mx.array, positions: mx.array, targets: mx.array, weights: mx.array): mx.array {
   const h = model.hidden(inputs); // [B, T, D]
   const [B, T, D] = h.shape;
   const rows = mx.take(h.reshape([B * T, D]), positions, 0); // [N, D]
   const n = positions.shape[0];
   const logits = model.head(rows).reshape([1, n, -1]); // [1, N, V]
-  const [sum, ntoks] = maskedCrossEntropySum(logits, targets.reshape([1, n]), weights.reshape([1, n]));
-  return mx.divide(sum, mx.maximum(ntoks, mx.array(1, mx.float32)));
+  return maskedCrossEntropySum(logits, targets.reshape([1, n]), weights.reshape([1, n]))[0];
+}
+
+/** Mean cross-entropy at gathered positions (see sparseBatchLossSum). */
+export function sparseBatchLoss(model: LlamaModel, inputs: mx.array, positions: mx.array, targets: mx.array, weights: mx.array): mx.array {
+  return mx.divide(sparseBatchLossSum(model, inputs, positions, targets, weights), mx.maximum(mx.sum(weights), mx.array(1, mx.float32)));
+}
+
+/** Rows [start, end) of a batch. */
+export function sliceRows(batch: StepBatch, [start, end]: [number, number]): StepBatch {
+  const rows = (a: mx.array) => a.index(mx.Slice(start, end));
+  return { inputs: rows(batch.inputs), targets: rows(batch.targets), mask: rows(batch.mask) };
+}
+
+/** Sum of masked cross-entropy and the supervised-token count of a batch, its rows sharded over
+ * the compute streams (forward only: evaluation). */
+export function shardedLossSum(model: LlamaModel, batch: StepBatch): { sum: number; ntoks: number } {
+  const streams = computeStreams();
+  const parts = shardRanges(batch.inputs.shape[0], streams.length).map((range, i) => {
+    using _ = mx.stream(streams[i]!);
+    const b = sliceRows(batch, range);
+    return batchLossSum(model, b.inputs, b.targets, b.mask);
+  });
+  const sum = parts.reduce((a, b) => mx.add(a, b));
+  mx.eval(sum);
+  return { sum: sum.item() as number, ntoks: mx.sum(batch.mask).item() as number };
 }
 
 const POSITION_MULTIPLE = 64; // gathered rows are padded to a multiple of this so compiled shapes repeat
@@ -81,43 +111,72 @@ export function gatherSupervised(batch: StepBatch): { positions: mx.array; targe
 }
 
 /** Build the compiled step for `model`. Call `step(batch, lr)` once per optimizer step; it updates
- * the model in place and yields to the event loop so that memory stays flat. */
+ * the model in place and yields to the event loop so that memory stays flat.
+ *
+ * The batch's rows are split into shards, one per compute stream (lib/parallel.ts): each shard's
+ * forward and backward run on their own stream, its gradients of the loss SUM are added, and the
+ * total is divided once by the batch's supervised-token count — the same gradient as the mean loss
+ * of the whole batch. The optimizer update is spread over the streams by parameter size. */
 export class TrainStep {
   readonly flat: FlatParams;
   private m: mx.array[];
   private v: mx.array[];
   private t = 0;
   private readonly compiled: (...args: mx.array[]) => mx.array[];
+  private readonly streams: mx.Stream[];
   /** Run the head and loss only at supervised positions (worth it when many positions are masked). */
   readonly sparseHead: boolean;
 
   constructor(
     readonly model: LlamaModel,
     readonly opt: OptimizerConfig = defaultOptimizerConfig(),
-    { compile = true, sparseHead = false }: { compile?: boolean; sparseHead?: boolean } = {},
+    { compile = true, sparseHead = false, streams = computeStreams() }: { compile?: boolean; sparseHead?: boolean; streams?: mx.Stream[] } = {},
   ) {
     this.sparseHead = sparseHead;
+    this.streams = streams;
     this.flat = new FlatParams(model);
     const params = this.flat.read();
     this.m = params.map((p) => mx.zerosLike(p));
     this.v = params.map((p) => mx.zerosLike(p));
     const n = params.length;
     const decays = params.map((p) => p.ndim >= 2);
+    const home = balance(params.map((p) => p.size), streams.length).map((i) => streams[i]!); // each parameter's stream
+    const perShard = sparseHead ? 4 : 3;
+    // each shard's args are [inputs, targets, mask] or, with sparseHead, [inputs, positions, targets, weights]
     const vg = flatValueAndGrad(this.flat, (...b) =>
-      sparseHead ? sparseBatchLoss(model, b[0], b[1], b[2], b[3]) : batchLoss(model, b[0], b[1], b[2]),
+      sparseHead ? sparseBatchLossSum(model, b[0]!, b[1]!, b[2]!, b[3]!) : batchLossSum(model, b[0]!, b[1]!, b[2]!),
     );
     const { beta1, beta2, eps, weightDecay, gradClip } = opt;
 
-    // args: [...params, ...m, ...v, ...batch, lr, t] where batch is [inputs, targets, mask] or, with
-    // sparseHead, [inputs, positions, targets, weights]; returns [loss, gradNorm, ...params', ...m', ...v']
+    // args: [...params, ...m, ...v, ...shard 0, ...shard 1, ..., lr, t];
+    // returns [loss, gradNorm, ...params', ...m', ...v']
     const update = (...args: mx.array[]): mx.array[] => {
       const p = args.slice(0, n);
       const m = args.slice(n, 2 * n);
       const v = args.slice(2 * n, 3 * n);
-      const batch = args.slice(3 * n, args.length - 2);
-      const [lr, t] = args.slice(args.length - 2);
-      const [loss, grads] = vg(p, ...batch);
-      const sq = grads.map((g) => mx.sum(mx.square(g)));
+      const shardArgs = args.slice(3 * n, args.length - 2);
+      const [lr, t] = args.slice(args.length - 2) as [mx.array, mx.array];
+      const sums: mx.array[] = [];
+      const counts: mx.array[] = [];
+      const shardGrads: mx.array[][] = [];
+      for (let s = 0; s * perShard < shardArgs.length; s++) {
+        using _ = mx.stream(streams[s]!);
+        const b = shardArgs.slice(s * perShard, (s + 1) * perShard);
+        const [sum, grads] = vg(p, ...b);
+        sums.push(sum);
+        counts.push(mx.sum(b[perShard - 1]!)); // the mask, or the weights
+        shardGrads.push(grads);
+      }
+      const ntoks = mx.maximum(counts.reduce((a, b) => mx.add(a, b)), mx.array(1, mx.float32));
+      const loss = mx.divide(sums.reduce((a, b) => mx.add(a, b)), ntoks);
+      const grads = p.map((_, i) => {
+        using _s = mx.stream(home[i]!);
+        return mx.divide(shardGrads.map((g) => g[i]!).reduce((a, b) => mx.add(a, b)), ntoks);
+      });
+      const sq = grads.map((g, i) => {
+        using _s = mx.stream(home[i]!);
+        return mx.sum(mx.square(g));
+      });
       const gradNorm = mx.sqrt(sq.reduce((a, b) => mx.add(a, b)));
       const scale = gradClip > 0 ? mx.minimum(mx.array(1, mx.float32), mx.divide(gradClip, mx.add(gradNorm, 1e-6))) : mx.array(1, mx.float32);
       const bc1 = mx.subtract(1, mx.power(mx.array(beta1, mx.float32), t));
@@ -126,11 +185,12 @@ export class TrainStep {
       const newM: mx.array[] = [];
       const newV: mx.array[] = [];
       for (let i = 0; i < n; i++) {
-        const g = mx.multiply(grads[i], scale);
-        const mi = mx.add(mx.multiply(beta1, m[i]), mx.multiply(1 - beta1, g));
-        const vi = mx.add(mx.multiply(beta2, v[i]), mx.multiply(1 - beta2, mx.square(g)));
+        using _s = mx.stream(home[i]!);
+        const g = mx.multiply(grads[i]!, scale);
+        const mi = mx.add(mx.multiply(beta1, m[i]!), mx.multiply(1 - beta1, g));
+        const vi = mx.add(mx.multiply(beta2, v[i]!), mx.multiply(1 - beta2, mx.square(g)));
         const stepDir = mx.divide(mx.divide(mi, bc1), mx.add(mx.sqrt(mx.divide(vi, bc2)), eps));
-        let pi = decays[i] && weightDecay > 0 ? mx.multiply(p[i], mx.subtract(1, mx.multiply(lr, weightDecay))) : p[i];
+        let pi = decays[i] && weightDecay > 0 ? mx.multiply(p[i]!, mx.subtract(1, mx.multiply(lr, weightDecay))) : p[i]!;
         pi = mx.subtract(pi, mx.multiply(lr, stepDir));
         newP.push(pi);
         newM.push(mi);
@@ -150,11 +210,12 @@ export class TrainStep {
   async step(batch: StepBatch, lr: number): Promise<StepResult> {
     const n = this.flat.slots.length;
     this.t += 1;
-    let arrays = [batch.inputs, batch.targets, batch.mask];
-    if (this.sparseHead) {
-      const g = gatherSupervised(batch);
-      arrays = [batch.inputs, g.positions, g.targets, g.weights];
-    }
+    const arrays = shardRanges(batch.inputs.shape[0], this.streams.length).flatMap((range) => {
+      const shard = sliceRows(batch, range);
+      if (!this.sparseHead) return [shard.inputs, shard.targets, shard.mask];
+      const g = gatherSupervised(shard);
+      return [shard.inputs, g.positions, g.targets, g.weights];
+    });
     const out = this.compiled(
       ...this.flat.read(),
       ...this.m,
