@@ -8,7 +8,6 @@ import { CompiledDecoder, MAX_COMPILED_CONTEXT } from "./model/decode.ts";
 import type { Tokenizer } from "./tokenizer/tokenizer.ts";
 import { seededRandom } from "./random.ts";
 import { releaseMemory } from "./memory.ts";
-import { computeStreams } from "./parallel.ts";
 
 export interface SampleOptions {
   temperature?: number; // 0 = greedy
@@ -120,7 +119,6 @@ export async function generate(
   const { maxTokens = 128, stopIds = [], stopStrings = [], seed = 0, onText, shouldStop } = opts;
   if (promptIds.length === 0) throw new Error("generate: the prompt is empty");
   const contextLength = model.config.maxPositionEmbeddings;
-  computeStreams(); // the process's CPU policy (lib/parallel.ts): one OpenBLAS thread per call
   const rand = seededRandom(seed);
   const hostSampling = (opts.temperature ?? 0) > 0 || (opts.repetitionPenalty ?? 1) !== 1;
   const caches = makeCaches(model.config.numHiddenLayers);
