@@ -8,6 +8,7 @@ import { CompiledDecoder, MAX_COMPILED_CONTEXT } from "./model/decode.ts";
 import type { Tokenizer } from "./tokenizer/tokenizer.ts";
 import { seededRandom } from "./random.ts";
 import { releaseMemory } from "./memory.ts";
+import { useBlasFor } from "./parallel.ts";
 
 export interface SampleOptions {
   temperature?: number; // 0 = greedy
@@ -119,6 +120,7 @@ export async function generate(
   const { maxTokens = 128, stopIds = [], stopStrings = [], seed = 0, onText, shouldStop } = opts;
   if (promptIds.length === 0) throw new Error("generate: the prompt is empty");
   const contextLength = model.config.maxPositionEmbeddings;
+  useBlasFor(1); // one stream: OpenBLAS's own threads (a training step in this process may have set one)
   const rand = seededRandom(seed);
   const hostSampling = (opts.temperature ?? 0) > 0 || (opts.repetitionPenalty ?? 1) !== 1;
   const caches = makeCaches(model.config.numHiddenLayers);

@@ -16,15 +16,16 @@ const MAX_CPU_STREAMS = 8; // shards beyond this get too thin to keep a core bus
 
 let streams: mx.Stream[] | null = null;
 
-/** The streams a batch is sharded over: one per CPU core on the CPU (OpenBLAS then runs one thread
- * per call), the default stream on the GPU. Made once per process. `SFT_MLX_STREAMS=1` turns
- * sharding off. */
+/** The streams a batch is sharded over: one per CPU core on the CPU, the default stream on the GPU.
+ * Made once per process; work sharded over them calls `useBlasFor(streams.length)` first.
+ * `SFT_MLX_STREAMS=N` sets the number of CPU streams (1 turns sharding off). */
 export function computeStreams(): mx.Stream[] {
   if (streams) return streams;
   const onCpu = String(mx.defaultDevice()).includes("cpu");
-  const wanted = Number(process.env.SFT_MLX_STREAMS ?? Math.min(availableParallelism(), MAX_CPU_STREAMS));
-  const n = onCpu && Number.isInteger(wanted) && wanted > 1 ? wanted : 1;
-  if (n > 1) setBlasThreads(1);
+  const env = process.env.SFT_MLX_STREAMS;
+  const wanted = env === undefined ? Math.min(availableParallelism(), MAX_CPU_STREAMS) : Number(env);
+  if (!Number.isInteger(wanted) || wanted < 1) throw new Error(`SFT_MLX_STREAMS=${env}: expected a whole number of streams, 1 or more (unset it to use one per core)`);
+  const n = onCpu ? wanted : 1;
   streams = n > 1 ? Array.from({ length: n }, () => mx.newStream(mx.cpu)) : [mx.defaultStream(mx.defaultDevice())];
   return streams;
 }
@@ -67,6 +68,19 @@ function openBlas(): BlasLib | null {
     // not OpenBLAS (the doctor says which BLAS is in use): nothing to set
   }
   return blas;
+}
+
+let defaultBlasThreads: number | null = null;
+
+/** Set OpenBLAS's threads for work spread over `streams` streams: one thread per call when several
+ * shards run at once (their matmuls already run side by side), OpenBLAS's own default (one per core,
+ * or OPENBLAS_NUM_THREADS) for work on one stream such as decoding (measured 274 vs 253 tokens/s). */
+export function useBlasFor(streams: number): void {
+  const lib = openBlas();
+  if (!lib) return;
+  defaultBlasThreads ??= lib.getThreads();
+  const want = streams > 1 ? 1 : defaultBlasThreads;
+  if (lib.getThreads() !== want) lib.setThreads(want);
 }
 
 /** Set the number of OpenBLAS threads; returns the previous number, or null without OpenBLAS. */

@@ -5,7 +5,7 @@
 //   bun test test/parallel.test.ts
 import { describe, expect, test } from "bun:test";
 import { core as mx } from "@frost-beta/mlx";
-import { balance, shardRanges } from "../lib/parallel.ts";
+import { balance, blasThreads, shardRanges, useBlasFor } from "../lib/parallel.ts";
 import { maskedCrossEntropySum } from "../lib/sft/loss.ts";
 import { shardedLossSum, TrainStep, type StepBatch } from "../lib/train/step.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
@@ -79,5 +79,15 @@ describe("parallel", () => {
     const r = shardedLossSum(model, b);
     expect(r.sum).toBeCloseTo(sum.item() as number, 3);
     expect(r.ntoks).toBe(ntoks.item() as number);
+  });
+
+  const blasReason = blasThreads() === null ? "OpenBLAS is not the BLAS in use" : "";
+  test.skipIf(blasReason !== "")(`OpenBLAS runs one thread per call while shards run side by side, its default otherwise${blasReason ? ` (skipped: ${blasReason})` : ""}`, () => {
+    useBlasFor(1);
+    const own = blasThreads();
+    useBlasFor(2);
+    expect(blasThreads()).toBe(1);
+    useBlasFor(1);
+    expect(blasThreads()).toBe(own);
   });
 });

@@ -8,11 +8,13 @@ import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { TrainStep, type StepBatch } from "../train/step.ts";
 import { generate } from "../generate.ts";
 import { peakRssMB, releaseMemory, rssMB } from "../memory.ts";
+import { useBlasFor } from "../parallel.ts";
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /** Best-of-reps fp32 matmul throughput, GFLOP/s: the peak MFU is measured against. */
 export function matmulPeakGflops(n = 1024, reps = 10): number {
+  useBlasFor(1); // the machine's peak: OpenBLAS's own threads
   const a = mx.random.normal([n, n]);
   const b = mx.random.normal([n, n]);
   mx.eval(a, b, mx.matmul(a, b));

@@ -4,7 +4,7 @@ import { core as mx } from "@frost-beta/mlx";
 import type { LlamaModel } from "../model/llama.ts";
 import { maskedCrossEntropySum } from "../sft/loss.ts";
 import { releaseMemory } from "../memory.ts";
-import { balance, computeStreams, shardRanges } from "../parallel.ts";
+import { balance, computeStreams, shardRanges, useBlasFor } from "../parallel.ts";
 import { compileFlat, FlatParams, flatValueAndGrad } from "./autodiff.ts";
 
 export interface OptimizerConfig {
@@ -75,6 +75,7 @@ export function sliceRows(batch: StepBatch, [start, end]: [number, number]): Ste
  * the compute streams (forward only: evaluation). */
 export function shardedLossSum(model: LlamaModel, batch: StepBatch): { sum: number; ntoks: number } {
   const streams = computeStreams();
+  useBlasFor(streams.length);
   const parts = shardRanges(batch.inputs.shape[0], streams.length).map((range, i) => {
     using _ = mx.stream(streams[i]!);
     const b = sliceRows(batch, range);
@@ -210,6 +211,7 @@ export class TrainStep {
   async step(batch: StepBatch, lr: number): Promise<StepResult> {
     const n = this.flat.slots.length;
     this.t += 1;
+    useBlasFor(this.streams.length);
     const arrays = shardRanges(batch.inputs.shape[0], this.streams.length).flatMap((range) => {
       const shard = sliceRows(batch, range);
       if (!this.sparseHead) return [shard.inputs, shard.targets, shard.mask];
