@@ -11,6 +11,7 @@
 import { availableParallelism } from "node:os";
 import { dlopen, FFIType } from "bun:ffi";
 import { core as mx } from "@frost-beta/mlx";
+import { useOneMallocArena } from "./memory.ts";
 
 const MAX_CPU_STREAMS = 8; // shards beyond this get too thin to keep a core busy
 
@@ -26,6 +27,7 @@ export function computeStreams(): mx.Stream[] {
   const wanted = env === undefined ? Math.min(availableParallelism(), MAX_CPU_STREAMS) : Number(env);
   if (!Number.isInteger(wanted) || wanted < 1) throw new Error(`SFT_MLX_STREAMS=${env}: expected a whole number of streams, 1 or more (unset it to use one per core)`);
   const n = onCpu ? wanted : 1;
+  if (n > 1) useOneMallocArena(); // before the stream threads allocate
   streams = n > 1 ? Array.from({ length: n }, () => mx.newStream(mx.cpu)) : [mx.defaultStream(mx.defaultDevice())];
   return streams;
 }

@@ -3,6 +3,7 @@
 //   bun scripts/bench.ts                  # all cases
 //   bun scripts/bench.ts --case train-ref # one case: train-ref, train-base, train-sft, generate, sft-run
 //   bun scripts/bench.ts --torch          # also run the PyTorch peer (../shared/bench/peers) for the ratio
+//   bun scripts/bench.ts --torch --python /path/to/venv/bin/python   # a Python that has torch
 import { defineCommand, runMain } from "citty";
 import { consola } from "consola";
 import { existsSync } from "node:fs";
@@ -46,7 +47,9 @@ const command = defineCommand({
   args: {
     case: { type: "string", default: CASES.join(","), description: `cases: ${CASES.join(", ")}` },
     base: { type: "string", default: DEFAULT_BASE, description: "the bundled base model (or another checkpoint)" },
-    steps: { type: "string", default: "20", description: "measured steps per training case (after warm-up)" },
+    steps: { type: "string", default: "20", description: "measured steps per run of a training case (after warm-up)" },
+    runs: { type: "string", default: "3", description: "runs per training case; tokens/s is the median run's" },
+    python: { type: "string", default: "python3", description: "the Python with torch, for --torch" },
     "batch-size": { type: "string", default: "8", description: "SFT batch size for train-sft" },
     torch: { type: "boolean", default: false, description: "also run the PyTorch peer (needs torch)" },
   },
@@ -54,7 +57,9 @@ const command = defineCommand({
     const cases = parseList(args.case);
     for (const c of cases) if (!CASES.includes(c)) throw new Error(`--case: unknown case \`${c}\`; cases: ${CASES.join(", ")}`);
     const steps = parseNumber("steps", args.steps, { integer: true, positive: true });
+    const runs = parseNumber("runs", args.runs, { integer: true, positive: true });
     const peakGflops = matmulPeakGflops();
+    let refTokensPerSec = 0; // the reference step's tokens/s, for the ratio to the PyTorch peer
     emit({ case: "matmul-peak", gflops: peakGflops, device: String(mx.defaultDevice()) });
     const needsBase = cases.some((c) => c !== "train-ref");
     if (needsBase && !existsSync(join(args.base, "config.json"))) throw new Error(`--base ${args.base}: no checkpoint there (see README: the bundled base model)`);
@@ -65,13 +70,14 @@ const command = defineCommand({
       const model = new LlamaModel(configFromHF(REFERENCE));
       mx.eval(model.parameters());
       const batch = randomBatch(4096, 0);
-      const r = await benchTrainStep(model, () => ({ batch, tokens: REF_BATCH * REF_SEQ, paddingFraction: 0 }), { steps, peakGflops });
+      const r = await benchTrainStep(model, () => ({ batch, tokens: REF_BATCH * REF_SEQ, paddingFraction: 0 }), { steps, runs, peakGflops });
       emit({ case: "train-ref", model: "reference-5.8M", batch: `${REF_BATCH}x${REF_SEQ}`, ...r });
+      refTokensPerSec = r.tokensPerSec;
     }
     if (cases.includes("train-base") && base) {
       log.start("train-base: bundled base model, 16 x 256 random tokens");
       const batch = randomBatch(base.config.vocabSize, 0);
-      const r = await benchTrainStep(base.model, () => ({ batch, tokens: REF_BATCH * REF_SEQ, paddingFraction: 0 }), { steps, peakGflops });
+      const r = await benchTrainStep(base.model, () => ({ batch, tokens: REF_BATCH * REF_SEQ, paddingFraction: 0 }), { steps, runs, peakGflops });
       emit({ case: "train-base", model: args.base, batch: `${REF_BATCH}x${REF_SEQ}`, ...r });
     }
     if (cases.includes("train-sft") && base) {
@@ -85,7 +91,7 @@ const command = defineCommand({
       const r = await benchTrainStep(fresh.model, () => {
         const b = padAndCollate(it.next().value!.examples, { maxSeqLen: fresh.config.maxPositionEmbeddings, padId, padMultiple: 16 });
         return { batch: b, tokens: b.inputs.shape[0] * b.inputs.shape[1], paddingFraction: b.paddingFraction };
-      }, { steps: steps * 3, peakGflops, sparseHead: true }); // as the SFT trainer runs it
+      }, { steps: steps * 3, runs, peakGflops, sparseHead: true }); // as the SFT trainer runs it
       emit({ case: "train-sft", model: args.base, batchSize, sparseHead: true, note: "tokens/s counts padded positions", ...r });
     }
     if (cases.includes("generate") && base) {
@@ -101,14 +107,28 @@ const command = defineCommand({
       const out = proc.stderr.toString() + proc.stdout.toString();
       const runDir = /runs\/[\w.-]*bench-sft[\w.-]*/.exec(out)?.[0];
       const summary = runDir && existsSync(join(PROJECT_ROOT, runDir, "summary.json")) ? readJSON(join(PROJECT_ROOT, runDir, "summary.json")) : {};
-      emit({ case: "sft-run", exitCode: proc.exitCode, wallSec, runDir, trainWallSec: summary.wallSec, peakRssMB: summary.peakRssMB, status: summary.status });
+      emit({ case: "sft-run", exitCode: proc.exitCode, wallSec, runDir, trainWallSec: summary.wallSec, peakRssMB: summary.peakMemMB, status: summary.status });
     }
     if (args.torch) {
+      // the peer prints one run; like its README's figures, take the median of 3
       const peer = resolve(PROJECT_ROOT, "../shared/bench/peers/torch_train.py");
       for (const flags of [[], ["--compile"]]) {
-        const proc = Bun.spawnSync(["python3", peer, ...flags], { stdout: "pipe", stderr: "pipe" });
-        const line = proc.stdout.toString().trim().split("\n").pop() ?? "";
-        emit({ case: `torch${flags.length ? "-compiled" : "-eager"}`, exitCode: proc.exitCode, ...(line.startsWith("{") ? JSON.parse(line) : { error: proc.stderr.toString().slice(-300) }) });
+        const name = `torch${flags.length ? "-compiled" : "-eager"}`;
+        log.start(`${name}: ../shared/bench/peers/torch_train.py ${flags.join(" ")} (3 runs)`);
+        const results: Record<string, any>[] = [];
+        for (let r = 0; r < 3; r++) {
+          const proc = Bun.spawnSync([args.python, peer, ...flags], { stdout: "pipe", stderr: "pipe" });
+          const line = proc.stdout.toString().trim().split("\n").pop() ?? "";
+          if (proc.exitCode !== 0 || !line.startsWith("{")) {
+            emit({ case: name, exitCode: proc.exitCode, error: proc.stderr.toString().slice(-300) });
+            break;
+          }
+          results.push(JSON.parse(line));
+        }
+        if (results.length < 3) continue;
+        const mid = [...results].sort((a, b) => a.tokens_per_sec - b.tokens_per_sec)[1]!;
+        emit({ case: name, ...mid, runsTokensPerSec: results.map((x) => x.tokens_per_sec) });
+        if (refTokensPerSec) emit({ case: `ratio-vs-${name}`, reference: refTokensPerSec, peer: mid.tokens_per_sec, ratio: refTokensPerSec / mid.tokens_per_sec });
       }
     }
   },

@@ -35,7 +35,8 @@ export function trainFlopsPerToken(c: LlamaConfig, seqLen: number): number {
 }
 
 export interface TrainBenchResult {
-  tokensPerSec: number;
+  tokensPerSec: number; // the median run's
+  runsTokensPerSec: number[]; // every run's, in order
   stepMs: number; // median over measured steps
   mfu: number; // achieved FLOP/s over the measured matmul peak
   paddingFraction: number;
@@ -45,36 +46,44 @@ export interface TrainBenchResult {
   peakRssMB: number;
 }
 
-/** Time `steps` optimizer steps after `warmup` steps. `batchAt(i)` gives batch i and its token count. */
+/** Time `runs` runs of `steps` optimizer steps after `warmup` steps; tokens/s is the median run's
+ * (the PyTorch peer's figures are medians of 3 runs too). `batchAt(i)` gives batch i and its tokens. */
 export async function benchTrainStep(
   model: LlamaModel,
   batchAt: (i: number) => { batch: StepBatch; tokens: number; paddingFraction: number },
-  { warmup = 3, steps = 20, peakGflops, sparseHead = false }: { warmup?: number; steps?: number; peakGflops: number; sparseHead?: boolean },
+  { warmup = 3, steps = 20, runs = 3, peakGflops, sparseHead = false }: { warmup?: number; steps?: number; runs?: number; peakGflops: number; sparseHead?: boolean },
 ): Promise<TrainBenchResult> {
   const trainer = new TrainStep(model, undefined, { sparseHead });
   for (let i = 0; i < warmup; i++) await trainer.step(batchAt(i).batch, 1e-4);
   const rssAtWarmupMB = rssMB();
   const times: number[] = [];
-  let tokens = 0;
+  const perRun: { tokensPerSec: number; flopsPerSec: number }[] = [];
   let padding = 0;
-  let flops = 0;
-  const t0 = performance.now();
-  for (let i = 0; i < steps; i++) {
-    const { batch, tokens: n, paddingFraction } = batchAt(warmup + i);
-    const t = performance.now();
-    await trainer.step(batch, 1e-4);
-    times.push(performance.now() - t);
-    tokens += n;
-    padding += paddingFraction;
-    flops += n * trainFlopsPerToken(model.config, batch.inputs.shape[1]);
+  let i = warmup;
+  for (let r = 0; r < runs; r++) {
+    let tokens = 0;
+    let flops = 0;
+    const t0 = performance.now();
+    for (let s = 0; s < steps; s++, i++) {
+      const { batch, tokens: n, paddingFraction } = batchAt(i);
+      const t = performance.now();
+      await trainer.step(batch, 1e-4);
+      times.push(performance.now() - t);
+      tokens += n;
+      padding += paddingFraction;
+      flops += n * trainFlopsPerToken(model.config, batch.inputs.shape[1]);
+    }
+    const secs = (performance.now() - t0) / 1000;
+    perRun.push({ tokensPerSec: tokens / secs, flopsPerSec: flops / secs });
   }
-  const secs = (performance.now() - t0) / 1000;
   const rssAtEndMB = rssMB();
+  const mid = [...perRun].sort((a, b) => a.tokensPerSec - b.tokensPerSec)[Math.floor(runs / 2)]!;
   return {
-    tokensPerSec: tokens / secs,
+    tokensPerSec: mid.tokensPerSec,
+    runsTokensPerSec: perRun.map((p) => Math.round(p.tokensPerSec)),
     stepMs: median(times),
-    mfu: flops / secs / (peakGflops * 1e9),
-    paddingFraction: padding / steps,
+    mfu: mid.flopsPerSec / (peakGflops * 1e9),
+    paddingFraction: padding / (steps * runs),
     rssAtWarmupMB,
     rssAtEndMB,
     rssGrowth: (rssAtEndMB - rssAtWarmupMB) / rssAtWarmupMB,
