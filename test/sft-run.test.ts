@@ -2,7 +2,7 @@
 // checks that run before any folder exists, the run folder's files, interrupt and resume.
 //   bun test -t train_run
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hashCheckpoint, saveCheckpoint } from "../lib/model/checkpoint.ts";
@@ -99,7 +99,14 @@ describe("train_run", () => {
     const cfg = config({ name: "interrupt", probeTokens: 0 });
     const p = await prepareRun(cfg);
     const dir = createRunDir(cfg.out, cfg.name);
-    setTimeout(() => process.emit("SIGINT"), 0); // lands during the first step (it yields to the event loop)
+    // Ctrl-C once the step-0 evaluation is on disk: it lands during the first step (which yields)
+    const poll = setInterval(() => {
+      const metrics = join(dir, "metrics.jsonl");
+      if (existsSync(metrics) && readFileSync(metrics, "utf8").includes('"type":"eval"')) {
+        clearInterval(poll);
+        process.emit("SIGINT");
+      }
+    }, 1);
     expect(await executeRun(p, dir)).toBe(130);
     const interrupted = readJSON(join(dir, "summary.json"));
     expect([interrupted.status, interrupted.step]).toEqual(["interrupted", 1]);

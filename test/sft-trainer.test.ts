@@ -78,9 +78,9 @@ describe("trainer", () => {
   test("overfit: 4 conversations, 40 steps, supervised loss falls below 40% of its start", async () => {
     const examples = render(TRAIN);
     const t = trainer(examples);
-    const start = t.evaluate(examples);
+    const start = await t.evaluate(examples);
     const h = await t.train();
-    const end = t.evaluate(examples);
+    const end = await t.evaluate(examples);
     expect(h.status).toBe("completed");
     expect(t.step).toBe(40);
     expect(end).toBeLessThan(0.4 * start);
@@ -99,7 +99,7 @@ describe("trainer", () => {
     expect(c).not.toEqual(a.slice(0, 20));
   });
 
-  test("evaluate is token-weighted: equals the sum over every example's targets divided once", () => {
+  test("evaluate is token-weighted: equals the sum over every example's targets divided once", async () => {
     const examples = render([...TRAIN, ...HELD_OUT]); // 7 examples of different lengths, batches of 3
     const t = trainer(examples, { batchSize: 3 });
     let sum = 0;
@@ -110,7 +110,7 @@ describe("trainer", () => {
       sum += s.item() as number;
       ntoks += n.item() as number;
     }
-    expect(t.evaluate(examples)).toBeCloseTo(sum / ntoks, 5);
+    expect(await t.evaluate(examples)).toBeCloseTo(sum / ntoks, 5);
   });
 
   test("early stopping: stops after `patience` evaluations without improvement and restores the best weights", async () => {
@@ -126,7 +126,7 @@ describe("trainer", () => {
     expect(h.bestStep).toBeLessThan(t.step);
     expect(h.bestEvalLoss).toBe(Math.min(...h.eval.map((e) => e.evalLoss)));
     expect(evals.slice(-2).every((e) => !e.isBest)).toBe(true);
-    expect(t.evaluate(evalSet)).toBeCloseTo(h.bestEvalLoss, 5); // the model now holds the best weights
+    expect(await t.evaluate(evalSet)).toBeCloseTo(h.bestEvalLoss, 5); // the model now holds the best weights
   });
 
   test("keep last: the run ends with the last step's weights, not the best ones", async () => {
@@ -137,8 +137,8 @@ describe("trainer", () => {
     const [hb, hl] = [await best.train(evalSet), await last.train(evalSet)];
     expect(hl.eval.map((e) => e.evalLoss)).toEqual(hb.eval.map((e) => e.evalLoss)); // same run
     expect(hb.bestStep).toBeLessThan(120); // over-fits: the best is not the last step
-    expect(best.evaluate(evalSet)).toBeCloseTo(hb.bestEvalLoss, 5);
-    expect(last.evaluate(evalSet)).toBeCloseTo(hl.eval[hl.eval.length - 1]!.evalLoss, 5);
+    expect(await best.evaluate(evalSet)).toBeCloseTo(hb.bestEvalLoss, 5);
+    expect(await last.evaluate(evalSet)).toBeCloseTo(hl.eval[hl.eval.length - 1]!.evalLoss, 5);
   });
 
   test("a batch with zero supervised tokens is skipped and counted, never NaN", async () => {
@@ -179,9 +179,9 @@ describe("trainer", () => {
     });
     const drop = async (maskMode: MaskMode) => {
       const t = trainer(render(TRAIN, maskMode), { maskMode });
-      const before = t.evaluate(userOnly);
+      const before = await t.evaluate(userOnly);
       await t.train();
-      return before - t.evaluate(userOnly);
+      return before - await t.evaluate(userOnly);
     };
     expect(await drop("all")).toBeGreaterThan((await drop("assistant")) + 0.5);
   });
@@ -191,7 +191,7 @@ describe("trainer", () => {
     const h = await t.train(render(HELD_OUT));
     expect(h.status).toBe("failed");
     expect(h.reason).toMatch(/^(loss|gradient norm) (NaN|-?Infinity) at step \d+ .*diverged/);
-    expect(Number.isFinite(t.evaluate(render(HELD_OUT)))).toBe(true);
+    expect(Number.isFinite(await t.evaluate(render(HELD_OUT)))).toBe(true);
   });
 
   test("shouldStop interrupts; saveState/loadState resumes bit-identically", async () => {

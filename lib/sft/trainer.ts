@@ -12,6 +12,7 @@ import type { TextTokenizer } from "../tokenizer/types.ts";
 import { SPECIAL_TOKENS } from "../tokenizer/types.ts";
 import { learningRate } from "../train/schedule.ts";
 import { defaultOptimizerConfig, shardedLossSum, TrainStep } from "../train/step.ts";
+import { releaseMemory } from "../memory.ts";
 import { checkLengths, iterateBatches, padAndCollate, type IndexBatch } from "./batch.ts";
 import { SFTConfigError, type SFTConfig } from "./sft-config.ts";
 import type { SFTExample } from "./types.ts";
@@ -136,17 +137,18 @@ export class SFTTrainer {
   }
 
   /** Held-out loss in nats/token: sum of CE over every supervised target of every example, divided
-   * once by their count (never a mean of batch means). Synchronous, so its arrays are freed only at
-   * the next `releaseMemory()`: meant for held-out sets of tens to a few hundred conversations. */
-  evaluate(examples: SFTExample[]): number {
+   * once by their count (never a mean of batch means). The head runs only at supervised positions,
+   * and memory is released after every batch, so evaluating does not raise resident memory. */
+  async evaluate(examples: SFTExample[]): Promise<number> {
     const order = examples.map((_, i) => i).sort((a, b) => examples[a]!.ids.length - examples[b]!.ids.length);
     let sum = 0;
     let ntoks = 0;
     for (let i = 0; i < order.length; i += this.cfg.batchSize) {
       const rows = order.slice(i, i + this.cfg.batchSize).map((j) => examples[j]!);
       const b = padAndCollate(rows, { maxSeqLen: this.cfg.maxSeqLen, padId: this.padId, padMultiple: this.cfg.padMultiple });
-      sum += shardedLossSum(this.model, b).sum;
+      sum += shardedLossSum(this.model, b, { sparseHead: true }).sum;
       ntoks += b.ntoks;
+      await releaseMemory();
     }
     if (ntoks === 0) throw new Error(`the ${examples.length} eval examples have no supervised targets: nothing to evaluate`);
     return sum / ntoks;
@@ -164,8 +166,8 @@ export class SFTTrainer {
       evalSet = fitted.kept;
       h.droppedExamples = this.trainDropped + fitted.dropped;
     }
-    const runEval = () => {
-      const rec = { step: this.step, evalLoss: this.evaluate(evalSet!), ntoks: this.countTargets(evalSet!) };
+    const runEval = async () => {
+      const rec = { step: this.step, evalLoss: await this.evaluate(evalSet!), ntoks: this.countTargets(evalSet!) };
       const isBest = rec.evalLoss < h.bestEvalLoss - this.cfg.minDelta;
       if (isBest) {
         h.bestEvalLoss = rec.evalLoss;
@@ -177,7 +179,7 @@ export class SFTTrainer {
       this.hooks.onEval?.(rec, isBest);
     };
     const evaluated = () => h.eval.at(-1)?.step === this.step;
-    if (evalSet && this.step === 0 && !evaluated()) runEval(); // the starting point (a resumed run has it)
+    if (evalSet && this.step === 0 && !evaluated()) await runEval(); // the starting point (a resumed run has it)
 
     let window: StepMetrics[] = [];
     while (this.step < this.cfg.steps) {
@@ -202,7 +204,7 @@ export class SFTTrainer {
         window = [];
       }
       if (evalSet && (this.step % this.cfg.evalEvery === 0 || this.step === this.cfg.steps)) {
-        runEval();
+        await runEval();
         if (this.cfg.patience > 0 && this.evalsSinceBest >= this.cfg.patience) {
           h.status = "stopped-early";
           h.reason = `held-out loss did not improve by ${this.cfg.minDelta} for ${this.evalsSinceBest} evaluations (best ${h.bestEvalLoss.toFixed(4)} at step ${h.bestStep})`;
@@ -213,7 +215,7 @@ export class SFTTrainer {
     if (window.length) this.hooks.onReport?.(averageWindow(window));
     // Not after an interruption: an extra evaluation would change the best/patience bookkeeping,
     // and a resumed run must match one that was never interrupted.
-    if (evalSet && h.status === "completed" && !evaluated()) runEval();
+    if (evalSet && h.status === "completed" && !evaluated()) await runEval();
     this.trained = this.stepper.flat.read();
     // keep "last" (e.g. the steps sweep, to see over-training) ends with the weights training reached.
     if (this.cfg.keep === "best") this.restoreBest();

@@ -72,14 +72,17 @@ export function sliceRows(batch: StepBatch, [start, end]: [number, number]): Ste
 }
 
 /** Sum of masked cross-entropy and the supervised-token count of a batch, its rows sharded over
- * the compute streams (forward only: evaluation). */
-export function shardedLossSum(model: LlamaModel, batch: StepBatch): { sum: number; ntoks: number } {
+ * the compute streams (forward only: evaluation). With `sparseHead`, the output head and the softmax
+ * run only at supervised positions (the same sum, a fraction of the memory). */
+export function shardedLossSum(model: LlamaModel, batch: StepBatch, { sparseHead = false }: { sparseHead?: boolean } = {}): { sum: number; ntoks: number } {
   const streams = computeStreams();
   useBlasFor(streams.length);
   const parts = shardRanges(batch.inputs.shape[0], streams.length).map((range, i) => {
     using _ = mx.stream(streams[i]!);
     const b = sliceRows(batch, range);
-    return batchLossSum(model, b.inputs, b.targets, b.mask);
+    if (!sparseHead) return batchLossSum(model, b.inputs, b.targets, b.mask);
+    const g = gatherSupervised(b);
+    return sparseBatchLossSum(model, b.inputs, g.positions, g.targets, g.weights);
   });
   const sum = parts.reduce((a, b) => mx.add(a, b));
   mx.eval(sum);
