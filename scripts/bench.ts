@@ -107,7 +107,7 @@ const command = defineCommand({
       const out = proc.stderr.toString() + proc.stdout.toString();
       const runDir = /runs\/[\w.-]*bench-sft[\w.-]*/.exec(out)?.[0];
       const summary = runDir && existsSync(join(PROJECT_ROOT, runDir, "summary.json")) ? readJSON(join(PROJECT_ROOT, runDir, "summary.json")) : {};
-      emit({ case: "sft-run", exitCode: proc.exitCode, wallSec, runDir, trainWallSec: summary.wallSec, peakRssMB: summary.peakMemMB, status: summary.status });
+      emit({ case: "sft-run", exitCode: proc.exitCode, wallSec, runDir, runWallSec: summary.wallSec, peakRssMB: summary.peakMemMB, trainPeakRssMB: summary.trainPeakMemMB, status: summary.status });
     }
     if (args.torch) {
       // the peer prints one run; like its README's figures, take the median of 3

@@ -177,7 +177,8 @@ export async function executeRun(p: PreparedRun, runDir: string, { resumed = fal
     ...runSummary(h, cfg, trainer.step),
     wallSec: priorSec + trainSec,
     wallTime: formatDuration(priorSec + trainSec),
-    peakMemMB: peakRssMB(),
+    peakMemMB: peakRssMB(), // training's peak; the probes update it to the whole run's
+    trainPeakMemMB: peakRssMB(),
     base: { path: cfg.base, hashBefore: p.baseHash, hashAfter: baseHashAfter, unchanged: baseHashAfter === p.baseHash },
     checkpoint: "checkpoint",
     probes: null,
@@ -218,7 +219,7 @@ async function probe(p: PreparedRun, runDir: string, summary: Record<string, unk
   if (process.stderr.isTTY) process.stderr.write("\r\x1b[2K");
   process.off("SIGINT", onSigint);
   const wallSec = priorSec + (performance.now() - t0) / 1000;
-  Object.assign(summary, { probes: report, probeSec: (performance.now() - tp) / 1000, wallSec, wallTime: formatDuration(wallSec) });
+  Object.assign(summary, { probes: report, probeSec: (performance.now() - tp) / 1000, wallSec, wallTime: formatDuration(wallSec), peakMemMB: peakRssMB() });
   writeJSON(join(runDir, "summary.json"), summary);
   writeFileAtomic(join(runDir, "samples.md"), samplesMarkdown(report));
   const config = readJSON(join(runDir, "config.json"));
