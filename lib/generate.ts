@@ -45,7 +45,8 @@ function decoderFor(model: LlamaModel): CompiledDecoder | null {
   return d;
 }
 
-const COLLECT_EVERY = 16; // tokens between memory releases: often enough to stay flat, cheap enough
+const COLLECT_EVERY = 16; // tokens between young-generation collections: often enough to stay flat
+const FULL_COLLECT_EVERY = 256; // tokens between full collections (each ~3.5 ms: more than a token)
 
 /** Pick the next id from logits [V] (float32) on the host. `rand` draws uniforms in [0, 1). */
 export function sampleNext(
@@ -171,7 +172,7 @@ export async function generate(
       break;
     }
     logits = decoder ? decoder.next(next) : model.forward(mx.array([[next]], mx.int32), caches).index(0, -1);
-    if (i % COLLECT_EVERY === COLLECT_EVERY - 1) await releaseMemory();
+    if (i % COLLECT_EVERY === COLLECT_EVERY - 1) await releaseMemory({ full: i % FULL_COLLECT_EVERY === FULL_COLLECT_EVERY - 1 });
   }
   if (stopReason !== "stop-string") {
     text += stream.flush();

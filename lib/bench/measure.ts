@@ -103,10 +103,10 @@ export interface GenerateBenchResult {
 /** Greedy decode of `tokens` tokens at batch 1 with no stop id (so it runs the full length). */
 export async function benchGenerate(model: LlamaModel, tokenizer: Tokenizer, prompt: string, tokens = 500): Promise<GenerateBenchResult> {
   const ids = tokenizer.encode(prompt);
-  await generate(model, tokenizer, ids, { maxTokens: 16 }); // warm-up
+  const maxTokens = Math.min(tokens, model.config.maxPositionEmbeddings - ids.length);
+  await generate(model, tokenizer, ids, { maxTokens }); // warm-up at full length: compiles, caches, allocator
   await releaseMemory();
   const rssBeforeMB = rssMB();
-  const maxTokens = Math.min(tokens, model.config.maxPositionEmbeddings - ids.length);
   const runs = [];
   let rssAfterMB = 0;
   for (let r = 0; r < 3; r++) {
