@@ -76,8 +76,7 @@ export class CompiledDecoder {
         const a = layer.selfAttn;
         const rep = a.nHeads / a.nKVHeads; // query heads per key/value head (GQA)
         const x = layer.inputLayernorm.forward(h);
-        // [1, 1, H*D] -> [1, H, 1, D]: with one position a reshape is the transpose, and unlike a
-        // transpose it yields a contiguous array (compiled kernels mis-read the transposed layout here)
+        // [1, 1, H*D] -> [1, H, 1, D]: with one position the head transpose is a plain reshape
         const heads = (y: mx.array, nh: number) => y.reshape([1, nh, 1, a.headDim]);
         let q = mx.multiply(rotate(heads(a.qProj.forward(x), a.nHeads), cos, sin), a.scale); // [1, H, 1, D]
         if (rep > 1) q = q.reshape([1, a.nKVHeads, rep, a.headDim]);

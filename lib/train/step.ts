@@ -60,11 +60,6 @@ export function sparseBatchLossSum(model: LlamaModel, inputs: mx.array, position
   return maskedCrossEntropySum(logits, targets.reshape([1, n]), weights.reshape([1, n]))[0];
 }
 
-/** Mean cross-entropy at gathered positions (see sparseBatchLossSum). */
-export function sparseBatchLoss(model: LlamaModel, inputs: mx.array, positions: mx.array, targets: mx.array, weights: mx.array): mx.array {
-  return mx.divide(sparseBatchLossSum(model, inputs, positions, targets, weights), mx.maximum(mx.sum(weights), mx.array(1, mx.float32)));
-}
-
 /** Rows [start, end) of a batch. */
 export function sliceRows(batch: StepBatch, [start, end]: [number, number]): StepBatch {
   const rows = (a: mx.array) => a.index(mx.Slice(start, end));
