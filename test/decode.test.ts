@@ -23,6 +23,7 @@ describe("compiled decode", () => {
   test.each([
     ["tied, GQA 4/2", { tied: true }],
     ["untied, no GQA", { tied: false, overrides: { num_key_value_heads: 4 } }],
+    ["q/k/v and MLP biases", { tied: true, overrides: { attention_bias: true, mlp_bias: true } }],
   ])("logits equal the eager cached path step by step (%s)", (_, opts) => {
     const model = tinyModel(300, { seed: 3, ...opts });
     const prompt = [5, 17, 42, 7];

@@ -49,6 +49,7 @@ export class CompiledDecoder {
   private keys: mx.array[] = [];
   private values: mx.array[] = [];
   private position = 0;
+  private transposed: { from: mx.array[]; arrays: mx.array[] } | null = null;
 
   constructor(readonly model: LlamaModel) {
     const c = model.config;
@@ -59,14 +60,16 @@ export class CompiledDecoder {
     const n = this.flat.slots.length;
     const arange = mx.arange(0, this.capacity, 1, mx.int32);
     const body = model.model;
-    // args: [token [1,1], pos [1], ...K (L), ...V (L), ...params (n)] → [logits [V], ...k (L), ...v (L)]
-    // where K, V [1, Hkv, capacity, D] hold positions < pos and k, v [1, Hkv, 1, D] are this token's.
+    // args: [token [1,1], pos [1], ...K (L), ...V (L), ...params (n), ...Wᵀ (7L)] → [logits [V], ...k (L), ...v (L)]
+    // where K, V [1, Hkv, capacity, D] hold positions < pos, k, v [1, Hkv, 1, D] are this token's, and
+    // Wᵀ are each layer's projection weights transposed (see linearWeightsT).
     this.step = compileFlat((...args: mx.array[]) => {
       const [token, pos] = args as [mx.array, mx.array];
       const K = args.slice(2, 2 + L);
       const V = args.slice(2 + L, 2 + 2 * L);
       this.flat.write(args.slice(2 + 2 * L, 2 + 2 * L + n));
-      const cos = mx.take(cosTable, pos, 0).reshape([1, 1, 1, -1]);
+      const WT = args.slice(2 + 2 * L + n);
+      const linear = (x: mx.array, wT: mx.array, bias?: mx.array) => (bias ? mx.add(mx.matmul(x, wT), bias) : mx.matmul(x, wT));      const cos = mx.take(cosTable, pos, 0).reshape([1, 1, 1, -1]);
       const sin = mx.take(sinTable, pos, 0).reshape([1, 1, 1, -1]);
       const cached = mx.where(mx.less(arange, pos), mx.array(0, mx.float32), mx.array(-Infinity, mx.float32)).reshape([1, 1, 1, -1]); // -inf: see causalMask
       let h = body.embedTokens.forward(token); // [1, 1, D]
@@ -78,10 +81,11 @@ export class CompiledDecoder {
         const x = layer.inputLayernorm.forward(h);
         // [1, 1, H*D] -> [1, H, 1, D]: with one position the head transpose is a plain reshape
         const heads = (y: mx.array, nh: number) => y.reshape([1, nh, 1, a.headDim]);
-        let q = mx.multiply(rotate(heads(a.qProj.forward(x), a.nHeads), cos, sin), a.scale); // [1, H, 1, D]
+        const [qT, kT, vT, oT, gateT, upT, downT] = WT.slice(7 * i, 7 * i + 7) as mx.array[];
+        let q = mx.multiply(rotate(heads(linear(x, qT!, a.qProj.bias), a.nHeads), cos, sin), a.scale); // [1, H, 1, D]
         if (rep > 1) q = q.reshape([1, a.nKVHeads, rep, a.headDim]);
-        const k = rotate(heads(a.kProj.forward(x), a.nKVHeads), cos, sin); // [1, Hkv, 1, D]
-        const v = heads(a.vProj.forward(x), a.nKVHeads);
+        const k = rotate(heads(linear(x, kT!, a.kProj.bias), a.nKVHeads), cos, sin); // [1, Hkv, 1, D]
+        const v = heads(linear(x, vT!, a.vProj.bias), a.nKVHeads);
         newK.push(k);
         newV.push(v);
         // softmax over [the cached positions, this position], written out so the two parts never
@@ -95,10 +99,15 @@ export class CompiledDecoder {
         const eNew = mx.exp(mx.subtract(sNew, m));
         const total = mx.add(mx.sum(eCached, -1, true), eNew);
         const out = mx.divide(mx.add(mx.matmul(eCached, V[i]!), mx.multiply(eNew, v)), total); // [1, Hkv, rep, D]
-        h = mx.add(h, a.oProj.forward(out.reshape([1, 1, -1]))); // heads in order: kv head, then its queries
-        h = mx.add(h, layer.mlp.forward(layer.postAttentionLayernorm.forward(h)));
+        h = mx.add(h, linear(out.reshape([1, 1, -1]), oT!)); // heads in order: kv head, then its queries
+        const mlp = layer.mlp;
+        const y = layer.postAttentionLayernorm.forward(h);
+        const gate = linear(y, gateT!, mlp.gateProj.bias);
+        h = mx.add(h, linear(mx.multiply(mx.multiply(gate, mx.sigmoid(gate)), linear(y, upT!, mlp.upProj.bias)), downT!, mlp.downProj.bias));
       });
-      const logits = model.head(body.norm.forward(h)).reshape([-1]);
+      // the head as W·h (a matrix-vector product): for one token this is faster than h·Wᵀ
+      const head = model.lmHead ? model.lmHead.weight : body.embedTokens.weight; // [V, D]
+      const logits = mx.matmul(head, body.norm.forward(h).reshape([-1, 1])).reshape([-1]);
       return [logits, ...newK, ...newV];
     });
   }
@@ -115,6 +124,20 @@ export class CompiledDecoder {
     this.values = caches.map((c) => fit(c.values!));
   }
 
+  /** Each layer's q, k, v, o, gate, up and down weights transposed to [in, out], row-major: for
+   * one token, x·Wᵀ with Wᵀ stored that way is faster in OpenBLAS than with W (measured 22 vs 28 µs
+   * for 256×256, 30 vs 41 µs for 688→256). Made again only when the model holds other weight arrays
+   * than last time (after training). */
+  private linearWeightsT(): mx.array[] {
+    const from = this.model.model.layers.flatMap((l) => [l.selfAttn.qProj, l.selfAttn.kProj, l.selfAttn.vProj, l.selfAttn.oProj, l.mlp.gateProj, l.mlp.upProj, l.mlp.downProj].map((p) => p.weight));
+    if (!this.transposed || this.transposed.from.some((w, i) => w !== from[i])) {
+      const arrays = from.map((w) => w.T.reshape([-1]).reshape([w.shape[1]!, w.shape[0]!])); // a row-major copy
+      mx.eval(...arrays);
+      this.transposed = { from, arrays };
+    }
+    return this.transposed.arrays;
+  }
+
   /** Positions filled so far. */
   get offset(): number {
     return this.position;
@@ -125,7 +148,7 @@ export class CompiledDecoder {
     if (this.position >= this.capacity) throw new Error(`CompiledDecoder: context of ${this.capacity} positions is full`);
     const params = this.flat.read();
     const L = this.keys.length;
-    const out = this.step(mx.array([[token]], mx.int32), mx.array([this.position], mx.int32), ...this.keys, ...this.values, ...params);
+    const out = this.step(mx.array([[token]], mx.int32), mx.array([this.position], mx.int32), ...this.keys, ...this.values, ...params, ...this.linearWeightsT());
     this.flat.write(params); // tracing leaves placeholders in the model: put the real arrays back
     const at = [mx.Slice(), mx.Slice(), mx.Slice(this.position, this.position + 1)];
     for (let i = 0; i < L; i++) {
