@@ -85,15 +85,6 @@ export function useBlasFor(streams: number): void {
   if (lib.getThreads() !== want) lib.setThreads(want);
 }
 
-/** Set the number of OpenBLAS threads; returns the previous number, or null without OpenBLAS. */
-export function setBlasThreads(n: number): number | null {
-  const lib = openBlas();
-  if (!lib) return null;
-  const before = lib.getThreads();
-  lib.setThreads(n);
-  return before;
-}
-
 /** The number of OpenBLAS threads now, or null without OpenBLAS. */
 export function blasThreads(): number | null {
   return openBlas()?.getThreads() ?? null;

@@ -69,7 +69,8 @@ export class CompiledDecoder {
       const V = args.slice(2 + L, 2 + 2 * L);
       this.flat.write(args.slice(2 + 2 * L, 2 + 2 * L + n));
       const WT = args.slice(2 + 2 * L + n);
-      const linear = (x: mx.array, wT: mx.array, bias?: mx.array) => (bias ? mx.add(mx.matmul(x, wT), bias) : mx.matmul(x, wT));      const cos = mx.take(cosTable, pos, 0).reshape([1, 1, 1, -1]);
+      const linear = (x: mx.array, wT: mx.array, bias?: mx.array) => (bias ? mx.add(mx.matmul(x, wT), bias) : mx.matmul(x, wT));
+      const cos = mx.take(cosTable, pos, 0).reshape([1, 1, 1, -1]);
       const sin = mx.take(sinTable, pos, 0).reshape([1, 1, 1, -1]);
       const cached = mx.where(mx.less(arange, pos), mx.array(0, mx.float32), mx.array(-Infinity, mx.float32)).reshape([1, 1, 1, -1]); // -inf: see causalMask
       let h = body.embedTokens.forward(token); // [1, 1, D]

@@ -173,12 +173,13 @@ export async function executeRun(p: PreparedRun, runDir: string, { resumed = fal
   const baseHashAfter = hashCheckpoint(cfg.base);
   if (baseHashAfter !== p.baseHash) log.error(`the base checkpoint ${shown(cfg.base)} changed during the run (hash ${p.baseHash.slice(0, 12)} → ${baseHashAfter.slice(0, 12)}): something else wrote to it`);
 
+  const trainPeakMemMB = peakRssMB();
   const summary: Record<string, unknown> = {
     ...runSummary(h, cfg, trainer.step),
     wallSec: priorSec + trainSec,
     wallTime: formatDuration(priorSec + trainSec),
-    peakMemMB: peakRssMB(), // training's peak; the probes update it to the whole run's
-    trainPeakMemMB: peakRssMB(),
+    peakMemMB: trainPeakMemMB, // the probes update it to the whole run's
+    trainPeakMemMB,
     base: { path: cfg.base, hashBefore: p.baseHash, hashAfter: baseHashAfter, unchanged: baseHashAfter === p.baseHash },
     checkpoint: "checkpoint",
     probes: null,

@@ -66,22 +66,37 @@ export function sliceRows(batch: StepBatch, [start, end]: [number, number]): Ste
   return { inputs: rows(batch.inputs), targets: rows(batch.targets), mask: rows(batch.mask) };
 }
 
+/** A batch's rows split into at most `shards` shards, each as the arrays `shardLossSum` takes:
+ * [inputs, targets, mask], or with `sparseHead` [inputs, positions, targets, weights]. The last
+ * array is always the one whose sum is the shard's supervised-token count. */
+export function shardArrays(batch: StepBatch, shards: number, sparseHead: boolean): mx.array[][] {
+  return shardRanges(batch.inputs.shape[0], shards).map((range) => {
+    const shard = sliceRows(batch, range);
+    if (!sparseHead) return [shard.inputs, shard.targets, shard.mask];
+    const g = gatherSupervised(shard);
+    return [shard.inputs, g.positions, g.targets, g.weights];
+  });
+}
+
+/** Sum of cross-entropy over one shard's arrays (see shardArrays). */
+export function shardLossSum(model: LlamaModel, sparseHead: boolean, a: mx.array[]): mx.array {
+  return sparseHead ? sparseBatchLossSum(model, a[0]!, a[1]!, a[2]!, a[3]!) : batchLossSum(model, a[0]!, a[1]!, a[2]!);
+}
+
 /** Sum of masked cross-entropy and the supervised-token count of a batch, its rows sharded over
  * the compute streams (forward only: evaluation). With `sparseHead`, the output head and the softmax
  * run only at supervised positions (the same sum, a fraction of the memory). */
 export function shardedLossSum(model: LlamaModel, batch: StepBatch, { sparseHead = false }: { sparseHead?: boolean } = {}): { sum: number; ntoks: number } {
   const streams = computeStreams();
   useBlasFor(streams.length);
-  const parts = shardRanges(batch.inputs.shape[0], streams.length).map((range, i) => {
+  const parts = shardArrays(batch, streams.length, sparseHead).map((a, i) => {
     using _ = mx.stream(streams[i]!);
-    const b = sliceRows(batch, range);
-    if (!sparseHead) return batchLossSum(model, b.inputs, b.targets, b.mask);
-    const g = gatherSupervised(b);
-    return sparseBatchLossSum(model, b.inputs, g.positions, g.targets, g.weights);
+    return shardLossSum(model, sparseHead, a);
   });
   const sum = parts.reduce((a, b) => mx.add(a, b));
-  mx.eval(sum);
-  return { sum: sum.item() as number, ntoks: mx.sum(batch.mask).item() as number };
+  const ntoks = mx.sum(batch.mask);
+  mx.eval(sum, ntoks);
+  return { sum: sum.item() as number, ntoks: ntoks.item() as number };
 }
 
 const POSITION_MULTIPLE = 64; // gathered rows are padded to a multiple of this so compiled shapes repeat
@@ -140,11 +155,8 @@ export class TrainStep {
     const n = params.length;
     const decays = params.map((p) => p.ndim >= 2);
     const home = balance(params.map((p) => p.size), streams.length).map((i) => streams[i]!); // each parameter's stream
-    const perShard = sparseHead ? 4 : 3;
-    // each shard's args are [inputs, targets, mask] or, with sparseHead, [inputs, positions, targets, weights]
-    const vg = flatValueAndGrad(this.flat, (...b) =>
-      sparseHead ? sparseBatchLossSum(model, b[0]!, b[1]!, b[2]!, b[3]!) : batchLossSum(model, b[0]!, b[1]!, b[2]!),
-    );
+    const perShard = sparseHead ? 4 : 3; // arrays per shard (see shardArrays)
+    const vg = flatValueAndGrad(this.flat, (...a) => shardLossSum(model, sparseHead, a));
     const { beta1, beta2, eps, weightDecay, gradClip } = opt;
 
     // args: [...params, ...m, ...v, ...shard 0, ...shard 1, ..., lr, t];
@@ -210,12 +222,7 @@ export class TrainStep {
     const n = this.flat.slots.length;
     this.t += 1;
     useBlasFor(this.streams.length);
-    const arrays = shardRanges(batch.inputs.shape[0], this.streams.length).flatMap((range) => {
-      const shard = sliceRows(batch, range);
-      if (!this.sparseHead) return [shard.inputs, shard.targets, shard.mask];
-      const g = gatherSupervised(shard);
-      return [shard.inputs, g.positions, g.targets, g.weights];
-    });
+    const arrays = shardArrays(batch, this.streams.length, this.sparseHead).flat();
     const out = this.compiled(
       ...this.flat.read(),
       ...this.m,
