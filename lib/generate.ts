@@ -144,11 +144,25 @@ export async function generate(
   // Single tokens go through the compiled fixed-shape step (lib/model/decode.ts) when the context allows.
   const decoder = decoderFor(model);
   decoder?.start(caches);
+  // Greedy decoding through the compiled step runs one token ahead: the step that consumes token i
+  // is queued (asyncEval) on token i's id while it is still an array on the device, before i is read
+  // back, so building the next graph, reading, detokenizing and streaming overlap with the compute
+  // (~0.7 of ~3.6 ms per token were spent here). A stop wastes the one queued step.
+  let queued: mx.array | null = decoder && !hostSampling ? mx.argmax(logits, -1) : null;
   for (let i = 0; i < maxTokens; i++) {
-    // Plain greedy stays on the device; anything else samples on the host from the full row.
-    const next = hostSampling
-      ? sampleNext(Float32Array.from(logits.astype(mx.float32).tolist() as number[]), [...prompt, ...ids], opts, rand)
-      : (mx.argmax(logits, -1).item() as number);
+    const room = (decoder ? decoder.offset : caches[0].offset) < contextLength; // can another token be fed?
+    let next: number;
+    if (queued) {
+      const current = queued;
+      queued = room && i + 1 < maxTokens ? mx.argmax(decoder!.next(current), -1) : null;
+      if (queued) mx.asyncEval(queued);
+      next = current.item() as number;
+    } else {
+      // Plain greedy stays on the device; anything else samples on the host from the full row.
+      next = hostSampling
+        ? sampleNext(Float32Array.from(logits.astype(mx.float32).tolist() as number[]), [...prompt, ...ids], opts, rand)
+        : (mx.argmax(logits, -1).item() as number);
+    }
     if (i === 0) tFirst = performance.now();
     ids.push(next);
     if (stops.has(next)) {
@@ -167,11 +181,13 @@ export async function generate(
       stopReason = "interrupted";
       break;
     }
-    if ((decoder ? decoder.offset : caches[0].offset) >= contextLength) {
+    if (!room) {
       stopReason = "context";
       break;
     }
-    logits = decoder ? decoder.next(next) : model.forward(mx.array([[next]], mx.int32), caches).index(0, -1);
+    if (!decoder || hostSampling) {
+      if (i + 1 < maxTokens) logits = decoder ? decoder.next(next) : model.forward(mx.array([[next]], mx.int32), caches).index(0, -1);
+    }
     if (i % COLLECT_EVERY === COLLECT_EVERY - 1) await releaseMemory({ full: i % FULL_COLLECT_EVERY === FULL_COLLECT_EVERY - 1 });
   }
   if (stopReason !== "stop-string") {

@@ -1,5 +1,6 @@
 // The compiled single-token decode step (lib/model/decode.ts) against the eager KV-cache path:
-// same logits, across GQA and untied heads, and it follows weight updates made after it was built.
+// same logits, across GQA and untied heads, and it follows weight updates made after it was built;
+// greedy generation through it runs one token ahead and still stops exactly where it should.
 import { describe, expect, test } from "bun:test";
 import { core as mx } from "@frost-beta/mlx";
 import { tinyModel } from "./helpers/tiny-model.ts";
@@ -55,5 +56,28 @@ describe("compiled decode", () => {
     const after = await generate(model, tok, prompt, { maxTokens: 12 });
     expect(after.ids).toEqual(greedyFull(model, prompt, 12));
     expect(after.ids).not.toEqual(before.ids);
+  });
+
+  // generate() queues the step for token i+1 before it reads token i: these stop at every place
+  // that queued step could leak through (an end id, max tokens, the context) and check that a
+  // wasted step leaves nothing behind for the next call.
+  test.each([
+    ["an end id", "end-token"],
+    ["max tokens", "max-tokens"],
+    ["the context", "context"],
+  ] as const)("one token ahead stops exactly at %s", async (_, reason) => {
+    const tok = tinyTokenizer();
+    const model = tinyModel(tok.vocabSize, { seed: 9, overrides: { max_position_embeddings: 16 } });
+    const prompt = tok.encode("the cat sat");
+    const ref = greedyFull(model, prompt, 16 - prompt.length + 1); // every id the context allows
+    const stopAt = 5;
+    const opts =
+      reason === "end-token" ? { maxTokens: 100, stopIds: [ref[stopAt]!] } : reason === "max-tokens" ? { maxTokens: stopAt + 1 } : { maxTokens: 100 };
+    const expected = reason === "context" ? ref : ref.slice(0, reason === "end-token" ? ref.indexOf(ref[stopAt]!) + 1 : stopAt + 1);
+    for (let run = 0; run < 2; run++) {
+      const out = await generate(model, tok, prompt, opts);
+      expect(out.stopReason).toBe(reason);
+      expect(out.ids).toEqual(expected);
+    }
   });
 });

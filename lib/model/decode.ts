@@ -144,12 +144,14 @@ export class CompiledDecoder {
     return this.position;
   }
 
-  /** Feed one token; returns its logits [V]. */
-  next(token: number): mx.array {
+  /** Feed one token (an id, or an id still on the device such as an argmax); returns the logits
+   * [V] at this position. */
+  next(token: number | mx.array): mx.array {
     if (this.position >= this.capacity) throw new Error(`CompiledDecoder: context of ${this.capacity} positions is full`);
     const params = this.flat.read();
     const L = this.keys.length;
-    const out = this.step(mx.array([[token]], mx.int32), mx.array([this.position], mx.int32), ...this.keys, ...this.values, ...params, ...this.linearWeightsT());
+    const id = typeof token === "number" ? mx.array([[token]], mx.int32) : token.reshape([1, 1]).astype(mx.int32);
+    const out = this.step(id, mx.array([this.position], mx.int32), ...this.keys, ...this.values, ...params, ...this.linearWeightsT());
     this.flat.write(params); // tracing leaves placeholders in the model: put the real arrays back
     const at = [mx.Slice(), mx.Slice(), mx.Slice(this.position, this.position + 1)];
     for (let i = 0; i < L; i++) {
