@@ -11,7 +11,7 @@
 // returns the new key and value; they are then written in place with `indexPut_`, which MLX does
 // without a copy because nothing else holds the buffer (measured 0.03 ms per write at any capacity).
 import { core as mx } from "@frost-beta/mlx";
-import type { LlamaModel } from "./llama.ts";
+import { silu, type LlamaModel } from "./llama.ts";
 import type { KVCache } from "./cache.ts";
 import { compileFlat, FlatParams } from "../train/autodiff.ts";
 
@@ -104,7 +104,7 @@ export class CompiledDecoder {
         const mlp = layer.mlp;
         const y = layer.postAttentionLayernorm.forward(h);
         const gate = linear(y, gateT!, mlp.gateProj.bias);
-        h = mx.add(h, linear(mx.multiply(mx.multiply(gate, mx.sigmoid(gate)), linear(y, upT!, mlp.upProj.bias)), downT!, mlp.downProj.bias));
+        h = mx.add(h, linear(mx.multiply(silu(gate), linear(y, upT!, mlp.upProj.bias)), downT!, mlp.downProj.bias));
       });
       // the head as W·h (a matrix-vector product): for one token this is faster than h·Wᵀ
       const head = model.lmHead ? model.lmHead.weight : body.embedTokens.weight; // [V, D]

@@ -9,6 +9,7 @@
 // calls `nn.valueAndGrad`, `mx.valueAndGrad`, `mx.grad` or `mx.compile`.
 import { core as mx, nn } from "@frost-beta/mlx";
 import { flattenParams } from "../model/checkpoint.ts";
+import { useFastCpuKernels } from "../jit.ts";
 
 /** A parameter's place in a module tree: set with `owner[key] = array`, no tree walk per step. */
 interface ParamSlot {
@@ -72,6 +73,7 @@ export function flatValueAndGrad(
 
 /** `mx.compile` of a function from a flat list of arrays to a flat list of arrays. */
 export function compileFlat(fn: (...args: mx.array[]) => mx.array[]): (...args: mx.array[]) => mx.array[] {
+  useFastCpuKernels(); // before MLX builds the first fused kernel (lib/jit.ts)
   const compiled = mx.compile(fn);
   return (...args) => {
     const out = compiled(...args) as unknown as mx.array[];
