@@ -52,9 +52,9 @@ export async function checkEnvironment({ modelDir = DEFAULT_MODEL_DIR, skip = []
   checks.push(mlxCheck);
   if (mx) {
     const blas = checkBlas(mx);
-    checks.push(checkDevice(mx), blas, checkMatmul(mx, blas.status !== "fail"));
+    checks.push(checkDevice(mx), blas, checkMatmul(mx, blas.status !== "fail"), checkKernels(mx));
   } else {
-    for (const id of ["device", "blas", "matmul"]) checks.push({ id, status: "skip", detail: "needs MLX" });
+    for (const id of ["device", "blas", "matmul", "kernels"]) checks.push({ id, status: "skip", detail: "needs MLX" });
   }
   checks.push(checkMemory(), checkModel(modelDir));
   const kept = checks.filter((c) => !skip.includes(c.id));
@@ -130,6 +130,17 @@ function checkDevice(mx: Mx): CheckResult {
     return { id: "device", status: "warn", detail: `${device}: Metal not in use`, fix: "bun scripts/postinstall.ts" };
   }
   return { id: "device", status: "pass", detail: device };
+}
+
+// On the CPU, MLX builds the fused kernels of every compiled graph (training step, decode step) with
+// the g++ on PATH at run time; without one the first training step fails inside MLX.
+function checkKernels(mx: Mx): CheckResult {
+  if (!String(mx.defaultDevice()).includes("cpu")) return { id: "kernels", status: "skip", detail: "Metal kernels" };
+  if (!Bun.which("g++")) {
+    return { id: "kernels", status: "fail", detail: "no g++: MLX builds the CPU kernels of compiled graphs with it", fix: asRoot("apt-get install -y g++") };
+  }
+  const fast = process.platform === "linux" && process.env.SFT_MLX_FAST_KERNELS !== "0";
+  return { id: "kernels", status: "pass", detail: fast ? "g++, vectorizing flags (lib/jit.ts)" : "g++, MLX's own flags" };
 }
 
 // Which BLAS actually serves the process: the library the loader mapped for libblas.so.3.

@@ -6,9 +6,11 @@
 // graph. With those flags GCC vectorizes none of the kernels that call exp (softmax, SiLU, the
 // cross-entropy): MLX's fast_exp returns early for ±inf and NaN, and GCC turns those branches into
 // vector selects only when it may ignore floating-point traps. Here a wrapper first on PATH adds
-// `-O3 -march=native -fno-trapping-math` (nothing in MLX reads the floating-point exception flags):
-// an exp kernel went from 8.0 to 0.8 ns per element, the reference training step +9% with SiLU
-// written as x / (1 + exp(-x)) so that it fuses (measured with .cache/stepprobe-style A/B runs).
+// `-O3 -march=native -fno-trapping-math` (nothing in MLX reads the floating-point exception flags)
+// and `-ffp-contract=off` (no fused multiply-adds, so compiled and eager ops agree to the bit): an
+// exp kernel went from 8.0 to 0.9 ns per element, and with SiLU written as x / (1 + exp(-x)) so that
+// it fuses, the reference training step +4% (`bun scripts/bench.ts --case train-ref` against the same
+// with SFT_MLX_FAST_KERNELS=0, two runs each).
 //
 // The kernels go in a directory of their own, named from the flags, the compiler and the CPU, so that
 // kernels built with other flags or for another CPU are never picked up by name, and those built here
@@ -21,7 +23,12 @@ import { join } from "node:path";
 import { dlopen, FFIType, ptr } from "bun:ffi";
 
 /** Flags added after MLX's own (a later -O wins). */
-export const KERNEL_FLAGS = ["-O3", "-march=native", "-fno-trapping-math", "-ffp-contract=off"];
+export const KERNEL_FLAGS = [
+  "-O3", // vectorize
+  "-march=native", // AVX-512 where the CPU has it; the directory name includes the CPU
+  "-fno-trapping-math", // lets fast_exp's ±inf/NaN branches become vector selects
+  "-ffp-contract=off", // no FMA contraction: same rounding as MLX's precompiled ops (tests compare them)
+];
 
 let kernelDir: string | null | undefined;
 
