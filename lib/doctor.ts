@@ -5,6 +5,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { freemem } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { consola } from "consola";
+import { FIX_TCMALLOC, TCMALLOC_PATH } from "./allocator.ts";
 
 export type CheckStatus = "pass" | "warn" | "fail" | "skip";
 
@@ -56,7 +57,7 @@ export async function checkEnvironment({ modelDir = DEFAULT_MODEL_DIR, skip = []
   } else {
     for (const id of ["device", "blas", "matmul", "kernels"]) checks.push({ id, status: "skip", detail: "needs MLX" });
   }
-  checks.push(checkMemory(), checkModel(modelDir));
+  checks.push(checkAllocator(), checkMemory(), checkModel(modelDir));
   const kept = checks.filter((c) => !skip.includes(c.id));
   return { ok: kept.every((c) => c.status !== "fail"), checks: kept };
 }
@@ -178,6 +179,17 @@ function checkMatmul(mx: Mx, blasOk: boolean): CheckResult {
   if (gflops >= MIN_GFLOPS) return { id: "matmul", status: "pass", detail };
   const fix = blasOk ? "close other CPU-heavy processes (`top`), then re-run" : "fix the blas check above first";
   return { id: "matmul", status: "warn", detail: `${detail}, below ${MIN_GFLOPS}`, fix };
+}
+
+// The scripts that train or generate re-execute themselves under tcmalloc when it is installed
+// (lib/allocator.ts): glibc's malloc page-faults its way through every large array.
+function checkAllocator(): CheckResult {
+  if (process.platform !== "linux") return { id: "malloc", status: "skip", detail: `system allocator on ${process.platform}` };
+  if (process.env.SFT_MLX_TCMALLOC === "0") return { id: "malloc", status: "pass", detail: "glibc (SFT_MLX_TCMALLOC=0)" };
+  if (!existsSync(TCMALLOC_PATH)) {
+    return { id: "malloc", status: "warn", detail: "glibc: no tcmalloc, training ~9% slower (page faults)", fix: asRoot(FIX_TCMALLOC) };
+  }
+  return { id: "malloc", status: "pass", detail: "tcmalloc, preloaded by the scripts (lib/allocator.ts)" };
 }
 
 function checkMemory(): CheckResult {

@@ -3,6 +3,7 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { execSync } from "node:child_process";
+import { activeAllocator } from "./allocator.ts";
 import os from "node:os";
 
 /** `YYYYMMDD-HHMMSS` in local time. */
@@ -83,6 +84,7 @@ export function machineInfo(device: string): Record<string, unknown> {
     memoryGB: Math.round(os.totalmem() / 2 ** 30),
     bun: Bun.version,
     device,
+    allocator: activeAllocator(), // tcmalloc when lib/allocator.ts could preload it
   };
 }
 

@@ -5,6 +5,7 @@
 //   echo "What is a noun?" | bun scripts/chat.ts     (piped: one message per line, prints only the replies)
 // Sampling: --temperature --top-k --top-p --repetition-penalty --max-tokens --seed. In the session:
 // /help lists the commands. Ctrl-C stops a reply; Ctrl-D or /quit exits.
+import { useTcmalloc } from "../lib/allocator.ts";
 import { defineCommand, runMain } from "citty";
 import { consola } from "consola";
 import { colors } from "consola/utils";
@@ -63,6 +64,7 @@ const command = defineCommand({
     ...Object.fromEntries(PARAM_SPECS.map((s) => [s.flag, { type: "string" as const, description: `${s.description} (default ${defaultChatParams()[s.key]})` }])),
   },
   async run({ args }) {
+    useTcmalloc(); // re-executes this command once under tcmalloc if installed (lib/allocator.ts)
     let params, choice;
     try {
       params = resolveChatParams(args);

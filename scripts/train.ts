@@ -4,6 +4,7 @@
 //   bun scripts/train.ts --config my-run.json --lr 1e-4     (flags > config file > defaults)
 //   bun scripts/train.ts --resume runs/<dir>                (continue an interrupted run)
 // Nothing is written until the flags, base, tokenizer and data have all been checked.
+import { useTcmalloc } from "../lib/allocator.ts";
 import { defineCommand, runMain } from "citty";
 import { consola } from "consola";
 import { createRunDir } from "../lib/runs.ts";
@@ -46,6 +47,7 @@ const command = defineCommand({
     resume: str("continue the interrupted run in this folder, with its own config.json"),
   },
   async run({ args }) {
+    useTcmalloc(); // re-executes this command once under tcmalloc if installed (lib/allocator.ts)
     try {
       const flags = parseFlags(args);
       if (args.resume && Object.values(flags).some((v) => v !== undefined)) {

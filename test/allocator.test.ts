@@ -1,0 +1,56 @@
+// lib/allocator.ts: the scripts re-execute themselves under tcmalloc, and the programs they start
+// do not inherit it.
+import { describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { activeAllocator, TCMALLOC_PATH } from "../lib/allocator.ts";
+
+const LINUX = process.platform === "linux";
+const reason = !LINUX ? "Linux only" : !existsSync(TCMALLOC_PATH) ? `${TCMALLOC_PATH} not installed (apt-get install -y libtcmalloc-minimal4)` : "";
+const ALLOCATOR = resolve(import.meta.dir, "../lib/allocator.ts");
+
+/** A script that calls useTcmalloc() and reports what it sees, run as `bun <script> <args>`. */
+function runProbe(args: string[], env: Record<string, string | undefined> = {}): Record<string, any> {
+  const dir = mkdtempSync(join(tmpdir(), "alloc-test-"));
+  const script = join(dir, "probe.ts");
+  writeFileSync(script, `
+    import { activeAllocator, useTcmalloc } from ${JSON.stringify(ALLOCATOR)};
+    import { execSync } from "node:child_process";
+    const before = activeAllocator();
+    useTcmalloc();
+    console.log(JSON.stringify({ pid: process.pid, argv: process.argv.slice(2), allocator: activeAllocator(), before,
+      childPreload: execSync("echo -n $LD_PRELOAD").toString() }));
+  `);
+  const proc = Bun.spawnSync([process.execPath, script, ...args], { env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
+  expect(proc.exitCode).toBe(0);
+  return { ...JSON.parse(proc.stdout.toString().trim().split("\n").pop()!), spawnedPid: proc.pid };
+}
+
+describe("allocator", () => {
+  test("the test process itself runs on the C library's malloc", () => {
+    expect(activeAllocator()).toBe(LINUX ? "glibc" : "system");
+  });
+
+  test.skipIf(reason !== "")(`a script re-executes itself once under tcmalloc, same pid and arguments${reason ? ` (skipped: ${reason})` : ""}`, () => {
+    const r = runProbe(["--name", "two words", ""]);
+    expect(r.allocator).toBe("tcmalloc");
+    expect(r.before).toBe("tcmalloc"); // the first line of the script ran again, after the execve
+    expect(r.pid).toBe(r.spawnedPid); // replaced in place: no parent process left waiting
+    expect(r.argv).toEqual(["--name", "two words", ""]);
+    expect(r.childPreload).toBe(""); // git, g++, Python keep their own malloc
+  });
+
+  test.skipIf(reason !== "")(`an LD_PRELOAD of the user's is kept, for the script and its children${reason ? ` (skipped: ${reason})` : ""}`, () => {
+    const theirs = "/lib/x86_64-linux-gnu/libm.so.6"; // any library that exists; harmless to preload
+    const r = runProbe([], { LD_PRELOAD: theirs });
+    expect(r.allocator).toBe("tcmalloc");
+    expect(r.childPreload).toBe(theirs);
+  });
+
+  test.skipIf(!LINUX)("SFT_MLX_TCMALLOC=0 keeps glibc", () => {
+    const r = runProbe([], { SFT_MLX_TCMALLOC: "0" });
+    expect(r.allocator).toBe("glibc");
+    expect(r.before).toBe("glibc");
+  });
+});
