@@ -6,7 +6,8 @@
 // pages, a page fault per 4 KB (~3–8 µs each on this VM). tcmalloc keeps freed pages and reuses them.
 // Measured on the reference step (16 × 256, three interleaved pairs of separate processes): system
 // time 3.3–4.1 s → 1.0–1.4 s for the same work, tokens/s +9% (2,724 / 2,578 / 2,661 → 3,030 / 2,854 /
-// 2,843), peak resident memory +30 MB. glibc's own remedies measured less: transparent huge pages
+// 2,843); in `bun scripts/bench.ts --case train-ref` (three interleaved pairs) +2%, +6%, +6%. Peak
+// resident memory +30 MB; decoding the same speed (five pairs), ~55 MB more resident. glibc's own remedies measured less: transparent huge pages
 // (`glibc.malloc.hugetlb=1`) +3%; a fixed mmap threshold with a high trim threshold +4% but resident
 // memory grew 46% over an SFT run.
 //

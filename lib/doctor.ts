@@ -187,7 +187,7 @@ function checkAllocator(): CheckResult {
   if (process.platform !== "linux") return { id: "malloc", status: "skip", detail: `system allocator on ${process.platform}` };
   if (process.env.SFT_MLX_TCMALLOC === "0") return { id: "malloc", status: "pass", detail: "glibc (SFT_MLX_TCMALLOC=0)" };
   if (!existsSync(TCMALLOC_PATH)) {
-    return { id: "malloc", status: "warn", detail: "glibc: no tcmalloc, training ~9% slower (page faults)", fix: asRoot(FIX_TCMALLOC) };
+    return { id: "malloc", status: "warn", detail: "glibc: no tcmalloc, training ~5% slower (page faults)", fix: asRoot(FIX_TCMALLOC) };
   }
   return { id: "malloc", status: "pass", detail: "tcmalloc, preloaded by the scripts (lib/allocator.ts)" };
 }
