@@ -7,22 +7,24 @@
 // Measured on the reference step (16 × 256, three interleaved pairs of separate processes): system
 // time 3.3–4.1 s → 1.0–1.4 s for the same work, tokens/s +9% (2,724 / 2,578 / 2,661 → 3,030 / 2,854 /
 // 2,843); in `bun scripts/bench.ts --case train-ref` (three interleaved pairs) +2%, +6%, +6%. Peak
-// resident memory +30 MB; decoding the same speed (five pairs), ~55 MB more resident. glibc's own remedies measured less: transparent huge pages
-// (`glibc.malloc.hugetlb=1`) +3%; a fixed mmap threshold with a high trim threshold +4% but resident
-// memory grew 46% over an SFT run.
+// resident memory +30 MB; decoding the same speed (five pairs), ~55 MB more resident. glibc's own
+// remedies measured less: transparent huge pages (`glibc.malloc.hugetlb=1`) +3%; a fixed mmap
+// threshold with a high trim threshold +4% but resident memory grew 46% over an SFT run.
 //
 // A malloc cannot be replaced inside a running process, so the scripts that train or generate call
 // `useTcmalloc()` first thing: it re-executes the same command (same pid, same arguments, through
-// execv) with LD_PRELOAD naming tcmalloc, and in the re-executed process removes LD_PRELOAD again so
-// the programs it starts (git, g++, Python) keep their own malloc. `SFT_MLX_TCMALLOC=0` opts out.
-import { dlopen, FFIType, ptr } from "bun:ffi";
+// execve) with LD_PRELOAD naming tcmalloc, and in the re-executed process takes tcmalloc out of
+// LD_PRELOAD again so the programs it starts (git, g++, Python) keep their own malloc.
+// `SFT_MLX_TCMALLOC=0` opts out.
 import { existsSync, readFileSync } from "node:fs";
+import { DEBIAN_TRIPLE, execve, setCEnv } from "./libc.ts";
 
-const TRIPLE = `${process.arch === "arm64" ? "aarch64" : "x86_64"}-linux-gnu`;
 /** Debian's libtcmalloc-minimal4 (gperftools: malloc only, no profiler). */
-export const TCMALLOC_PATH = `/usr/lib/${TRIPLE}/libtcmalloc_minimal.so.4`;
+export const TCMALLOC_PATH = `/usr/lib/${DEBIAN_TRIPLE}/libtcmalloc_minimal.so.4`;
 export const FIX_TCMALLOC = "apt-get install -y libtcmalloc-minimal4";
-const MARKER = "SFT_MLX_REEXEC"; // set in the re-executed process: never re-execute twice
+// Set for the re-executed process: if the preload did not take (the loader ignores a library it
+// cannot load), it must not re-execute again, and again.
+const REEXECUTED = "SFT_MLX_REEXECUTED";
 // tcmalloc prints a stack trace to stderr for every allocation above 1 GB by default; a 1B-parameter
 // checkpoint has single tensors that large. 1 TB: never.
 const REPORT_THRESHOLD = String(2 ** 40);
@@ -41,51 +43,24 @@ export function activeAllocator(): "tcmalloc" | "glibc" | "system" {
  * no-op otherwise. Call before any long-lived state exists: the process image is replaced. */
 export function useTcmalloc(): void {
   if (process.platform !== "linux") return;
-  if (process.env[MARKER]) {
-    forgetPreload(); // the preload has done its work: child processes start with their own malloc
-    return;
-  }
-  if (process.env.SFT_MLX_TCMALLOC === "0" || !existsSync(TCMALLOC_PATH) || activeAllocator() === "tcmalloc") return;
-  const preload = [TCMALLOC_PATH, process.env.LD_PRELOAD].filter(Boolean).join(":");
-  const env = { ...process.env, LD_PRELOAD: preload, [MARKER]: preload, TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD: REPORT_THRESHOLD };
-  execv(process.execPath, [process.execPath, ...process.argv.slice(1)], env); // returns only on failure
-}
-
-function forgetPreload(): void {
-  const before = process.env[MARKER]!.split(":").slice(1).join(":"); // what LD_PRELOAD was before ours
-  if (before) process.env.LD_PRELOAD = before;
-  else delete process.env.LD_PRELOAD;
-  delete process.env.TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD;
-  // MLX starts g++ through the C library's environment, not Bun's process.env.
-  const libc = dlopen("libc.so.6", {
-    setenv: { args: [FFIType.ptr, FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
-    unsetenv: { args: [FFIType.ptr], returns: FFIType.i32 },
-  });
-  if (before) libc.symbols.setenv(ptr(cstr("LD_PRELOAD")), ptr(cstr(before)), 1);
-  else libc.symbols.unsetenv(ptr(cstr("LD_PRELOAD")));
-}
-
-/** execve(2) from Bun: replace this process with `argv` under `env`. Returns only if it failed. */
-function execv(path: string, argv: string[], env: Record<string, string | undefined>): void {
-  const libc = dlopen("libc.so.6", { execve: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 } });
-  const keep: Buffer[] = []; // the strings must stay alive until execve copies them
-  const table = (strings: string[]) => {
-    const ptrs = new BigUint64Array(strings.length + 1); // NULL-terminated char*[]
-    strings.forEach((s, i) => {
-      const b = cstr(s);
-      keep.push(b);
-      ptrs[i] = BigInt(ptr(b));
-    });
-    return ptrs;
+  const reexecuted = process.env[REEXECUTED] !== undefined;
+  delete process.env[REEXECUTED]; // scripts this one starts decide for themselves
+  if (activeAllocator() === "tcmalloc") return forgetPreload(); // it has done its work
+  if (reexecuted || process.env.SFT_MLX_TCMALLOC === "0" || !existsSync(TCMALLOC_PATH)) return;
+  const env = {
+    TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD: REPORT_THRESHOLD, // unless the user set it
+    ...process.env,
+    LD_PRELOAD: [TCMALLOC_PATH, process.env.LD_PRELOAD].filter(Boolean).join(":"),
+    [REEXECUTED]: "1",
   };
-  const envList = Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]));
-  const argvTable = table(argv);
-  const envTable = table(envList);
-  const file = cstr(path);
-  libc.symbols.execve(ptr(file), ptr(argvTable), ptr(envTable));
-  void [keep, file];
+  execve(process.execPath, [process.execPath, ...process.argv.slice(1)], env); // returns only on failure
 }
 
-function cstr(s: string): Buffer {
-  return Buffer.from(`${s}\0`, "utf8");
+/** Take tcmalloc out of LD_PRELOAD, leaving whatever else the user preloads, in Bun's environment and
+ * in the C library's (MLX starts g++ through the latter). */
+function forgetPreload(): void {
+  const rest = (process.env.LD_PRELOAD ?? "").split(":").filter((p) => p && p !== TCMALLOC_PATH).join(":");
+  if (rest) process.env.LD_PRELOAD = rest;
+  else delete process.env.LD_PRELOAD;
+  setCEnv("LD_PRELOAD", rest || undefined);
 }

@@ -6,6 +6,7 @@ import { freemem } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { consola } from "consola";
 import { FIX_TCMALLOC, TCMALLOC_PATH } from "./allocator.ts";
+import { DEBIAN_TRIPLE } from "./libc.ts";
 
 export type CheckStatus = "pass" | "warn" | "fail" | "skip";
 
@@ -37,11 +38,9 @@ const REPO_ROOT = resolve(import.meta.dir, "..");
 export const DEFAULT_MODEL_DIR = join(REPO_ROOT, "models", "gutenberg-base");
 const MODEL_FILES = ["config.json", "model.safetensors", "tokenizer.json"];
 
-// Debian multiarch paths; x86_64 is the supported Linux, aarch64 follows the same layout.
-const TRIPLE = `${process.arch === "arm64" ? "aarch64" : "x86_64"}-linux-gnu`;
-const BLAS_ALTERNATIVE = `libblas.so.3-${TRIPLE}`;
-const OPENBLAS_BLAS = `/usr/lib/${TRIPLE}/openblas-pthread/libblas.so.3`;
-const REFERENCE_BLAS = `/usr/lib/${TRIPLE}/blas/libblas.so.3`;
+const BLAS_ALTERNATIVE = `libblas.so.3-${DEBIAN_TRIPLE}`;
+const OPENBLAS_BLAS = `/usr/lib/${DEBIAN_TRIPLE}/openblas-pthread/libblas.so.3`;
+const REFERENCE_BLAS = `/usr/lib/${DEBIAN_TRIPLE}/blas/libblas.so.3`;
 export const FIX_BLAS = `apt-get install -y libopenblas0-pthread liblapack3 && update-alternatives --set ${BLAS_ALTERNATIVE} ${OPENBLAS_BLAS}`;
 
 type Mx = typeof import("@frost-beta/mlx").core;

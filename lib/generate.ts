@@ -185,8 +185,8 @@ export async function generate(
       stopReason = "context";
       break;
     }
-    if (!decoder || hostSampling) {
-      if (i + 1 < maxTokens) logits = decoder ? decoder.next(next) : model.forward(mx.array([[next]], mx.int32), caches).index(0, -1);
+    if ((!decoder || hostSampling) && i + 1 < maxTokens) {
+      logits = decoder ? decoder.next(next) : model.forward(mx.array([[next]], mx.int32), caches).index(0, -1);
     }
     if (i % COLLECT_EVERY === COLLECT_EVERY - 1) await releaseMemory({ full: i % FULL_COLLECT_EVERY === FULL_COLLECT_EVERY - 1 });
   }

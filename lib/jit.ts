@@ -20,7 +20,7 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { dlopen, FFIType, ptr } from "bun:ffi";
+import { setCEnv } from "./libc.ts";
 
 /** Flags added after MLX's own (a later -O wins). */
 export const KERNEL_FLAGS = [
@@ -31,11 +31,6 @@ export const KERNEL_FLAGS = [
 ];
 
 let kernelDir: string | null | undefined;
-
-/** Where MLX's fused CPU kernels are built, or null when MLX's defaults are in use. */
-export function fastKernelDir(): string | null {
-  return kernelDir ?? null;
-}
 
 /** Set up the compiler wrapper and the kernel directory for this process. Call before the first
  * compiled graph runs (lib/train/autodiff.ts does); later calls do nothing. */
@@ -72,10 +67,4 @@ export function useFastCpuKernels(): string | null {
 export function cpuSignature(cpuinfo: string): string {
   const first = (field: string) => new RegExp(`^${field}\\s*:\\s*(.*)$`, "m").exec(cpuinfo)?.[1] ?? "";
   return [first("model name"), first("flags"), first("Features")].join("\n");
-}
-
-function setCEnv(name: string, value: string): void {
-  const libc = dlopen("libc.so.6", { setenv: { args: [FFIType.ptr, FFIType.ptr, FFIType.i32], returns: FFIType.i32 } });
-  const cstr = (s: string) => Buffer.from(`${s}\0`, "utf8");
-  if (libc.symbols.setenv(ptr(cstr(name)), ptr(cstr(value)), 1) !== 0) throw new Error(`setenv ${name} failed`);
 }

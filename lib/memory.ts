@@ -4,8 +4,8 @@
 // garbage collector does not see native memory. A loop that never yields keeps every step's arrays
 // (measured: a 5.8M-param training loop grew to ~24 GB in ~20 steps). Yielding once per step and
 // collecting explicitly kept resident memory flat and was also the fastest setting.
-import { dlopen, FFIType } from "bun:ffi";
 import { readFileSync } from "node:fs";
+import { libc } from "./libc.ts";
 
 /** Yield to the event loop and run a collection, so finalizers free the last step's arrays. Call
  * once per training step (a full collection, ~1 ms there) or every few generated tokens, where a full
@@ -41,8 +41,7 @@ const M_ARENA_MAX = -8; // glibc mallopt parameter (malloc.h)
 export function useOneMallocArena(): void {
   if (process.platform !== "linux") return;
   try {
-    const libc = dlopen("libc.so.6", { mallopt: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 } });
-    libc.symbols.mallopt(M_ARENA_MAX, 1);
+    libc().mallopt(M_ARENA_MAX, 1);
   } catch {
     // not glibc (e.g. musl): nothing to set
   }

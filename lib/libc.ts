@@ -1,0 +1,53 @@
+// The C library, for the few things Bun does not expose: the environment that native code reads
+// (Bun's process.env is a copy), execve, mallopt. Linux with glibc; every caller handles its absence.
+import { dlopen, FFIType, ptr } from "bun:ffi";
+
+/** Debian's multiarch directory name: /usr/lib/<triple>/. x86_64 is the supported Linux; aarch64
+ * follows the same layout. */
+export const DEBIAN_TRIPLE = `${process.arch === "arm64" ? "aarch64" : "x86_64"}-linux-gnu`;
+
+const SYMBOLS = {
+  setenv: { args: [FFIType.ptr, FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
+  unsetenv: { args: [FFIType.ptr], returns: FFIType.i32 },
+  execve: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  mallopt: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+} as const;
+
+let lib: ReturnType<typeof dlopen<typeof SYMBOLS>> | undefined;
+
+/** glibc's functions; throws where there is no libc.so.6 (macOS, musl). */
+export function libc() {
+  lib ??= dlopen("libc.so.6", SYMBOLS);
+  return lib.symbols;
+}
+
+/** A NUL-terminated UTF-8 copy of `s`, for a `char*` argument. Keep it referenced until the call returns. */
+export function cstr(s: string): Buffer {
+  return Buffer.from(`${s}\0`, "utf8");
+}
+
+/** Set (or, with `undefined`, remove) a variable in the C library's environment: what native code
+ * (getenv, the shells std::system starts, execve's children) sees. Bun's process.env is not changed. */
+export function setCEnv(name: string, value: string | undefined): void {
+  const rc = value === undefined ? libc().unsetenv(ptr(cstr(name))) : libc().setenv(ptr(cstr(name)), ptr(cstr(value)), 1);
+  if (rc !== 0) throw new Error(`${value === undefined ? "unsetenv" : "setenv"} ${name} failed`);
+}
+
+/** execve(2): replace this process with `argv` under `env`. Returns only if it failed. */
+export function execve(path: string, argv: string[], env: Record<string, string | undefined>): void {
+  const keep: Buffer[] = []; // the strings must stay alive until execve has copied them
+  const table = (strings: string[]) => {
+    const ptrs = new BigUint64Array(strings.length + 1); // NULL-terminated char*[]
+    strings.forEach((s, i) => {
+      const b = cstr(s);
+      keep.push(b);
+      ptrs[i] = BigInt(ptr(b));
+    });
+    return ptrs;
+  };
+  const file = cstr(path);
+  const argvTable = table(argv);
+  const envTable = table(Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`])));
+  libc().execve(ptr(file), ptr(argvTable), ptr(envTable));
+  void [keep, file];
+}
