@@ -2,12 +2,13 @@
 // of a default SFT run. One JSON line per case on stdout (progress on stderr).
 //   bun scripts/bench.ts                  # all cases
 //   bun scripts/bench.ts --case train-ref # one case: train-ref, train-base, train-sft, generate, sft-run
-//   bun scripts/bench.ts --torch          # also run the PyTorch peer (../shared/bench/peers) for the ratio
+//   bun scripts/bench.ts --torch          # also run the PyTorch peer (../shared/bench/peers) for the ratio:
+//                                         # eager runs interleaved with ours, then 3 compiled runs
 //   bun scripts/bench.ts --torch --python /path/to/venv/bin/python   # a Python that has torch
 import { defineCommand, runMain } from "citty";
 import { consola } from "consola";
 import { existsSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { core as mx } from "@frost-beta/mlx";
 import { configFromHF } from "../lib/model/config.ts";
 import { LlamaModel } from "../lib/model/llama.ts";
@@ -21,6 +22,7 @@ import { DEFAULT_BASE, DEFAULT_TRAIN_DATA, PROJECT_ROOT } from "../lib/paths.ts"
 import { readJSON } from "../lib/runs.ts";
 import { parseList, parseNumber } from "../lib/cli.ts";
 import { activeAllocator, useTcmalloc } from "../lib/allocator.ts";
+import { checkPeer, interleavedRatio, PEER_SCRIPT, runPeer, type PeerRun } from "../lib/bench/peer.ts";
 
 const log = consola.create({ stdout: process.stderr }).withTag("bench"); // stdout carries only the JSON lines
 const CASES = ["train-ref", "train-base", "train-sft", "generate", "sft-run"];
@@ -31,7 +33,7 @@ const REF_BATCH = 16; // sequences
 const REF_SEQ = 256; // tokens
 
 function emit(record: Record<string, unknown>) {
-  const round = (v: unknown) => (typeof v === "number" && !Number.isInteger(v) ? Number(v.toPrecision(4)) : v);
+  const round = (v: unknown): unknown => (Array.isArray(v) ? v.map(round) : typeof v === "number" && !Number.isInteger(v) ? Number(v.toPrecision(4)) : v);
   console.log(JSON.stringify(Object.fromEntries(Object.entries(record).map(([k, v]) => [k, round(v)]))));
 }
 
@@ -43,13 +45,18 @@ function randomBatch(vocab: number, seed: number) {
   return batch;
 }
 
+/** The run with the median tokens/s. */
+function medianRun(runs: PeerRun[]): PeerRun {
+  return [...runs].sort((a, b) => a.tokens_per_sec - b.tokens_per_sec)[Math.floor(runs.length / 2)]!;
+}
+
 const command = defineCommand({
   meta: { name: "bench", description: "Measure training and generation speed and memory" },
   args: {
     case: { type: "string", default: CASES.join(","), description: `cases: ${CASES.join(", ")}` },
     base: { type: "string", default: DEFAULT_BASE, description: "the bundled base model (or another checkpoint)" },
     steps: { type: "string", default: "20", description: "measured steps per run of a training case (after warm-up)" },
-    runs: { type: "string", default: "3", description: "runs per training case; tokens/s is the median run's" },
+    runs: { type: "string", default: "3", description: "runs per training case; tokens/s is the median run's (with --torch, also the interleaved peer runs)" },
     python: { type: "string", default: "python3", description: "the Python with torch, for --torch" },
     "batch-size": { type: "string", default: "8", description: "SFT batch size for train-sft" },
     torch: { type: "boolean", default: false, description: "also run the PyTorch peer (needs torch)" },
@@ -60,11 +67,13 @@ const command = defineCommand({
     for (const c of cases) if (!CASES.includes(c)) throw new Error(`--case: unknown case \`${c}\`; cases: ${CASES.join(", ")}`);
     const steps = parseNumber("steps", args.steps, { integer: true, positive: true });
     const runs = parseNumber("runs", args.runs, { integer: true, positive: true });
+    if (args.torch) checkPeer(args.python);
     // The peak is the best of 10 matmuls; on a shared machine a busy moment lowers all 10, so it is
     // measured again before each training case and MFU uses the highest seen (never above 100%).
     let peakGflops = matmulPeakGflops();
     const remeasurePeak = () => (peakGflops = Math.max(peakGflops, matmulPeakGflops()));
     let refTokensPerSec = 0; // the reference step's tokens/s, for the ratio to the PyTorch peer
+    const eagerPeer: PeerRun[] = []; // with --torch: one eager peer run after each train-ref run
     emit({ case: "matmul-peak", gflops: peakGflops, device: String(mx.defaultDevice()), allocator: activeAllocator() });
     const needsBase = cases.some((c) => c !== "train-ref");
     if (needsBase && !existsSync(join(args.base, "config.json"))) throw new Error(`--base ${args.base}: no checkpoint there (see README: the bundled base model)`);
@@ -76,9 +85,15 @@ const command = defineCommand({
       mx.eval(model.parameters());
       const batch = randomBatch(4096, 0);
       remeasurePeak();
-      const r = await benchTrainStep(model, () => ({ batch, tokens: REF_BATCH * REF_SEQ, paddingFraction: 0 }), { steps, runs, peakGflops });
+      const afterRun = args.torch ? () => void eagerPeer.push(runPeer(args.python)) : undefined; // interleaved (lib/bench/peer.ts)
+      const r = await benchTrainStep(model, () => ({ batch, tokens: REF_BATCH * REF_SEQ, paddingFraction: 0 }), { steps, runs, peakGflops, afterRun });
       emit({ case: "train-ref", model: "reference-5.8M", batch: `${REF_BATCH}x${REF_SEQ}`, ...r, peakGflops });
       refTokensPerSec = r.tokensPerSec;
+      if (args.torch) {
+        const peer = eagerPeer.map((p) => p.tokens_per_sec);
+        emit({ case: "torch-eager", ...medianRun(eagerPeer), runsTokensPerSec: peer, interleaved: true });
+        emit({ case: "ratio-vs-torch-eager", reference: r.tokensPerSec, peer: medianRun(eagerPeer).tokens_per_sec, ...interleavedRatio(r.runsTokensPerSec, peer) });
+      }
     }
     if (cases.includes("train-base") && base) {
       log.start("train-base: bundled base model, 16 x 256 random tokens");
@@ -118,23 +133,12 @@ const command = defineCommand({
       emit({ case: "sft-run", exitCode: proc.exitCode, wallSec, runDir, runWallSec: summary.wallSec, peakRssMB: summary.peakMemMB, trainPeakRssMB: summary.trainPeakMemMB, status: summary.status });
     }
     if (args.torch) {
-      // the peer prints one run; like its README's figures, take the median of 3
-      const peer = resolve(PROJECT_ROOT, "../shared/bench/peers/torch_train.py");
-      for (const flags of [[], ["--compile"]]) {
+      // eager already ran interleaved with train-ref; otherwise here, like compiled: 3 runs, the median
+      for (const flags of cases.includes("train-ref") ? [["--compile"]] : [[], ["--compile"]]) {
         const name = `torch${flags.length ? "-compiled" : "-eager"}`;
-        log.start(`${name}: ../shared/bench/peers/torch_train.py ${flags.join(" ")} (3 runs)`);
-        const results: Record<string, any>[] = [];
-        for (let r = 0; r < 3; r++) {
-          const proc = Bun.spawnSync([args.python, peer, ...flags], { env: process.env, stdout: "pipe", stderr: "pipe" }); // our LD_PRELOAD removed
-          const line = proc.stdout.toString().trim().split("\n").pop() ?? "";
-          if (proc.exitCode !== 0 || !line.startsWith("{")) {
-            emit({ case: name, exitCode: proc.exitCode, error: proc.stderr.toString().slice(-300) });
-            break;
-          }
-          results.push(JSON.parse(line));
-        }
-        if (results.length < 3) continue;
-        const mid = [...results].sort((a, b) => a.tokens_per_sec - b.tokens_per_sec)[1]!;
+        log.start(`${name}: ${PEER_SCRIPT} ${flags.join(" ")} (3 runs)`);
+        const results = Array.from({ length: 3 }, () => runPeer(args.python, flags));
+        const mid = medianRun(results);
         emit({ case: name, ...mid, runsTokensPerSec: results.map((x) => x.tokens_per_sec) });
         if (refTokensPerSec) emit({ case: `ratio-vs-${name}`, reference: refTokensPerSec, peer: mid.tokens_per_sec, ratio: refTokensPerSec / mid.tokens_per_sec });
       }

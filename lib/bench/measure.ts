@@ -46,12 +46,23 @@ export interface TrainBenchResult {
   peakRssMB: number;
 }
 
+export interface TrainBenchOptions {
+  warmup?: number; // untimed steps first (compiles, allocator)
+  steps?: number; // timed steps per run
+  runs?: number;
+  peakGflops: number;
+  sparseHead?: boolean;
+  /** Called after each timed run, e.g. to run a peer in between so that both meet the same moments
+   * of a shared machine (its time is not counted). */
+  afterRun?: (run: number) => void | Promise<void>;
+}
+
 /** Time `runs` runs of `steps` optimizer steps after `warmup` steps; tokens/s is the median run's
  * (the PyTorch peer's figures are medians of 3 runs too). `batchAt(i)` gives batch i and its tokens. */
 export async function benchTrainStep(
   model: LlamaModel,
   batchAt: (i: number) => { batch: StepBatch; tokens: number; paddingFraction: number },
-  { warmup = 3, steps = 20, runs = 3, peakGflops, sparseHead = false }: { warmup?: number; steps?: number; runs?: number; peakGflops: number; sparseHead?: boolean },
+  { warmup = 3, steps = 20, runs = 3, peakGflops, sparseHead = false, afterRun }: TrainBenchOptions,
 ): Promise<TrainBenchResult> {
   const trainer = new TrainStep(model, undefined, { sparseHead });
   for (let i = 0; i < warmup; i++) await trainer.step(batchAt(i).batch, 1e-4);
@@ -75,6 +86,7 @@ export async function benchTrainStep(
     }
     const secs = (performance.now() - t0) / 1000;
     perRun.push({ tokensPerSec: tokens / secs, flopsPerSec: flops / secs });
+    await afterRun?.(r);
   }
   const rssAtEndMB = rssMB();
   const mid = [...perRun].sort((a, b) => a.tokensPerSec - b.tokensPerSec)[Math.floor(runs / 2)]!;

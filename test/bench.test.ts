@@ -1,0 +1,50 @@
+// The benchmark's comparison with the PyTorch peer: interleaved runs and their ratio
+// (lib/bench/peer.ts), and the hook that puts a peer run between two of ours (lib/bench/measure.ts).
+//   bun test test/bench.test.ts
+import { describe, expect, test } from "bun:test";
+import { core as mx } from "@frost-beta/mlx";
+import { benchTrainStep } from "../lib/bench/measure.ts";
+import { interleavedRatio } from "../lib/bench/peer.ts";
+import { tinyModel } from "./helpers/tiny-model.ts";
+
+describe("interleavedRatio", () => {
+  test.each([
+    // ours, peer, ratio of medians, median of pair ratios
+    { ours: [100], peer: [50], ratio: 2, pairRatio: 2 },
+    { ours: [100, 110, 90], peer: [100, 100, 100], ratio: 1, pairRatio: 1 },
+    // a slow moment for both in the second pair: still a fair pair, while the medians mix moments
+    { ours: [100, 50, 90], peer: [80, 40, 100], ratio: 90 / 80, pairRatio: 1.25 },
+    { ours: [100, 60, 100], peer: [110, 50, 110], ratio: 100 / 110, pairRatio: 100 / 110 },
+    { ours: [90, 120, 100, 110], peer: [100, 100, 100, 100], ratio: 1.05, pairRatio: 1.05 }, // even: mean of the middle two
+  ])("ours $ours vs peer $peer", ({ ours, peer, ratio, pairRatio }) => {
+    const r = interleavedRatio(ours, peer);
+    expect(r.ratio).toBeCloseTo(ratio, 10);
+    expect(r.pairRatio).toBeCloseTo(pairRatio, 10);
+    expect(r.pairRatios).toEqual(ours.map((x, i) => x / peer[i]!));
+  });
+
+  test.each([
+    { ours: [1, 2], peer: [1] },
+    { ours: [], peer: [] },
+  ])("refuses $ours against $peer", ({ ours, peer }) => {
+    expect(() => interleavedRatio(ours, peer)).toThrow(/runs of ours against/);
+  });
+});
+
+test("benchTrainStep calls afterRun once after each timed run, outside the timing", async () => {
+  const batch = { inputs: mx.zeros([2, 8], mx.int32), targets: mx.ones([2, 8], mx.int32), mask: mx.ones([2, 8]) };
+  const calls: number[] = [];
+  const r = await benchTrainStep(tinyModel(64, { seed: 3 }), () => ({ batch, tokens: 16, paddingFraction: 0 }), {
+    warmup: 1,
+    steps: 2,
+    runs: 3,
+    peakGflops: 1,
+    afterRun: async (run) => {
+      calls.push(run);
+      await Bun.sleep(300); // a peer run: must not count against our tokens/s
+    },
+  });
+  expect(calls).toEqual([0, 1, 2]);
+  // 2 steps of 16 tokens in well under 300 ms on any machine: had the sleep been timed, < 107 tokens/s
+  for (const t of r.runsTokensPerSec) expect(t).toBeGreaterThan(16 * 2 / 0.3);
+}, 30_000);
