@@ -45,7 +45,7 @@ export function runPeer(python: string, flags: string[] = []): PeerRun {
   return JSON.parse(line) as PeerRun;
 }
 
-function median(xs: number[]): number {
+function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
@@ -54,7 +54,7 @@ function median(xs: number[]): number {
 /** The ratio of our tokens/s to the peer's over interleaved runs: `ours[i]` and `peer[i]` ran one
  * after the other. `pairRatio` (the median of ours[i] / peer[i]) is the figure to quote; `ratio` is
  * the ratio of the two medians. */
-export function interleavedRatio(ours: number[], peer: number[]): { ratio: number; pairRatio: number; pairRatios: number[] } {
+export function interleavedRatio(ours: readonly number[], peer: readonly number[]): { ratio: number; pairRatio: number; pairRatios: number[] } {
   if (ours.length !== peer.length || ours.length === 0) throw new Error(`interleavedRatio: ${ours.length} runs of ours against ${peer.length} of the peer`);
   const pairRatios = ours.map((x, i) => x / peer[i]!);
   return { ratio: median(ours) / median(peer), pairRatio: median(pairRatios), pairRatios };
