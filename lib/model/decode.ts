@@ -13,25 +13,11 @@
 import { core as mx } from "@frost-beta/mlx";
 import { silu, type LlamaModel } from "./llama.ts";
 import type { KVCache } from "./cache.ts";
+import { ropeTables } from "./rope.ts";
 import { compileFlat, FlatParams } from "../train/autodiff.ts";
 
 /** Contexts above this decode eagerly: attending over the whole buffer would cost more than it saves. */
 export const MAX_COMPILED_CONTEXT = 1024;
-
-/** cos and sin tables [capacity, headDim] for rotate-half RoPE (the layout mx.fast.rope(traditional=false) uses). */
-function ropeTables(capacity: number, headDim: number, theta: number): [mx.array, mx.array] {
-  const half = headDim / 2;
-  const cos: number[] = [];
-  const sin: number[] = [];
-  for (let p = 0; p < capacity; p++) {
-    for (let j = 0; j < headDim; j++) {
-      const angle = p * Math.pow(theta, -(2 * (j % half)) / headDim);
-      cos.push(Math.cos(angle));
-      sin.push(Math.sin(angle));
-    }
-  }
-  return [mx.array(cos).reshape([capacity, headDim]), mx.array(sin).reshape([capacity, headDim])];
-}
 
 /** x [1, H, 1, D] rotated by the angles of one position (cos, sin [1, 1, 1, D]). */
 function rotate(x: mx.array, cos: mx.array, sin: mx.array): mx.array {
@@ -55,7 +41,7 @@ export class CompiledDecoder {
     const c = model.config;
     this.capacity = c.maxPositionEmbeddings;
     this.flat = new FlatParams(model);
-    const [cosTable, sinTable] = ropeTables(this.capacity, c.headDim, c.ropeTheta);
+    const { cos: cosTable, sin: sinTable } = ropeTables(this.capacity, c.headDim, c.ropeTheta);
     const L = c.numHiddenLayers;
     const n = this.flat.slots.length;
     const arange = mx.arange(0, this.capacity, 1, mx.int32);

@@ -4,6 +4,7 @@
 import { core as mx, nn } from "@frost-beta/mlx";
 import type { LlamaConfig } from "./config.ts";
 import type { KVCache } from "./cache.ts";
+import { rotaryHeads } from "./rope.ts";
 
 /** An additive causal mask for `t` new queries attending to `offset + t` keys: [t, offset + t].
  * Hidden keys get -inf rather than a large negative number: the CPU's expf returns 0 for -inf at
@@ -48,15 +49,11 @@ class Attention extends nn.Module {
 
   override forward(x: mx.array, mask: mx.array | null, cache?: KVCache): mx.array {
     const [B, T] = x.shape;
-    // [B, T, H*D] -> [B, H, T, D]
-    const heads = (y: mx.array, n: number) => y.reshape([B, T, n, this.headDim]).transpose(0, 2, 1, 3);
-    let q = heads(this.qProj.forward(x), this.nHeads);
-    let k = heads(this.kProj.forward(x), this.nKVHeads);
-    let v = heads(this.vProj.forward(x), this.nKVHeads);
     const offset = cache?.offset ?? 0;
-    // traditional=false is the rotate-half convention Hugging Face checkpoints use.
-    q = mx.fast.rope(q, this.headDim, false, this.ropeTheta, 1, offset);
-    k = mx.fast.rope(k, this.headDim, false, this.ropeTheta, 1, offset);
+    // [B, T, H*D] -> [B, H, T, D], queries and keys rotated (rotate-half, as Hugging Face checkpoints)
+    const q = rotaryHeads(this.qProj.forward(x), this.nHeads, this.headDim, this.ropeTheta, offset);
+    let k = rotaryHeads(this.kProj.forward(x), this.nKVHeads, this.headDim, this.ropeTheta, offset);
+    let v = this.vProj.forward(x).reshape([B, T, this.nKVHeads, this.headDim]).transpose(0, 2, 1, 3);
     if (cache) [k, v] = cache.updateAndFetch(k, v);
     const out = mx.fast.scaledDotProductAttention(q, k, v, this.scale, mask ?? undefined);
     return this.oProj.forward(out.transpose(0, 2, 1, 3).reshape([B, T, -1])); // [B, T, H*D]
