@@ -8,6 +8,7 @@
 // its gradient, instead of slices and a concatenation) and the angles come from tables built once:
 // x·cos + (x·R)·sin. Both agree to float32 rounding of the angles (test/model.test.ts).
 import { core as mx } from "@frost-beta/mlx";
+import { compileFlat } from "../train/autodiff.ts";
 
 /** cos and sin tables [capacity, headDim] for rotate-half RoPE: entry [p, j] is the angle
  * p · theta^(-2(j mod D/2)/D), computed in double precision and stored as float32. */
@@ -58,14 +59,35 @@ function onCpu(): boolean {
   return String(mx.defaultDevice()).includes("cpu");
 }
 
+const rotations = new Map<string, (...args: mx.array[]) => mx.array[]>();
+
+/** y [B, T, n·D], cos and sin [T, D], R [D, D] → [B, n, T, D], as one compiled graph per head count
+ * and size. Its intermediates then stay inside MLX and are freed as soon as they are used, also where
+ * the caller is not compiled (evaluation); built from JavaScript they were held until the next
+ * collection, which raised the evaluation's peak, and so an SFT run's resident memory, by ~50 MB.
+ * Inside the compiled training step it measured the same as the plain function, within noise. */
+function rotation(nHeads: number, headDim: number): (...args: mx.array[]) => mx.array[] {
+  const key = `${nHeads}:${headDim}`;
+  let fn = rotations.get(key);
+  if (!fn) {
+    const raw = (y: mx.array, cos: mx.array, sin: mx.array, rotateHalf: mx.array) => {
+      const [B, T] = y.shape;
+      const heads = (a: mx.array) => a.reshape([B, T, nHeads, headDim]).transpose(0, 2, 1, 3);
+      const rotated = mx.matmul(y.reshape([B * T * nHeads, headDim]), rotateHalf).reshape([B, T, nHeads * headDim]);
+      return [mx.add(mx.multiply(heads(y), cos), mx.multiply(heads(rotated), sin))];
+    };
+    fn = compileFlat((...a) => raw(a[0]!, a[1]!, a[2]!, a[3]!));
+    rotations.set(key, fn);
+  }
+  return fn;
+}
+
 /** Split a projection's output y [B, T, n·D] into n heads and rotate them for positions
  * offset … offset+T−1: [B, n, T, D]. `useTables` defaults to true on the CPU (see the header). */
 export function rotaryHeads(y: mx.array, nHeads: number, headDim: number, theta: number, offset: number, useTables = onCpu()): mx.array {
   const [B, T] = y.shape;
-  const heads = (a: mx.array) => a.reshape([B, T, nHeads, headDim]).transpose(0, 2, 1, 3);
-  if (!useTables) return mx.fast.rope(heads(y), headDim, false, theta, 1, offset);
+  if (!useTables) return mx.fast.rope(y.reshape([B, T, nHeads, headDim]).transpose(0, 2, 1, 3), headDim, false, theta, 1, offset);
   const t = tablesFor(headDim, theta, offset + T);
   const rows = mx.Slice(offset, offset + T);
-  const rotated = mx.matmul(y.reshape([B * T * nHeads, headDim]), t.rotateHalf).reshape([B, T, nHeads * headDim]);
-  return mx.add(mx.multiply(heads(y), t.cos.index(rows)), mx.multiply(heads(rotated), t.sin.index(rows)));
+  return rotation(nHeads, headDim)(y, t.cos.index(rows), t.sin.index(rows), t.rotateHalf)[0]!;
 }
