@@ -17,16 +17,20 @@ const MAX_CPU_STREAMS = 8; // shards beyond this get too thin to keep a core bus
 
 let streams: mx.Stream[] | null = null;
 
+/** Whether MLX computes on the CPU (Linux, or a Mac told to), not on Metal. */
+export function onCpu(): boolean {
+  return String(mx.defaultDevice()).includes("cpu");
+}
+
 /** The streams a batch is sharded over: one per CPU core on the CPU, the default stream on the GPU.
  * Made once per process; work sharded over them calls `useBlasFor(streams.length)` first.
  * `SFT_MLX_STREAMS=N` sets the number of CPU streams (1 turns sharding off). */
 export function computeStreams(): mx.Stream[] {
   if (streams) return streams;
-  const onCpu = String(mx.defaultDevice()).includes("cpu");
   const env = process.env.SFT_MLX_STREAMS;
   const wanted = env === undefined ? Math.min(availableParallelism(), MAX_CPU_STREAMS) : Number(env);
   if (!Number.isInteger(wanted) || wanted < 1) throw new Error(`SFT_MLX_STREAMS=${env}: expected a whole number of streams, 1 or more (unset it to use one per core)`);
-  const n = onCpu ? wanted : 1;
+  const n = onCpu() ? wanted : 1;
   if (n > 1) useOneMallocArena(); // before the stream threads allocate
   streams = n > 1 ? Array.from({ length: n }, () => mx.newStream(mx.cpu)) : [mx.defaultStream(mx.defaultDevice())];
   return streams;

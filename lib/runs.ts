@@ -3,8 +3,8 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { execSync } from "node:child_process";
-import { activeAllocator } from "./allocator.ts";
 import os from "node:os";
+import { activeAllocator } from "./allocator.ts";
 
 /** `YYYYMMDD-HHMMSS` in local time. */
 export function timestamp(d = new Date()): string {

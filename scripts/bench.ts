@@ -91,8 +91,9 @@ const command = defineCommand({
       refTokensPerSec = r.tokensPerSec;
       if (args.torch) {
         const peer = eagerPeer.map((p) => p.tokens_per_sec);
-        emit({ case: "torch-eager", ...medianRun(eagerPeer), runsTokensPerSec: peer, interleaved: true });
-        emit({ case: "ratio-vs-torch-eager", reference: r.tokensPerSec, peer: medianRun(eagerPeer).tokens_per_sec, ...interleavedRatio(r.runsTokensPerSec, peer) });
+        const mid = medianRun(eagerPeer);
+        emit({ case: "torch-eager", ...mid, runsTokensPerSec: peer, interleaved: true });
+        emit({ case: "ratio-vs-torch-eager", reference: r.tokensPerSec, peer: mid.tokens_per_sec, ...interleavedRatio(r.runsTokensPerSec, peer) });
       }
     }
     if (cases.includes("train-base") && base) {

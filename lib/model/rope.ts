@@ -9,6 +9,7 @@
 // x·cos + (x·R)·sin. Both agree to float32 rounding of the angles (test/rope.test.ts).
 import { core as mx } from "@frost-beta/mlx";
 import { compileFlat } from "../train/autodiff.ts";
+import { onCpu } from "../parallel.ts";
 
 /** cos and sin tables [capacity, headDim] for rotate-half RoPE: entry [p, j] is the angle
  * p · theta^(-2(j mod D/2)/D), computed in double precision and stored as float32. */
@@ -53,10 +54,6 @@ function tablesFor(headDim: number, theta: number, positions: number): Tables {
   const made = { ...ropeTables(capacity, headDim, theta), rotateHalf: rotateHalfMatrix(headDim), capacity };
   tables.set(key, made);
   return made;
-}
-
-function onCpu(): boolean {
-  return String(mx.defaultDevice()).includes("cpu");
 }
 
 const rotations = new Map<string, (...args: mx.array[]) => mx.array[]>();
