@@ -14,14 +14,14 @@ import { configFromHF } from "../lib/model/config.ts";
 import { LlamaModel } from "../lib/model/llama.ts";
 import { loadCheckpoint } from "../lib/model/checkpoint.ts";
 import { benchGenerate, benchTrainStep, matmulPeakGflops } from "../lib/bench/measure.ts";
-import { ChatTemplate } from "../lib/sft/template.ts";
-import { padAndCollate, iterateBatches } from "../lib/sft/batch.ts";
-import { loadConversations } from "../lib/sft/data.ts";
-import { SPECIAL_TOKENS } from "../lib/tokenizer/types.ts";
-import { DEFAULT_BASE, DEFAULT_TRAIN_DATA, PROJECT_ROOT } from "../lib/paths.ts";
-import { readJSON } from "../lib/runs.ts";
-import { parseList, parseNumber } from "../lib/cli.ts";
-import { activeAllocator, useTcmalloc } from "../lib/allocator.ts";
+import { ChatTemplate } from "../lib/format/template.ts";
+import { padAndCollate, iterateBatches } from "../lib/data/batch.ts";
+import { loadConversations } from "../lib/data/data.ts";
+import { SPECIAL_TOKENS } from "../lib/format/tokens.ts";
+import { DEFAULT_BASE, DEFAULT_TRAIN_DATA, PROJECT_ROOT } from "../lib/util/paths.ts";
+import { readJSON } from "../lib/io/files.ts";
+import { parseList, parseNumber } from "../lib/util/cli.ts";
+import { activeAllocator, useTcmalloc } from "../lib/mlx/allocator.ts";
 import { checkPeer, interleavedRatio, PEER_SCRIPT, runPeer, type PeerRun } from "../lib/bench/peer.ts";
 
 const log = consola.create({ stdout: process.stderr }).withTag("bench"); // stdout carries only the JSON lines
@@ -62,7 +62,7 @@ const command = defineCommand({
     torch: { type: "boolean", default: false, description: "also run the PyTorch peer (needs torch)" },
   },
   async run({ args }) {
-    useTcmalloc(); // re-executes this command once under tcmalloc if installed (lib/allocator.ts)
+    useTcmalloc(); // re-executes this command once under tcmalloc if installed (lib/mlx/allocator.ts)
     const cases = parseList(args.case);
     for (const c of cases) if (!CASES.includes(c)) throw new Error(`--case: unknown case \`${c}\`; cases: ${CASES.join(", ")}`);
     const steps = parseNumber("steps", args.steps, { integer: true, positive: true });

@@ -5,19 +5,19 @@
 //   echo "What is a noun?" | bun scripts/chat.ts     (piped: one message per line, prints only the replies)
 // Sampling: --temperature --top-k --top-p --repetition-penalty --max-tokens --seed. In the session:
 // /help lists the commands. Ctrl-C stops a reply; Ctrl-D or /quit exits.
-import { useTcmalloc } from "../lib/allocator.ts";
+import { useTcmalloc } from "../lib/mlx/allocator.ts";
 import { defineCommand, runMain } from "citty";
 import { consola } from "consola";
 import { colors } from "consola/utils";
 import { createInterface, type Interface } from "node:readline";
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
-import { UsageError } from "../lib/cli.ts";
-import { DEFAULT_BASE, RUNS_DIR } from "../lib/paths.ts";
-import { CHAT_TOKENS, SPECIAL_TOKENS } from "../lib/tokenizer/types.ts";
+import { UsageError } from "../lib/util/cli.ts";
+import { DEFAULT_BASE, RUNS_DIR } from "../lib/util/paths.ts";
+import { CHAT_TOKENS, SPECIAL_TOKENS } from "../lib/format/tokens.ts";
 import type { Checkpoint } from "../lib/model/checkpoint.ts";
 import { countParameters } from "../lib/model/config.ts";
-import type { Generation } from "../lib/generate.ts";
+import type { Generation } from "../lib/generate/generate.ts";
 import { helpText, parseInput } from "../lib/chat/commands.ts";
 import { formatStats, historyText, sideBySide, stopMark } from "../lib/chat/format.ts";
 import { applyParamAssignments, defaultChatParams, formatParams, ParamError, PARAM_SPECS, resolveChatParams } from "../lib/chat/params.ts";
@@ -64,7 +64,7 @@ const command = defineCommand({
     ...Object.fromEntries(PARAM_SPECS.map((s) => [s.flag, { type: "string" as const, description: `${s.description} (default ${defaultChatParams()[s.key]})` }])),
   },
   async run({ args }) {
-    useTcmalloc(); // re-executes this command once under tcmalloc if installed (lib/allocator.ts)
+    useTcmalloc(); // re-executes this command once under tcmalloc if installed (lib/mlx/allocator.ts)
     let params, choice;
     try {
       params = resolveChatParams(args);
@@ -77,10 +77,10 @@ const command = defineCommand({
       throw e;
     }
     let checkpoints: typeof import("../lib/model/checkpoint.ts");
-    let generate: typeof import("../lib/generate.ts").generate;
+    let generate: typeof import("../lib/generate/generate.ts").generate;
     try {
       checkpoints = await import("../lib/model/checkpoint.ts");
-      generate = (await import("../lib/generate.ts")).generate;
+      generate = (await import("../lib/generate/generate.ts")).generate;
     } catch (e) {
       log.error(`MLX failed to load (${(e as Error).message}): run \`bun scripts/doctor.ts\` for the fix`);
       process.exit(1);

@@ -9,12 +9,12 @@
 import { existsSync } from "node:fs";
 import { defineCommand, runMain } from "citty";
 import { consola } from "consola";
-import { parseNumber, UsageError } from "../lib/cli.ts";
-import { DEFAULT_BASE, DEFAULT_EVAL_DATA, DEFAULT_NOISE, DEFAULT_TRAIN_DATA } from "../lib/paths.ts";
-import { DataError, loadConversations, loadNoiseTemplates } from "../lib/sft/data.ts";
-import { dataCheck, formatDataCheck } from "../lib/sft/datacheck.ts";
-import { VIEW_ARGS, viewConversation, viewOptionsFromArgs } from "../lib/sft/inspect.ts";
-import { DEFAULT_MAX_SEQ_LEN, loadCheckTokenizer, TOKENIZER_ARGS } from "../lib/sft/selfcheck.ts";
+import { parseNumber, UsageError } from "../lib/util/cli.ts";
+import { DEFAULT_BASE, DEFAULT_EVAL_DATA, DEFAULT_NOISE, DEFAULT_TRAIN_DATA } from "../lib/util/paths.ts";
+import { DataError, loadConversations, loadNoiseTemplates } from "../lib/data/data.ts";
+import { dataCheck, formatDataCheck } from "../lib/data/datacheck.ts";
+import { VIEW_ARGS, viewConversation, viewOptionsFromArgs } from "../lib/data/inspect.ts";
+import { DEFAULT_MAX_SEQ_LEN, loadCheckTokenizer, TOKENIZER_ARGS } from "../lib/data/selfcheck.ts";
 
 const log = consola.withTag("data-check");
 

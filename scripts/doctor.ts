@@ -6,7 +6,7 @@
 
 import { defineCommand, runMain } from "citty";
 import { consola } from "consola";
-import { DEFAULT_MODEL_DIR, runDoctor } from "../lib/doctor.ts";
+import { DEFAULT_MODEL_DIR, runDoctor } from "../lib/mlx/doctor.ts";
 
 const log = consola.withTag("doctor");
 const CHECK_IDS = ["bun", "mlx", "device", "blas", "matmul", "memory", "model"];

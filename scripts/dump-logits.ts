@@ -6,8 +6,8 @@
 import { defineCommand, runMain } from "citty";
 import { consola } from "consola";
 import { writeFileSync } from "node:fs";
-import { parseList, parseNumber, UsageError } from "../lib/cli.ts";
-import type { Message } from "../lib/sft/types.ts";
+import { parseList, parseNumber, UsageError } from "../lib/util/cli.ts";
+import type { Message } from "../lib/format/types.ts";
 
 const log = consola.withTag("dump-logits");
 
@@ -46,9 +46,9 @@ const main = defineCommand({
     // Imported here so that a broken MLX install is reported as such, not as a module error.
     const { core: mx } = await import("@frost-beta/mlx");
     const { loadCheckpoint } = await import("../lib/model/checkpoint.ts");
-    const { generate } = await import("../lib/generate.ts");
-    const { ChatTemplate } = await import("../lib/sft/template.ts");
-    const { CHAT_TOKENS } = await import("../lib/tokenizer/types.ts");
+    const { generate } = await import("../lib/generate/generate.ts");
+    const { ChatTemplate } = await import("../lib/format/template.ts");
+    const { CHAT_TOKENS } = await import("../lib/format/tokens.ts");
 
     const { model, tokenizer, config } = await loadCheckpoint(args.dir);
     const bad = ids.filter((id) => id >= config.vocabSize);

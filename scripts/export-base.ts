@@ -8,11 +8,12 @@ import { cpSync, existsSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { loadCheckpoint } from "../lib/model/checkpoint.ts";
 import { countParameters } from "../lib/model/config.ts";
-import { generate } from "../lib/generate.ts";
-import { ChatTemplate } from "../lib/sft/template.ts";
-import { SPECIAL_TOKENS } from "../lib/tokenizer/types.ts";
-import { normalizeText } from "../lib/pretrain/corpus.ts";
-import { readJSON, readMetrics } from "../lib/runs.ts";
+import { generate } from "../lib/generate/generate.ts";
+import { ChatTemplate } from "../lib/format/template.ts";
+import { SPECIAL_TOKENS } from "../lib/format/tokens.ts";
+import { normalizeText } from "../lib/tokenizer/normalize.ts";
+import { readMetrics } from "../lib/run/folder.ts";
+import { readJSON } from "../lib/io/files.ts";
 
 const log = consola.withTag("export-base");
 

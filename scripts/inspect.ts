@@ -9,11 +9,11 @@
 
 import { defineCommand, runMain } from "citty";
 import { consola } from "consola";
-import { parseNumber, UsageError } from "../lib/cli.ts";
-import { DEFAULT_BASE, DEFAULT_TRAIN_DATA } from "../lib/paths.ts";
-import { DataError, loadConversations } from "../lib/sft/data.ts";
-import { VIEW_ARGS, viewConversation, viewOptionsFromArgs } from "../lib/sft/inspect.ts";
-import { loadCheckTokenizer, TOKENIZER_ARGS } from "../lib/sft/selfcheck.ts";
+import { parseNumber, UsageError } from "../lib/util/cli.ts";
+import { DEFAULT_BASE, DEFAULT_TRAIN_DATA } from "../lib/util/paths.ts";
+import { DataError, loadConversations } from "../lib/data/data.ts";
+import { VIEW_ARGS, viewConversation, viewOptionsFromArgs } from "../lib/data/inspect.ts";
+import { loadCheckTokenizer, TOKENIZER_ARGS } from "../lib/data/selfcheck.ts";
 
 const log = consola.withTag("inspect");
 

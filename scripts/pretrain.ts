@@ -3,15 +3,16 @@
 //   bun scripts/pretrain.ts --resume runs/<dir>            (continue an interrupted run)
 // Defaults reproduce the bundled base model (models/gutenberg-base): Gutenberg books, the last
 // eight held out (bytes 63944357- of gutenberg-english.txt), a 4096-token byte-level BPE.
-import { useTcmalloc } from "../lib/allocator.ts";
+import { useTcmalloc } from "../lib/mlx/allocator.ts";
 import { defineCommand, runMain } from "citty";
 import { consola } from "consola";
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { PRESETS } from "../lib/pretrain/presets.ts";
 import { pretrain, type PretrainConfig } from "../lib/pretrain/pretrain.ts";
-import { createRunDir, gitCommit, machineInfo, readJSON, writeJSON } from "../lib/runs.ts";
-import { parseList, parseNumber, UsageError } from "../lib/cli.ts";
+import { createRunDir, gitCommit, machineInfo } from "../lib/run/folder.ts";
+import { readJSON, writeJSON } from "../lib/io/files.ts";
+import { parseList, parseNumber, UsageError } from "../lib/util/cli.ts";
 
 const log = consola.withTag("pretrain");
 const SHARED = resolve(import.meta.dir, "../../shared/corpus");
@@ -41,7 +42,7 @@ const command = defineCommand({
     resume: { type: "string", description: "resume the run in this folder" },
   },
   async run({ args }) {
-    useTcmalloc(); // re-executes this command once under tcmalloc if installed (lib/allocator.ts)
+    useTcmalloc(); // re-executes this command once under tcmalloc if installed (lib/mlx/allocator.ts)
     try {
       if (args.resume) {
         const runDir = resolve(args.resume);

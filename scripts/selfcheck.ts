@@ -8,10 +8,10 @@
 
 import { defineCommand, runMain } from "citty";
 import { consola } from "consola";
-import { parseList, parseNumber, UsageError } from "../lib/cli.ts";
-import { DEFAULT_BASE, DEFAULT_EVAL_DATA, DEFAULT_TRAIN_DATA } from "../lib/paths.ts";
-import { DataError, loadConversations } from "../lib/sft/data.ts";
-import { DEFAULT_MAX_SEQ_LEN, formatFailure, loadCheckTokenizer, selfCheck, TOKENIZER_ARGS } from "../lib/sft/selfcheck.ts";
+import { parseList, parseNumber, UsageError } from "../lib/util/cli.ts";
+import { DEFAULT_BASE, DEFAULT_EVAL_DATA, DEFAULT_TRAIN_DATA } from "../lib/util/paths.ts";
+import { DataError, loadConversations } from "../lib/data/data.ts";
+import { DEFAULT_MAX_SEQ_LEN, formatFailure, loadCheckTokenizer, selfCheck, TOKENIZER_ARGS } from "../lib/data/selfcheck.ts";
 
 const log = consola.withTag("selfcheck");
 const MAX_SHOWN = 30; // failures printed per file; the rest are counted

@@ -10,8 +10,8 @@
 import { defineCommand, runMain } from "citty";
 import { consola } from "consola";
 import { relative, resolve } from "node:path";
-import { parseNumber, UsageError } from "../lib/cli.ts";
-import { DataError } from "../lib/sft/data.ts";
+import { parseNumber, UsageError } from "../lib/util/cli.ts";
+import { DataError } from "../lib/data/data.ts";
 import { splitArgs, type OwnFlags } from "../lib/sweep/args.ts";
 import { baseNumbers, markdownTable } from "../lib/sweep/aggregate.ts";
 import { PARAM_NAMES, PARAMS, PRESETS, resolveParam } from "../lib/sweep/params.ts";

@@ -10,8 +10,9 @@ import { defineCommand, runMain } from "citty";
 import { consola } from "consola";
 import { trainBPE } from "../lib/tokenizer/bpe-train.ts";
 import { parseSpan, readSpan, sampleSpans, type TextSpan } from "../lib/tokenizer/sample-text.ts";
-import { normalizeText } from "../lib/pretrain/corpus.ts";
+import { normalizeText } from "../lib/tokenizer/normalize.ts";
 import { Tokenizer } from "../lib/tokenizer/tokenizer.ts";
+import { SPECIAL_TOKENS } from "../lib/format/tokens.ts";
 
 const log = consola.withTag("tokenizer");
 const MiB = 1 << 20;
@@ -64,6 +65,7 @@ const main = defineCommand({
     log.info(`read \`${(trainBytes / MiB).toFixed(1)}\` MiB in ${texts.length} pieces from ${corpus.length} file(s)`);
 
     const json = trainBPE(texts, {
+      specialTokens: Object.values(SPECIAL_TOKENS), // the chat format's tokens at fixed ids 0..5
       vocabSize,
       minFrequency,
       onProgress: ({ merges, vocabSize: size, pairCount }) => {

@@ -4,14 +4,14 @@
 //   bun scripts/train.ts --config my-run.json --lr 1e-4     (flags > config file > defaults)
 //   bun scripts/train.ts --resume runs/<dir>                (continue an interrupted run)
 // Nothing is written until the flags, base, tokenizer and data have all been checked.
-import { useTcmalloc } from "../lib/allocator.ts";
+import { useTcmalloc } from "../lib/mlx/allocator.ts";
 import { defineCommand, runMain } from "citty";
 import { consola } from "consola";
-import { createRunDir } from "../lib/runs.ts";
-import { parseNumber, UsageError } from "../lib/cli.ts";
-import { runDoctor } from "../lib/doctor.ts";
+import { createRunDir } from "../lib/run/folder.ts";
+import { parseNumber, UsageError } from "../lib/util/cli.ts";
+import { runDoctor } from "../lib/mlx/doctor.ts";
 import { defaultRunSettings, readRunConfigFile, resolveRunConfig, type RunConfig } from "../lib/sft/run-config.ts";
-import { defaultSFTConfig } from "../lib/sft/sft-config.ts";
+import { defaultSFTConfig } from "../lib/train/config.ts";
 
 const log = consola.withTag("train");
 const d = { ...defaultSFTConfig(), ...defaultRunSettings() };
@@ -47,7 +47,7 @@ const command = defineCommand({
     resume: str("continue the interrupted run in this folder, with its own config.json"),
   },
   async run({ args }) {
-    useTcmalloc(); // re-executes this command once under tcmalloc if installed (lib/allocator.ts)
+    useTcmalloc(); // re-executes this command once under tcmalloc if installed (lib/mlx/allocator.ts)
     try {
       const flags = parseFlags(args);
       if (args.resume && Object.values(flags).some((v) => v !== undefined)) {

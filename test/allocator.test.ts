@@ -1,14 +1,14 @@
-// lib/allocator.ts: the scripts re-execute themselves under tcmalloc, and the programs they start
+// lib/mlx/allocator.ts: the scripts re-execute themselves under tcmalloc, and the programs they start
 // do not inherit it.
 import { describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { activeAllocator, TCMALLOC_PATH } from "../lib/allocator.ts";
+import { activeAllocator, TCMALLOC_PATH } from "../lib/mlx/allocator.ts";
 
 const LINUX = process.platform === "linux";
 const reason = !LINUX ? "Linux only" : !existsSync(TCMALLOC_PATH) ? `${TCMALLOC_PATH} not installed (apt-get install -y libtcmalloc-minimal4)` : "";
-const ALLOCATOR = resolve(import.meta.dir, "../lib/allocator.ts");
+const ALLOCATOR = resolve(import.meta.dir, "../lib/mlx/allocator.ts");
 
 /** A script that calls useTcmalloc() and reports what it sees, run as `bun <script> <args>`. */
 function runProbe(args: string[], env: Record<string, string | undefined> = {}): Record<string, any> {

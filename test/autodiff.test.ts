@@ -7,7 +7,7 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { core as mx, nn } from "@frost-beta/mlx";
 import type { LlamaModel } from "../lib/model/llama.ts";
-import { FlatParams, flatValueAndGrad } from "../lib/train/autodiff.ts";
+import { FlatParams, flatValueAndGrad } from "../lib/mlx/autodiff.ts";
 import { batchLoss, defaultOptimizerConfig, TrainStep } from "../lib/train/step.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
 

@@ -7,10 +7,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { generate } from "../lib/generate.ts";
+import { generate } from "../lib/generate/generate.ts";
 import { saveCheckpoint } from "../lib/model/checkpoint.ts";
-import { ChatTemplate } from "../lib/sft/template.ts";
-import type { Message } from "../lib/sft/types.ts";
+import { ChatTemplate } from "../lib/format/template.ts";
+import type { Message } from "../lib/format/types.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
 

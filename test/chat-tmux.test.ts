@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { saveCheckpoint } from "../lib/model/checkpoint.ts";
-import { loadConversations } from "../lib/sft/data.ts";
+import { loadConversations } from "../lib/data/data.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
 

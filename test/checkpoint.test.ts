@@ -19,8 +19,8 @@ import {
   saveCheckpoint,
 } from "../lib/model/checkpoint.ts";
 import type { LlamaModel } from "../lib/model/llama.ts";
-import { CHAT_TEMPLATE_JINJA } from "../lib/sft/template.ts";
-import { SPECIAL_TOKENS } from "../lib/tokenizer/types.ts";
+import { CHAT_TEMPLATE_JINJA } from "../lib/format/template.ts";
+import { SPECIAL_TOKENS } from "../lib/format/tokens.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
 import { tinyConfigJSON, tinyModel } from "./helpers/tiny-model.ts";
 

@@ -14,8 +14,8 @@ import {
   parseConversations,
   splitConversations,
   subsetConversations,
-} from "../lib/sft/data.ts";
-import type { Conversation } from "../lib/sft/types.ts";
+} from "../lib/data/data.ts";
+import type { Conversation } from "../lib/format/types.ts";
 
 const u = (content: unknown) => ({ role: "user", content });
 const a = (content: unknown) => ({ role: "assistant", content });

@@ -5,8 +5,8 @@ import { describe, expect, test } from "bun:test";
 import {
   countConversations, dataCheck, findDuplicates, findOverlap, formatDataCheck, formatHistogram, histogram, jaccard,
   paddingWaste, styleOutliers, wordShingles,
-} from "../lib/sft/datacheck.ts";
-import type { Conversation, Message, SFTExample } from "../lib/sft/types.ts";
+} from "../lib/data/datacheck.ts";
+import type { Conversation, Message, SFTExample } from "../lib/format/types.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
 
 const u = (content: string): Message => ({ role: "user", content });

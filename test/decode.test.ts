@@ -7,7 +7,7 @@ import { tinyModel } from "./helpers/tiny-model.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
 import { makeCaches } from "../lib/model/cache.ts";
 import { CompiledDecoder } from "../lib/model/decode.ts";
-import { generate } from "../lib/generate.ts";
+import { generate } from "../lib/generate/generate.ts";
 import { TrainStep } from "../lib/train/step.ts";
 import type { LlamaModel } from "../lib/model/llama.ts";
 

@@ -7,12 +7,12 @@
 
 import { describe, expect, test } from "bun:test";
 import { core as mx } from "@frost-beta/mlx";
-import { generate, sampleNext, type SampleOptions, type StopReason } from "../lib/generate.ts";
+import { generate, sampleNext, type SampleOptions, type StopReason } from "../lib/generate/generate.ts";
 import { KVCache, makeCaches } from "../lib/model/cache.ts";
 import type { LlamaModel } from "../lib/model/llama.ts";
-import { releaseMemory } from "../lib/memory.ts";
-import { seededRandom } from "../lib/random.ts";
-import { SPECIAL_TOKENS } from "../lib/tokenizer/types.ts";
+import { releaseMemory } from "../lib/mlx/memory.ts";
+import { seededRandom } from "../lib/util/random.ts";
+import { SPECIAL_TOKENS } from "../lib/format/tokens.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
 

@@ -3,9 +3,9 @@
 //   bun test -t inspect
 
 import { describe, expect, test } from "bun:test";
-import { diffMarks, formatMaskView, inputAlignedCollate, inputMarks, padIdOf, targetMarks } from "../lib/sft/inspect.ts";
-import { ChatTemplate } from "../lib/sft/template.ts";
-import type { Message } from "../lib/sft/types.ts";
+import { diffMarks, formatMaskView, inputAlignedCollate, inputMarks, padIdOf, targetMarks } from "../lib/data/inspect.ts";
+import { ChatTemplate } from "../lib/format/template.ts";
+import type { Message } from "../lib/format/types.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
 
 const tok = tinyTokenizer();

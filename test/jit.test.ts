@@ -1,4 +1,4 @@
-// The compiler flags for MLX's run-time CPU kernels (lib/jit.ts): kernels are built in our own
+// The compiler flags for MLX's run-time CPU kernels (lib/mlx/jit.ts): kernels are built in our own
 // directory, with vector instructions, and give the same values as MLX's precompiled ops, also for
 // ±inf and NaN, which is where fast_exp branches.
 //   bun test test/jit.test.ts
@@ -6,9 +6,9 @@ import { describe, expect, test } from "bun:test";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { core as mx } from "@frost-beta/mlx";
-import { cpuSignature, useFastCpuKernels } from "../lib/jit.ts";
+import { cpuSignature, useFastCpuKernels } from "../lib/mlx/jit.ts";
 import { silu } from "../lib/model/llama.ts";
-import { compileFlat } from "../lib/train/autodiff.ts";
+import { compileFlat } from "../lib/mlx/autodiff.ts";
 
 const CAN_BUILD = process.platform === "linux" && Bun.which("g++") !== null;
 if (!CAN_BUILD) console.log("jit: skipping the kernel tests: they need Linux and g++ (MLX builds CPU kernels with it)");
@@ -48,7 +48,7 @@ describe("jit", () => {
   });
 
   test("SFT_MLX_FAST_KERNELS=0 leaves MLX's own flags", () => {
-    const code = `import { useFastCpuKernels } from "./lib/jit.ts"; console.log(JSON.stringify(useFastCpuKernels()));`;
+    const code = `import { useFastCpuKernels } from "./lib/mlx/jit.ts"; console.log(JSON.stringify(useFastCpuKernels()));`;
     const p = Bun.spawnSync([process.execPath, "-e", code], { env: { ...process.env, SFT_MLX_FAST_KERNELS: "0" }, cwd: join(import.meta.dir, "..") });
     expect(p.stdout.toString().trim()).toBe("null");
   });

@@ -1,4 +1,4 @@
-// The memory policy (lib/memory.ts: yield + full collection every training step and every 16
+// The memory policy (lib/mlx/memory.ts: yield + full collection every training step and every 16
 // generated tokens) keeps resident memory flat. Measured with the benchmark's own functions
 // (lib/bench/measure.ts) on a tiny model: resident memory after the warm-up and at the end of
 // 200 training steps, and of 3 × 500 generated tokens, stay within 15%.
@@ -12,9 +12,9 @@
 import { describe, expect, test } from "bun:test";
 import { core as mx } from "@frost-beta/mlx";
 import { benchGenerate, benchTrainStep } from "../lib/bench/measure.ts";
-import { generate } from "../lib/generate.ts";
-import { releaseMemory, rssMB } from "../lib/memory.ts";
-import { seededRandom } from "../lib/random.ts";
+import { generate } from "../lib/generate/generate.ts";
+import { releaseMemory, rssMB } from "../lib/mlx/memory.ts";
+import { seededRandom } from "../lib/util/random.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
 

@@ -1,12 +1,12 @@
-// Sharding a batch over compute streams (lib/parallel.ts) must not change the mathematics: a step
+// Sharding a batch over compute streams (lib/mlx/parallel.ts) must not change the mathematics: a step
 // whose rows are split over two CPU streams gives the same loss, gradient norm and new weights as the
 // same step on one stream, for the dense and the sparse head, odd row counts and a shard with no
 // supervised target at all.
 //   bun test test/parallel.test.ts
 import { describe, expect, test } from "bun:test";
 import { core as mx } from "@frost-beta/mlx";
-import { balance, blasThreads, shardRanges, useBlasFor } from "../lib/parallel.ts";
-import { maskedCrossEntropySum } from "../lib/sft/loss.ts";
+import { balance, blasThreads, shardRanges, useBlasFor } from "../lib/mlx/parallel.ts";
+import { maskedCrossEntropySum } from "../lib/train/loss.ts";
 import { shardedLossSum, TrainStep, type StepBatch } from "../lib/train/step.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
 

@@ -3,11 +3,11 @@
 //   bun test -t selfcheck
 
 import { describe, expect, test } from "bun:test";
-import { collateArrays } from "../lib/sft/batch.ts";
-import { inputAlignedCollate } from "../lib/sft/inspect.ts";
-import { assertSelfCheck, SelfCheckError, selfCheck, type SelfCheckOptions } from "../lib/sft/selfcheck.ts";
-import { ChatTemplate, type RenderOptions } from "../lib/sft/template.ts";
-import type { Conversation, Message, SFTExample } from "../lib/sft/types.ts";
+import { collateArrays } from "../lib/data/batch.ts";
+import { inputAlignedCollate } from "../lib/data/inspect.ts";
+import { assertSelfCheck, SelfCheckError, selfCheck, type SelfCheckOptions } from "../lib/data/selfcheck.ts";
+import { ChatTemplate, type RenderOptions } from "../lib/format/template.ts";
+import type { Conversation, Message, SFTExample } from "../lib/format/types.ts";
 import type { TextTokenizer } from "../lib/tokenizer/types.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
 

@@ -3,8 +3,8 @@
 
 import { describe, expect, test } from "bun:test";
 import { core as mx } from "@frost-beta/mlx";
-import { collateArrays, groupByLength, iterateBatches, padAndCollate } from "../lib/sft/batch.ts";
-import type { SFTExample } from "../lib/sft/types.ts";
+import { collateArrays, groupByLength, iterateBatches, padAndCollate } from "../lib/data/batch.ts";
+import type { SFTExample } from "../lib/format/types.ts";
 
 const ex = (ids: number[], mask: number[]): SFTExample => ({ ids, mask });
 

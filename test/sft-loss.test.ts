@@ -4,7 +4,7 @@
 
 import { describe, expect, test } from "bun:test";
 import { core as mx } from "@frost-beta/mlx";
-import { maskedCrossEntropy, maskedCrossEntropySum } from "../lib/sft/loss.ts";
+import { maskedCrossEntropy, maskedCrossEntropySum } from "../lib/train/loss.ts";
 
 const lse = (xs: number[]) => Math.log(xs.reduce((s, x) => s + Math.exp(x), 0));
 const num = (a: mx.array) => a.item() as number;

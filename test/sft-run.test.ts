@@ -6,7 +6,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hashCheckpoint, saveCheckpoint } from "../lib/model/checkpoint.ts";
-import { createRunDir, readJSON, readMetrics } from "../lib/runs.ts";
+import { createRunDir, readMetrics } from "../lib/run/folder.ts";
+import { readJSON } from "../lib/io/files.ts";
 import { readRunConfigFile, resolveRunConfig, type RunConfig } from "../lib/sft/run-config.ts";
 import { executeRun, prepareRun, resumeRun } from "../lib/sft/run.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";

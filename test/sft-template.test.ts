@@ -3,8 +3,8 @@
 //   bun test -t chat_template
 
 import { describe, expect, test } from "bun:test";
-import { ChatTemplate } from "../lib/sft/template.ts";
-import type { Message } from "../lib/sft/types.ts";
+import { ChatTemplate } from "../lib/format/template.ts";
+import type { Message } from "../lib/format/types.ts";
 import type { TextTokenizer } from "../lib/tokenizer/types.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
 

@@ -6,11 +6,11 @@ import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { maskedCrossEntropySum } from "../lib/sft/loss.ts";
-import { padAndCollate } from "../lib/sft/batch.ts";
-import { ChatTemplate, type MaskMode } from "../lib/sft/template.ts";
-import { resolveSFTConfig, SFTTrainer, type SFTConfig } from "../lib/sft/trainer.ts";
-import type { Conversation, SFTExample } from "../lib/sft/types.ts";
+import { maskedCrossEntropySum } from "../lib/train/loss.ts";
+import { padAndCollate } from "../lib/data/batch.ts";
+import { ChatTemplate, type MaskMode } from "../lib/format/template.ts";
+import { resolveSFTConfig, SFTTrainer, type SFTConfig } from "../lib/train/trainer.ts";
+import type { Conversation, SFTExample } from "../lib/format/types.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
 

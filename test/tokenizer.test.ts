@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { trainBPE, type TokenizerJSON } from "../lib/tokenizer/bpe-train.ts";
 import { parseSpan, readSpan, sampleSpans } from "../lib/tokenizer/sample-text.ts";
 import { Tokenizer } from "../lib/tokenizer/tokenizer.ts";
-import { CHAT_TOKENS, SPECIAL_TOKENS } from "../lib/tokenizer/types.ts";
+import { CHAT_TOKENS, SPECIAL_TOKENS } from "../lib/format/tokens.ts";
 import { TINY_TEXT, tinyTokenizer } from "./helpers/tiny.ts";
 
 const SPECIALS = Object.values(SPECIAL_TOKENS).map((token, id) => [token, id] as const);
@@ -185,11 +185,11 @@ describe("tokenizer", () => {
 
   test("trainer is deterministic and independent of text order", () => {
     const lines = TINY_TEXT.split("\n").map((l) => `${l}\n`);
-    const a = trainBPE(lines, { vocabSize: 330 });
-    const b = trainBPE([...lines].reverse(), { vocabSize: 330 });
+    const a = trainBPE(lines, { specialTokens: Object.values(SPECIAL_TOKENS), vocabSize: 330 });
+    const b = trainBPE([...lines].reverse(), { specialTokens: Object.values(SPECIAL_TOKENS), vocabSize: 330 });
     expect(b.model.merges).toEqual(a.model.merges);
     expect(b.model.vocab).toEqual(a.model.vocab);
-    expect(trainBPE([TINY_TEXT], { vocabSize: 360, minFrequency: 1 })).toEqual(tok.toJSON());
+    expect(trainBPE([TINY_TEXT], { specialTokens: Object.values(SPECIAL_TOKENS), vocabSize: 360, minFrequency: 1 })).toEqual(tok.toJSON());
   });
 
   test("trainer writes the tokenizer.json layout Hugging Face loaders expect", () => {
@@ -200,7 +200,7 @@ describe("tokenizer", () => {
     expect(json.normalizer).toBeNull();
     expect(json.added_tokens.map((t) => [t.content, t.id, t.special])).toEqual(SPECIALS.map(([t, id]) => [t, id, true]));
     expect(json.model.merges[0]).toMatch(/^\S+ \S+$/);
-    expect(() => trainBPE([TINY_TEXT], { vocabSize: 100 })).toThrow("vocabSize must be an integer in [262");
+    expect(() => trainBPE([TINY_TEXT], { specialTokens: Object.values(SPECIAL_TOKENS), vocabSize: 100 })).toThrow("vocabSize must be an integer in [262");
   });
 
   test.each([

@@ -6,9 +6,9 @@ import { countParameters } from "../model/config.ts";
 import type { LlamaModel } from "../model/llama.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { TrainStep, type StepBatch } from "../train/step.ts";
-import { generate } from "../generate.ts";
-import { peakRssMB, releaseMemory, rssMB } from "../memory.ts";
-import { useBlasFor } from "../parallel.ts";
+import { generate } from "../generate/generate.ts";
+import { peakRssMB, releaseMemory, rssMB } from "../mlx/memory.ts";
+import { useBlasFor } from "../mlx/parallel.ts";
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 

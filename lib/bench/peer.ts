@@ -7,7 +7,7 @@
 // per-pair ratios next to the ratio of the medians.
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
-import { PROJECT_ROOT } from "../paths.ts";
+import { PROJECT_ROOT } from "../util/paths.ts";
 
 export const PEER_SCRIPT = resolve(PROJECT_ROOT, "../shared/bench/peers/torch_train.py");
 

@@ -1,8 +1,8 @@
 // Text the chat prints: the stats line after a reply, the mark on a reply that did not end on its
 // own, /history, and /compare's two columns. Plain strings; the script adds colour.
 
-import type { Generation } from "../generate.ts";
-import type { Message } from "../sft/types.ts";
+import type { Generation } from "../generate/generate.ts";
+import type { Message } from "../format/types.ts";
 
 /** Reply tokens, not counting the stop token. */
 export const replyTokens = (g: Pick<Generation, "ids" | "stopReason">) => g.ids.length - (g.stopReason === "end-token" ? 1 : 0);

@@ -1,8 +1,8 @@
 // Sampling parameters for the chat REPL: defaults, the flag/command names, validation, and the
-// per-reply options handed to lib/generate.ts. One table drives the flags, `/params` and its help.
+// per-reply options handed to lib/generate/generate.ts. One table drives the flags, `/params` and its help.
 
-import { parseNumber, type NumberRule } from "../cli.ts";
-import type { SampleOptions } from "../generate.ts";
+import { parseNumber, type NumberRule } from "../util/cli.ts";
+import type { SampleOptions } from "../generate/generate.ts";
 
 export interface ChatParams {
   temperature: number;

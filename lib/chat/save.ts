@@ -4,8 +4,8 @@
 
 import { existsSync, mkdirSync } from "node:fs";
 import { dirname, extname, resolve } from "node:path";
-import { writeFileAtomic } from "../runs.ts";
-import type { Message } from "../sft/types.ts";
+import { writeFileAtomic } from "../io/files.ts";
+import type { Message } from "../format/types.ts";
 
 export class SaveError extends Error {
   override name = "SaveError";

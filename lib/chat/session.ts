@@ -6,9 +6,9 @@
 // model sees exactly the ids it was trained on for the same conversation, up to `<|assistant|>\n`.
 // In "raw" mode (a base model) each message is continued on its own, with no template.
 
-import type { SampleOptions } from "../generate.ts";
-import { ChatTemplate } from "../sft/template.ts";
-import type { Message } from "../sft/types.ts";
+import type { SampleOptions } from "../generate/generate.ts";
+import { ChatTemplate } from "../format/template.ts";
+import type { Message } from "../format/types.ts";
 import type { TextTokenizer } from "../tokenizer/types.ts";
 import { defaultChatParams, sampleOptions, type ChatParams } from "./params.ts";
 

@@ -9,8 +9,9 @@ import { basename, dirname, join, resolve } from "node:path";
 import { configFromHF, configToHF, type LlamaConfig } from "./config.ts";
 import { LlamaModel } from "./llama.ts";
 import { Tokenizer } from "../tokenizer/tokenizer.ts";
-import { CHAT_TEMPLATE_JINJA } from "../sft/template.ts";
-import { SPECIAL_TOKENS } from "../tokenizer/types.ts";
+import { flattenParams } from "../mlx/autodiff.ts";
+import { CHAT_TEMPLATE_JINJA } from "../format/template.ts";
+import { SPECIAL_TOKENS } from "../format/tokens.ts";
 
 export class CheckpointError extends Error {
   override name = "CheckpointError";
@@ -24,15 +25,6 @@ const camelToSnake = (path: string) => path.replace(/[A-Z]/g, (ch) => "_" + ch.t
 /** The model's parameters as [Hugging Face name, array] pairs, in a fixed order. */
 export function namedParameters(model: nn.Module): [string, mx.array][] {
   return flattenParams(model.parameters()).map(([k, v]) => [camelToSnake(k), v]);
-}
-
-/** Flatten a parameter tree in JavaScript (never in native code: see lib/train/autodiff.ts). */
-export function flattenParams(tree: unknown, prefix = ""): [string, mx.array][] {
-  if (tree instanceof mx.array) return [[prefix, tree]];
-  const out: [string, mx.array][] = [];
-  const entries = Array.isArray(tree) ? tree.map((v, i) => [String(i), v] as const) : Object.entries(tree as object);
-  for (const [k, v] of entries) out.push(...flattenParams(v, prefix ? `${prefix}.${k}` : k));
-  return out;
 }
 
 /** Set parameters from [Hugging Face name, array] pairs (names as given by namedParameters). */

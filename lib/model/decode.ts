@@ -2,7 +2,7 @@
 // token, ~5.5 ms); compiling the step needs fixed shapes, so here the cache is a fixed-capacity buffer
 // per layer, attention is masked to the filled positions, and the rotary position comes from a
 // precomputed table indexed by an array (mx.fast.rope takes its offset as a number, which would retrace
-// every token). Parameters cross the boundary as flat arrays (lib/train/autodiff.ts), so a model
+// every token). Parameters cross the boundary as flat arrays (lib/mlx/autodiff.ts), so a model
 // trained after the decoder was built decodes with its new weights.
 //
 // The new token's key and value are not written into the cache inside the graph: any in-graph write
@@ -14,7 +14,7 @@ import { core as mx } from "@frost-beta/mlx";
 import { silu, type LlamaModel } from "./llama.ts";
 import type { KVCache } from "./cache.ts";
 import { ropeTables } from "./rope.ts";
-import { compileFlat, FlatParams } from "../train/autodiff.ts";
+import { compileFlat, FlatParams } from "../mlx/autodiff.ts";
 
 /** Contexts above this decode eagerly: attending over the whole buffer would cost more than it saves. */
 export const MAX_COMPILED_CONTEXT = 1024;

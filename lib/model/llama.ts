@@ -18,7 +18,7 @@ export function causalMask(t: number, offset = 0, dtype: mx.Dtype = mx.float32):
 
 /** SiLU, x·σ(x), written as x / (1 + exp(-x)): the same function, but every op in it and in its
  * gradient is one that MLX fuses into a compiled kernel, whereas its sigmoid ran as a separate,
- * scalar pass forward and backward (4% of a CPU training step). See lib/jit.ts. */
+ * scalar pass forward and backward (4% of a CPU training step). See lib/mlx/jit.ts. */
 export function silu(x: mx.array): mx.array {
   return mx.divide(x, mx.add(1, mx.exp(mx.negative(x))));
 }

@@ -8,8 +8,8 @@
 // its gradient, instead of slices and a concatenation) and the angles come from tables built once:
 // x·cos + (x·R)·sin. Both agree to float32 rounding of the angles (test/rope.test.ts).
 import { core as mx } from "@frost-beta/mlx";
-import { compileFlat } from "../train/autodiff.ts";
-import { onCpu } from "../parallel.ts";
+import { compileFlat } from "../mlx/autodiff.ts";
+import { onCpu } from "../mlx/parallel.ts";
 
 /** cos and sin tables [capacity, headDim] for rotate-half RoPE: entry [p, j] is the angle
  * p · theta^(-2(j mod D/2)/D), computed in double precision and stored as float32. */

@@ -5,8 +5,8 @@ import { core as mx } from "@frost-beta/mlx";
 import { LlamaModel } from "./llama.ts";
 import { namedParameters, setNamedParameters } from "./checkpoint.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
-import { CHAT_TOKENS } from "../tokenizer/types.ts";
-import { seededRandom } from "../random.ts";
+import { CHAT_TOKENS } from "../format/tokens.ts";
+import { seededRandom } from "../util/random.ts";
 
 export interface GrowOptions {
   seed?: number; // seeds the noise, so the same base always grows to the same model

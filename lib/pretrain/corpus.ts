@@ -4,8 +4,9 @@
 import { core as mx } from "@frost-beta/mlx";
 import { parseSpan, readSpan, type TextSpan } from "../tokenizer/sample-text.ts";
 import type { TextTokenizer } from "../tokenizer/types.ts";
-import { SPECIAL_TOKENS } from "../tokenizer/types.ts";
-import { seededRandom } from "../random.ts";
+import { SPECIAL_TOKENS } from "../format/tokens.ts";
+import { seededRandom } from "../util/random.ts";
+import { normalizeText } from "../tokenizer/normalize.ts";
 
 export interface TokenStream {
   tokens: Int32Array;
@@ -14,11 +15,6 @@ export interface TokenStream {
 }
 
 const ENCODE_CHUNK = 1 << 16; // characters per encode call; cut at paragraph breaks
-
-/** Straighten typographic quotes: the GPT-2 split pattern only knows the ASCII apostrophe. */
-export function normalizeText(text: string): string {
-  return text.replace(/[\u2018\u2019]/g, "'").replace(/[\u201C\u201D]/g, '"').replace(/\r\n/g, "\n");
-}
 
 /** Tokenize spans ("path" or "path:START-END") into one packed stream, separator between spans.
  * `maxBytes` caps how much text is read in total (evenly across spans). */

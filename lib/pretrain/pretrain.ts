@@ -10,13 +10,14 @@ import { loadModel, saveCheckpoint } from "../model/checkpoint.ts";
 import { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { TrainStep, defaultOptimizerConfig, shardedLossSum } from "../train/step.ts";
 import { learningRate } from "../train/schedule.ts";
-import { generate } from "../generate.ts";
+import { generate } from "../generate/generate.ts";
 import { evalBatches, tokenizeSpans, trainingBatch } from "./corpus.ts";
-import { appendMetrics, formatDuration, readJSON, writeJSON } from "../runs.ts";
-import { peakRssMB, releaseMemory, rssMB } from "../memory.ts";
-import { ProgressLine } from "../progress.ts";
-import { onInterrupt } from "../interrupt.ts";
-import { SPECIAL_TOKENS } from "../tokenizer/types.ts";
+import { appendMetrics, formatDuration } from "../run/folder.ts";
+import { readJSON, writeJSON } from "../io/files.ts";
+import { peakRssMB, releaseMemory, rssMB } from "../mlx/memory.ts";
+import { ProgressLine } from "../run/progress.ts";
+import { onInterrupt } from "../util/interrupt.ts";
+import { SPECIAL_TOKENS } from "../format/tokens.ts";
 
 const log = consola.withTag("pretrain");
 

@@ -8,11 +8,11 @@
 import { readFileSync } from "node:fs";
 import type { LlamaModel } from "../model/llama.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
-import { generate } from "../generate.ts";
-import { normalizeText } from "../pretrain/corpus.ts";
-import { ChatTemplate } from "../sft/template.ts";
-import { normalizePrompt } from "../sft/data.ts";
-import type { Conversation } from "../sft/types.ts";
+import { generate } from "../generate/generate.ts";
+import { normalizeText } from "../tokenizer/normalize.ts";
+import { ChatTemplate } from "../format/template.ts";
+import { normalizePrompt } from "../data/data.ts";
+import type { Conversation } from "../format/types.ts";
 import type { RawGeneration } from "./metrics.ts";
 import type { Probe, ProbePrompt } from "./types.ts";
 

@@ -2,9 +2,9 @@
 // shows (stop rate, role leakage, reply length, repetition, off-pattern rate, prose continuation).
 // No model here, so every definition is pinned by a test on hand-made outputs.
 
-import type { StopReason } from "../generate.ts";
-import { offPatternRate } from "../sft/data.ts";
-import { SPECIAL_TOKENS } from "../tokenizer/types.ts";
+import type { StopReason } from "../generate/generate.ts";
+import { offPatternRate } from "../data/data.ts";
+import { SPECIAL_TOKENS } from "../format/tokens.ts";
 import type { GenerationMetrics, ProbeMode, ProbeOutput, ProseOutcome } from "./types.ts";
 
 export const REPETITION_N = 3; // n-gram order for repetition: 3 tokens is a phrase, not a common pair
@@ -18,7 +18,7 @@ export interface ChatIds {
   assistant: number;
 }
 
-/** A raw generation: what lib/generate.ts returns, with `text` decoded keeping special tokens. */
+/** A raw generation: what lib/generate/generate.ts returns, with `text` decoded keeping special tokens. */
 export interface RawGeneration {
   ids: number[]; // generated ids, the stop id included when one was emitted
   text: string;
@@ -75,7 +75,7 @@ const share = (k: number, n: number) => (n === 0 ? 0 : k / n);
 const mean = (xs: number[]) => (xs.length === 0 ? 0 : xs.reduce((a, b) => a + b, 0) / xs.length);
 
 /** Aggregate one model's replies. Chat metrics come from chat-mode replies, continuation from raw
- * (prose) replies; the off-pattern rate is lib/sft/data.ts `offPatternRate` over chat replies. */
+ * (prose) replies; the off-pattern rate is lib/data/data.ts `offPatternRate` over chat replies. */
 export function generationMetrics(replies: { mode: ProbeMode; output: ProbeOutput }[], detectors: string[]): GenerationMetrics {
   const chat = replies.filter((r) => r.mode === "chat").map((r) => r.output);
   const prose = replies.filter((r) => r.mode === "raw").map((r) => r.output);

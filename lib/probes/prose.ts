@@ -9,10 +9,10 @@
 import { core as mx } from "@frost-beta/mlx";
 import type { LlamaModel } from "../model/llama.ts";
 import type { TextTokenizer } from "../tokenizer/types.ts";
-import { SPECIAL_TOKENS } from "../tokenizer/types.ts";
-import { normalizeText } from "../pretrain/corpus.ts";
-import { maskedCrossEntropySum } from "../sft/loss.ts";
-import { releaseMemory } from "../memory.ts";
+import { SPECIAL_TOKENS } from "../format/tokens.ts";
+import { normalizeText } from "../tokenizer/normalize.ts";
+import { maskedCrossEntropySum } from "../train/loss.ts";
+import { releaseMemory } from "../mlx/memory.ts";
 
 export interface ProseLossOptions {
   windowLen?: number; // tokens per window; default: the model's context length

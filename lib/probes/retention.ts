@@ -7,9 +7,9 @@ import { readFileSync } from "node:fs";
 import { core as mx } from "@frost-beta/mlx";
 import type { LlamaModel } from "../model/llama.ts";
 import type { TextTokenizer } from "../tokenizer/types.ts";
-import { normalizeText } from "../pretrain/corpus.ts";
-import { maskedCrossEntropySum } from "../sft/loss.ts";
-import { releaseMemory } from "../memory.ts";
+import { normalizeText } from "../tokenizer/normalize.ts";
+import { maskedCrossEntropySum } from "../train/loss.ts";
+import { releaseMemory } from "../mlx/memory.ts";
 import type { RetentionPick, RetentionScore } from "./types.ts";
 
 /** One cloze item of data/probes/retention.json. Candidates carry their leading space. */

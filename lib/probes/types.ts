@@ -2,7 +2,7 @@
 // same prompts, seed and settings. Plain JSON all the way down: it is stored in summary.json, read
 // by the sweep, and rendered by lib/report/ (samples.md, report.html).
 
-import type { StopReason } from "../generate.ts";
+import type { StopReason } from "../generate/generate.ts";
 
 /** A prompt from data/sft/probes.json. */
 export interface Probe {

@@ -2,7 +2,7 @@
 // the measured numbers. Every clause reads a value; the wording changes only at the thresholds
 // below, so two runs with different numbers get different paragraphs.
 
-import { SPECIAL_TOKENS } from "../tokenizer/types.ts";
+import { SPECIAL_TOKENS } from "../format/tokens.ts";
 import { LOOPING } from "./metrics.ts";
 import type { ProbeReport } from "./types.ts";
 

@@ -3,9 +3,9 @@
 // holds, so `--config runs/<dir>/config.json` repeats a run.
 import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { UsageError } from "../cli.ts";
-import { DEFAULT_BASE, DEFAULT_EVAL_DATA, DEFAULT_PROBES, DEFAULT_TRAIN_DATA, RUNS_DIR } from "../paths.ts";
-import { defaultSFTConfig, resolveSFTConfig, SFTConfigError, type SFTConfig } from "./sft-config.ts";
+import { UsageError } from "../util/cli.ts";
+import { DEFAULT_BASE, DEFAULT_EVAL_DATA, DEFAULT_PROBES, DEFAULT_TRAIN_DATA, RUNS_DIR } from "../util/paths.ts";
+import { defaultSFTConfig, resolveSFTConfig, SFTConfigError, type SFTConfig } from "../train/config.ts";
 
 export interface RunSettings {
   base: string;

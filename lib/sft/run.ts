@@ -5,32 +5,33 @@
 //                summary.json, checkpoint/ (last or best weights, --keep), then probe base vs SFT into summary.json,
 //                samples.md and report.html;
 //   resumeRun  — continue an interrupted run in its own folder.
-import { onInterrupt } from "../interrupt.ts";
+import { onInterrupt } from "../util/interrupt.ts";
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join, relative } from "node:path";
 import { consola } from "consola";
 import { core as mx } from "@frost-beta/mlx";
-import { UsageError } from "../cli.ts";
-import { DEFAULT_BASE } from "../paths.ts";
-import { peakRssMB, rssMB } from "../memory.ts";
+import { UsageError } from "../util/cli.ts";
+import { DEFAULT_BASE } from "../util/paths.ts";
+import { peakRssMB, rssMB } from "../mlx/memory.ts";
 import { CheckpointError, hashCheckpoint, loadCheckpoint, saveCheckpoint } from "../model/checkpoint.ts";
 import { addChatTokens } from "../model/vocab.ts";
 import type { LlamaModel } from "../model/llama.ts";
 import { probeRun } from "../probes/compare.ts";
-import { ProgressLine } from "../progress.ts";
+import { ProgressLine } from "../run/progress.ts";
 import { reportHtml } from "../report/html.ts";
 import { samplesMarkdown } from "../report/samples.ts";
-import { appendMetrics, formatDuration, gitCommit, machineInfo, readJSON, readMetrics, writeFileAtomic, writeJSON } from "../runs.ts";
+import { appendMetrics, formatDuration, gitCommit, machineInfo, readMetrics } from "../run/folder.ts";
+import { readJSON, writeFileAtomic, writeJSON } from "../io/files.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
-import { CHAT_TOKENS } from "../tokenizer/types.ts";
-import { loadConversations } from "./data.ts";
+import { CHAT_TOKENS } from "../format/tokens.ts";
+import { loadConversations } from "../data/data.ts";
 import { resolveRunConfig, sftPart, type RunConfig } from "./run-config.ts";
-import { formatFailure, selfCheck } from "./selfcheck.ts";
+import { formatFailure, selfCheck } from "../data/selfcheck.ts";
 import { ChatSession } from "../chat/session.ts";
-import { ChatTemplate } from "./template.ts";
-import { SFTTrainer, type History, type StepMetrics, type TrainerHooks } from "./trainer.ts";
-import type { Conversation, SFTExample } from "./types.ts";
+import { ChatTemplate } from "../format/template.ts";
+import { SFTTrainer, type History, type StepMetrics, type TrainerHooks } from "../train/trainer.ts";
+import type { Conversation, SFTExample } from "../format/types.ts";
 
 const log = consola.withTag("train");
 const STATE_DIR = "trainer-state"; // in the run folder; only while a run is resumable (interrupted)

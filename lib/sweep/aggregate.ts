@@ -3,7 +3,7 @@
 // failed run, an older summary, a probe that did not run) is "n/a", never a crash.
 
 import { join } from "node:path";
-import { formatDuration, readMetrics } from "../runs.ts";
+import { formatDuration, readMetrics } from "../run/folder.ts";
 import { PARAMS, PRESETS, xOf } from "./params.ts";
 import { commandLine, type SweepPlan } from "./plan.ts";
 import { readSummary } from "./run.ts";

@@ -2,7 +2,7 @@
 // train.ts run unchanged. citty cannot do this (it parses an unknown `--steps 30` as a boolean
 // flag plus a stray positional), so the raw argv is split here.
 
-import { UsageError } from "../cli.ts";
+import { UsageError } from "../util/cli.ts";
 
 /** The sweep's own flags: name → whether it takes a value. */
 export type OwnFlags = Record<string, "string" | "boolean">;

@@ -2,7 +2,7 @@
 // reaches train.ts (a flag, or a data file the sweep writes), and what its plots and tables should
 // be read for. The course's exercises are these parameters plus two presets.
 
-import { parseList, parseNumber, UsageError } from "../cli.ts";
+import { parseList, parseNumber, UsageError } from "../util/cli.ts";
 
 export const PARAM_NAMES = ["lr", "steps", "data-size", "mask", "noise"] as const;
 export type ParamName = (typeof PARAM_NAMES)[number];

@@ -4,12 +4,13 @@
 
 import { existsSync, mkdirSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
-import { UsageError } from "../cli.ts";
-import { DEFAULT_NOISE, DEFAULT_TRAIN_DATA } from "../paths.ts";
-import { claimDir, readJSON, timestamp, writeJSON } from "../runs.ts";
+import { UsageError } from "../util/cli.ts";
+import { DEFAULT_NOISE, DEFAULT_TRAIN_DATA } from "../util/paths.ts";
+import { claimDir, timestamp } from "../run/folder.ts";
+import { readJSON, writeJSON } from "../io/files.ts";
 import { readRunConfigFile } from "../sft/run-config.ts";
-import { injectNoise, loadConversations, loadNoiseTemplates, subsetConversations } from "../sft/data.ts";
-import type { Conversation } from "../sft/types.ts";
+import { injectNoise, loadConversations, loadNoiseTemplates, subsetConversations } from "../data/data.ts";
+import type { Conversation } from "../format/types.ts";
 import { flagValue, withoutFlag } from "./args.ts";
 import { PARAMS, type ParamName } from "./params.ts";
 

@@ -4,7 +4,7 @@
 
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { writeFileAtomic } from "../runs.ts";
+import { writeFileAtomic } from "../io/files.ts";
 import { barChart, escapeXml, lineChart } from "../report/svg.ts";
 import { baseCells, baseNumbers, collectRows, tableCells, tableHeader, toCSV, toMarkdown, type ProbeNumbers, type SweepRow } from "./aggregate.ts";
 import { PARAMS, PRESETS } from "./params.ts";

@@ -5,8 +5,8 @@
 
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { PROJECT_ROOT } from "../paths.ts";
-import { readJSON } from "../runs.ts";
+import { PROJECT_ROOT } from "../util/paths.ts";
+import { readJSON } from "../io/files.ts";
 import { commandLine, FINISHED, trainArgs, writePlan, type RunStatus, type SweepPlan, type SweepRun } from "./plan.ts";
 
 /** Starts train.ts with these arguments and resolves to its exit code. Swapped out in tests. */

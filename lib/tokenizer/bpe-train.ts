@@ -1,9 +1,9 @@
 // Byte-level BPE trainer (GPT-2 style) that writes a Hugging Face tokenizer.json object.
-// Ids: the six SPECIAL_TOKENS at 0..5, the 256 bytes at 6..261 (id = 6 + byte), then merges.
+// Ids: the caller's special tokens first (the chat format's six: 0..5), then the 256 bytes
+// (id = specials + byte), then merges.
 // Pair counts are kept incrementally (pair -> count, pair -> words that hold it) with a lazily
 // invalidated max-heap, so each merge only touches the words that contain the merged pair.
 
-import { SPECIAL_TOKENS } from "./types.ts";
 
 /** The GPT-2 pre-tokenizer regex; identical to the one ByteLevel uses in tokenizers (Rust and JS). */
 export const GPT2_PATTERN = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;
@@ -42,14 +42,13 @@ export interface AddedTokenJSON {
 }
 
 export interface TrainBPEOptions {
+  specialTokens: readonly string[]; // added tokens at ids 0..n-1, in this order
   vocabSize: number; // total ids, specials and bytes included
   minFrequency?: number; // stop early when the best pair occurs fewer times than this
   onProgress?: (p: { merges: number; vocabSize: number; pairCount: number }) => void;
 }
 
 const PAIR_SHIFT = 2 ** 21; // pair key = left * PAIR_SHIFT + right; exact in a double for ids < 2^21
-const NUM_SPECIAL = Object.keys(SPECIAL_TOKENS).length;
-const BYTE_OFFSET = NUM_SPECIAL; // id of byte b is BYTE_OFFSET + b
 
 /** Count the GPT-2 pre-tokens of every text (the "words" BPE merges within). */
 export function countPreTokens(texts: Iterable<string>): Map<string, number> {
@@ -128,12 +127,13 @@ function mergeWord(word: number[], left: number, right: number, merged: number):
  * Train a byte-level BPE tokenizer on `texts` and return it as a tokenizer.json object that
  * loads in @huggingface/tokenizers (JS) and in Python's tokenizers/transformers.
  */
-export function trainBPE(texts: Iterable<string>, { vocabSize, minFrequency = 2, onProgress }: TrainBPEOptions): TokenizerJSON {
+export function trainBPE(texts: Iterable<string>, { specialTokens, vocabSize, minFrequency = 2, onProgress }: TrainBPEOptions): TokenizerJSON {
+  const BYTE_OFFSET = specialTokens.length; // id of byte b is BYTE_OFFSET + b
   const minVocab = BYTE_OFFSET + 256;
   if (!Number.isInteger(vocabSize) || vocabSize < minVocab || vocabSize >= PAIR_SHIFT)
     throw new Error(`vocabSize must be an integer in [${minVocab}, ${PAIR_SHIFT}), got ${vocabSize}`);
 
-  const idToToken: string[] = [...Object.values(SPECIAL_TOKENS), ...BYTE_TO_UNICODE];
+  const idToToken: string[] = [...specialTokens, ...BYTE_TO_UNICODE];
   const tokenToId = new Map(idToToken.map((t, i) => [t, i]));
 
   // Words as symbol ids, sorted so that the result does not depend on the order of the corpus.
@@ -211,17 +211,17 @@ export function trainBPE(texts: Iterable<string>, { vocabSize, minFrequency = 2,
     }
     onProgress?.({ merges: merges.length, vocabSize: idToToken.length, pairCount: count });
   }
-  return toTokenizerJSON(idToToken, merges);
+  return toTokenizerJSON(idToToken, specialTokens, merges);
 }
 
 /** Assemble the tokenizer.json object for a byte-level BPE vocabulary. */
-function toTokenizerJSON(idToToken: string[], merges: [string, string][]): TokenizerJSON {
+function toTokenizerJSON(idToToken: string[], specialTokens: readonly string[], merges: [string, string][]): TokenizerJSON {
   const byteLevel = { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true };
   return {
     version: "1.0",
     truncation: null,
     padding: null,
-    added_tokens: Object.values(SPECIAL_TOKENS).map((content, id) => ({
+    added_tokens: specialTokens.map((content, id) => ({
       id,
       content,
       single_word: false,

@@ -2,10 +2,10 @@
 // graph over flat arrays (see autodiff.ts), with the memory policy applied after every step.
 import { core as mx } from "@frost-beta/mlx";
 import type { LlamaModel } from "../model/llama.ts";
-import { maskedCrossEntropySum } from "../sft/loss.ts";
-import { releaseMemory } from "../memory.ts";
-import { balance, computeStreams, shardRanges, useBlasFor } from "../parallel.ts";
-import { compileFlat, FlatParams, flatValueAndGrad } from "./autodiff.ts";
+import { maskedCrossEntropySum } from "./loss.ts";
+import { releaseMemory } from "../mlx/memory.ts";
+import { balance, computeStreams, shardRanges, useBlasFor } from "../mlx/parallel.ts";
+import { compileFlat, FlatParams, flatValueAndGrad } from "../mlx/autodiff.ts";
 
 export interface OptimizerConfig {
   beta1: number;
@@ -127,7 +127,7 @@ export function gatherSupervised(batch: StepBatch): { positions: mx.array; targe
 /** Build the compiled step for `model`. Call `step(batch, lr)` once per optimizer step; it updates
  * the model in place and yields to the event loop so that memory stays flat.
  *
- * The batch's rows are split into shards, one per compute stream (lib/parallel.ts): each shard's
+ * The batch's rows are split into shards, one per compute stream (lib/mlx/parallel.ts): each shard's
  * forward and backward run on their own stream, its gradients of the loss SUM are added, and the
  * total is divided once by the batch's supervised-token count — the same gradient as the mean loss
  * of the whole batch. The optimizer update is spread over the streams by parameter size. */

@@ -3,6 +3,7 @@
 
 import { trainBPE } from "../../lib/tokenizer/bpe-train.ts";
 import { Tokenizer } from "../../lib/tokenizer/tokenizer.ts";
+import { SPECIAL_TOKENS } from "../../lib/format/tokens.ts";
 
 const TINY_VOCAB_SIZE = 360; // 6 specials + 256 bytes + ~100 merges
 
@@ -27,6 +28,6 @@ let cached: Tokenizer | undefined;
 
 /** The shared tiny tokenizer (vocab 360, specials at 0..5); built once per test process. */
 export function tinyTokenizer(): Tokenizer {
-  cached ??= Tokenizer.fromJSON(trainBPE([TINY_TEXT], { vocabSize: TINY_VOCAB_SIZE, minFrequency: 1 }), "tinyTokenizer()");
+  cached ??= Tokenizer.fromJSON(trainBPE([TINY_TEXT], { specialTokens: Object.values(SPECIAL_TOKENS), vocabSize: TINY_VOCAB_SIZE, minFrequency: 1 }), "tinyTokenizer()");
   return cached;
 }

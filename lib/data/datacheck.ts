@@ -9,8 +9,8 @@ import type { TextTokenizer } from "../tokenizer/types.ts";
 import { collateArrays, iterateBatches } from "./batch.ts";
 import { normalizePrompt } from "./data.ts";
 import { selfCheck, type TemplateLike } from "./selfcheck.ts";
-import { ChatTemplate } from "./template.ts";
-import type { Conversation, SFTExample } from "./types.ts";
+import { ChatTemplate } from "../format/template.ts";
+import type { Conversation, SFTExample } from "../format/types.ts";
 
 export const NEAR_DUPLICATE_JACCARD = 0.8; // word 3-gram overlap at which two prompts count as near-duplicates
 export const LONG_ANSWER_Z = 3; // answers this many standard deviations above the mean word count are outliers
@@ -78,7 +78,7 @@ export interface PaddingWaste {
   grouped: number; // the same with length-grouped batches
 }
 
-/** Padded positions / all positions when batching `examples` as the trainer does (lib/sft/batch.ts). */
+/** Padded positions / all positions when batching `examples` as the trainer does (lib/data/batch.ts). */
 export function paddingWaste(examples: SFTExample[], batchSize: number, seed = 0): PaddingWaste {
   const waste = (grouped: boolean) => {
     let padded = 0;

@@ -9,7 +9,7 @@
 // comes from `tokenizer.tokenId(...)`, never from message text.
 
 import type { TextTokenizer } from "../tokenizer/types.ts";
-import { SPECIAL_TOKENS } from "../tokenizer/types.ts";
+import { SPECIAL_TOKENS } from "./tokens.ts";
 import type { Message, SFTExample } from "./types.ts";
 
 /** Which tokens get mask 1: only assistant content and its `<|end|>`, or everything (ablation). */

@@ -1,10 +1,10 @@
 // The run folder on disk: `runs/<YYYYMMDD-HHMMSS>-<name>/`, created once and never reused.
-// JSON files are written to a temporary name and renamed; metrics are appended one line each.
-import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+// Metrics are appended one line each; whole files go through lib/io/files.ts.
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { execSync } from "node:child_process";
 import os from "node:os";
-import { activeAllocator } from "./allocator.ts";
+import { activeAllocator } from "../mlx/allocator.ts";
 
 /** `YYYYMMDD-HHMMSS` in local time. */
 export function timestamp(d = new Date()): string {
@@ -32,21 +32,6 @@ export function claimDir(root: string, baseName: string): string {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
     }
   }
-}
-
-/** Write a file atomically (temporary name, then rename). */
-export function writeFileAtomic(path: string, contents: string | Uint8Array): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, contents);
-  renameSync(tmp, path);
-}
-
-export function writeJSON(path: string, value: unknown): void {
-  writeFileAtomic(path, JSON.stringify(value, null, 2) + "\n");
-}
-
-export function readJSON<T = any>(path: string): T {
-  return JSON.parse(readFileSync(path, "utf8")) as T;
 }
 
 /** Append one record to `metrics.jsonl`. */
@@ -84,7 +69,7 @@ export function machineInfo(device: string): Record<string, unknown> {
     memoryGB: Math.round(os.totalmem() / 2 ** 30),
     bun: Bun.version,
     device,
-    allocator: activeAllocator(), // tcmalloc when lib/allocator.ts could preload it
+    allocator: activeAllocator(), // tcmalloc when lib/mlx/allocator.ts could preload it
   };
 }
 

@@ -2,13 +2,13 @@
 // penalty; stop ids and stop strings; a streaming callback that receives text as soon as it is
 // complete (multi-byte characters intact). Batch size 1.
 import { core as mx } from "@frost-beta/mlx";
-import { LlamaModel } from "./model/llama.ts";
-import { makeCaches } from "./model/cache.ts";
-import { CompiledDecoder, MAX_COMPILED_CONTEXT } from "./model/decode.ts";
-import type { Tokenizer } from "./tokenizer/tokenizer.ts";
-import { seededRandom } from "./random.ts";
-import { releaseMemory } from "./memory.ts";
-import { useBlasFor } from "./parallel.ts";
+import { LlamaModel } from "../model/llama.ts";
+import { makeCaches } from "../model/cache.ts";
+import { CompiledDecoder, MAX_COMPILED_CONTEXT } from "../model/decode.ts";
+import type { Tokenizer } from "../tokenizer/tokenizer.ts";
+import { seededRandom } from "../util/random.ts";
+import { releaseMemory } from "../mlx/memory.ts";
+import { useBlasFor } from "../mlx/parallel.ts";
 
 export interface SampleOptions {
   temperature?: number; // 0 = greedy

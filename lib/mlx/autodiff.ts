@@ -8,8 +8,16 @@
 // array in a fixed, recorded order, and trees are rebuilt in JavaScript. Nothing else in the project
 // calls `nn.valueAndGrad`, `mx.valueAndGrad`, `mx.grad` or `mx.compile`.
 import { core as mx, nn } from "@frost-beta/mlx";
-import { flattenParams } from "../model/checkpoint.ts";
-import { useFastCpuKernels } from "../jit.ts";
+import { useFastCpuKernels } from "./jit.ts";
+
+/** Flatten a parameter tree in JavaScript (never in native code: see above). */
+export function flattenParams(tree: unknown, prefix = ""): [string, mx.array][] {
+  if (tree instanceof mx.array) return [[prefix, tree]];
+  const out: [string, mx.array][] = [];
+  const entries = Array.isArray(tree) ? tree.map((v, i) => [String(i), v] as const) : Object.entries(tree as object);
+  for (const [k, v] of entries) out.push(...flattenParams(v, prefix ? `${prefix}.${k}` : k));
+  return out;
+}
 
 /** A parameter's place in a module tree: set with `owner[key] = array`, no tree walk per step. */
 interface ParamSlot {
@@ -73,7 +81,7 @@ export function flatValueAndGrad(
 
 /** `mx.compile` of a function from a flat list of arrays to a flat list of arrays. */
 export function compileFlat(fn: (...args: mx.array[]) => mx.array[]): (...args: mx.array[]) => mx.array[] {
-  useFastCpuKernels(); // before MLX builds the first fused kernel (lib/jit.ts)
+  useFastCpuKernels(); // before MLX builds the first fused kernel (lib/mlx/jit.ts)
   const compiled = mx.compile(fn);
   return (...args) => {
     const out = compiled(...args) as unknown as mx.array[];

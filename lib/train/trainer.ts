@@ -7,17 +7,17 @@ import { consola } from "consola";
 import { existsSync, mkdirSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import type { LlamaModel } from "../model/llama.ts";
-import { readJSON, writeJSON } from "../runs.ts";
+import { readJSON, writeJSON } from "../io/files.ts";
 import type { TextTokenizer } from "../tokenizer/types.ts";
-import { SPECIAL_TOKENS } from "../tokenizer/types.ts";
-import { learningRate } from "../train/schedule.ts";
-import { defaultOptimizerConfig, shardedLossSum, TrainStep } from "../train/step.ts";
-import { releaseMemory } from "../memory.ts";
-import { checkLengths, iterateBatches, padAndCollate, type IndexBatch } from "./batch.ts";
-import { SFTConfigError, type SFTConfig } from "./sft-config.ts";
-import type { SFTExample } from "./types.ts";
+import { SPECIAL_TOKENS } from "../format/tokens.ts";
+import { learningRate } from "./schedule.ts";
+import { defaultOptimizerConfig, shardedLossSum, TrainStep } from "./step.ts";
+import { releaseMemory } from "../mlx/memory.ts";
+import { checkLengths, iterateBatches, padAndCollate, type IndexBatch } from "../data/batch.ts";
+import { SFTConfigError, type SFTConfig } from "./config.ts";
+import type { SFTExample } from "../format/types.ts";
 
-export { defaultSFTConfig, resolveSFTConfig, SFTConfigError, type SFTConfig } from "./sft-config.ts";
+export { defaultSFTConfig, resolveSFTConfig, SFTConfigError, type SFTConfig } from "./config.ts";
 
 const log = consola.withTag("sft");
 

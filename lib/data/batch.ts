@@ -9,8 +9,8 @@
 // padding token after its last real token.
 
 import { core as mx } from "@frost-beta/mlx";
-import type { SFTExample } from "./types.ts";
-import { seededRandom } from "../random.ts";
+import type { SFTExample } from "../format/types.ts";
+import { seededRandom } from "../util/random.ts";
 
 export interface CollateOptions {
   maxSeqLen: number; // tokens per row after the shift; longer examples are an error, never truncated

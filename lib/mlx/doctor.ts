@@ -34,7 +34,7 @@ const MATMUL_N = 1024; // square fp32 matmul; ~2.1 GFLOP per rep
 const MATMUL_REPS = 5; // median of these, after one warm-up
 const MIN_GFLOPS = 50; // OpenBLAS on 2 cores: ~110-160 measured; Debian's reference BLAS: ~5
 const MIN_FREE_GB = 2; // the 5.8M-param benchmark loop held 1.0-1.5 GB with the GC/yield policy
-const REPO_ROOT = resolve(import.meta.dir, "..");
+const REPO_ROOT = resolve(import.meta.dir, "../..");
 export const DEFAULT_MODEL_DIR = join(REPO_ROOT, "models", "gutenberg-base");
 const MODEL_FILES = ["config.json", "model.safetensors", "tokenizer.json"];
 
@@ -140,7 +140,7 @@ function checkKernels(mx: Mx): CheckResult {
     return { id: "kernels", status: "fail", detail: "no g++: MLX builds the CPU kernels of compiled graphs with it", fix: asRoot("apt-get install -y g++") };
   }
   const fast = process.platform === "linux" && process.env.SFT_MLX_FAST_KERNELS !== "0";
-  return { id: "kernels", status: "pass", detail: fast ? "g++, vectorizing flags (lib/jit.ts)" : "g++, MLX's own flags" };
+  return { id: "kernels", status: "pass", detail: fast ? "g++, vectorizing flags (lib/mlx/jit.ts)" : "g++, MLX's own flags" };
 }
 
 // Which BLAS actually serves the process: the library the loader mapped for libblas.so.3.
@@ -181,14 +181,14 @@ function checkMatmul(mx: Mx, blasOk: boolean): CheckResult {
 }
 
 // The scripts that train or generate re-execute themselves under tcmalloc when it is installed
-// (lib/allocator.ts): glibc's malloc page-faults its way through every large array.
+// (lib/mlx/allocator.ts): glibc's malloc page-faults its way through every large array.
 function checkAllocator(): CheckResult {
   if (process.platform !== "linux") return { id: "malloc", status: "skip", detail: `system allocator on ${process.platform}` };
   if (process.env.SFT_MLX_TCMALLOC === "0") return { id: "malloc", status: "pass", detail: "glibc (SFT_MLX_TCMALLOC=0)" };
   if (!existsSync(TCMALLOC_PATH)) {
     return { id: "malloc", status: "warn", detail: "glibc: no tcmalloc, training ~5% slower (page faults)", fix: asRoot(FIX_TCMALLOC) };
   }
-  return { id: "malloc", status: "pass", detail: "tcmalloc, preloaded by the scripts (lib/allocator.ts)" };
+  return { id: "malloc", status: "pass", detail: "tcmalloc, preloaded by the scripts (lib/mlx/allocator.ts)" };
 }
 
 function checkMemory(): CheckResult {

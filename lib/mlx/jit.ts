@@ -33,7 +33,7 @@ export const KERNEL_FLAGS = [
 let kernelDir: string | null | undefined;
 
 /** Set up the compiler wrapper and the kernel directory for this process. Call before the first
- * compiled graph runs (lib/train/autodiff.ts does); later calls do nothing. */
+ * compiled graph runs (lib/mlx/autodiff.ts does); later calls do nothing. */
 export function useFastCpuKernels(): string | null {
   if (kernelDir !== undefined) return kernelDir;
   kernelDir = null;
@@ -46,7 +46,7 @@ export function useFastCpuKernels(): string | null {
   try {
     mkdirSync(join(dir, "bin"), { recursive: true });
     const wrapper = join(dir, "bin", "g++");
-    const script = `#!/bin/sh\n# written by sft-mlx (lib/jit.ts): MLX's JIT kernels with vectorizing flags\nexec '${compiler}' "$@" ${KERNEL_FLAGS.join(" ")}\n`;
+    const script = `#!/bin/sh\n# written by sft-mlx (lib/mlx/jit.ts): MLX's JIT kernels with vectorizing flags\nexec '${compiler}' "$@" ${KERNEL_FLAGS.join(" ")}\n`;
     if (!existsSync(wrapper) || readFileSync(wrapper, "utf8") !== script) {
       const tmp = `${wrapper}.${process.pid}.tmp`;
       writeFileSync(tmp, script, { mode: 0o755 });

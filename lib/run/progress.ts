@@ -1,6 +1,6 @@
 // A one-line progress bar for long loops: step, percentage, a caller-supplied status and the ETA.
 // On a terminal it redraws in place; elsewhere (CI, pipes) it prints the line at each update.
-import { formatDuration } from "./runs.ts";
+import { formatDuration } from "./folder.ts";
 
 export class ProgressLine {
   private readonly start = performance.now();

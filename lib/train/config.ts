@@ -1,7 +1,7 @@
 // The SFT training configuration: a typed config, its defaults and its validation. No MLX here, so
-// scripts can parse and check options before the native binding loads (lib/sft/trainer.ts
+// scripts can parse and check options before the native binding loads (lib/train/trainer.ts
 // re-exports all of it).
-import type { MaskMode } from "./template.ts";
+import type { MaskMode } from "../format/template.ts";
 
 export interface SFTConfig {
   steps: number;

@@ -10,12 +10,13 @@
 
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { UsageError } from "../cli.ts";
+import { UsageError } from "../util/cli.ts";
 import { Tokenizer } from "../tokenizer/tokenizer.ts";
-import { SPECIAL_TOKENS, type TextTokenizer } from "../tokenizer/types.ts";
+import { type TextTokenizer } from "../tokenizer/types.ts";
+import { SPECIAL_TOKENS } from "../format/tokens.ts";
 import { collateArrays, type CollatedArrays, type CollateOptions } from "./batch.ts";
-import { ChatTemplate, type MaskMode } from "./template.ts";
-import type { Conversation, Message, SFTExample } from "./types.ts";
+import { ChatTemplate, type MaskMode } from "../format/template.ts";
+import type { Conversation, Message, SFTExample } from "../format/types.ts";
 
 /** What the self-check needs from a template (a `ChatTemplate`, or a deliberately broken variant). */
 export interface TemplateLike {
@@ -33,7 +34,7 @@ export interface SelfCheckOptions {
   maskMode?: MaskMode; // default "assistant"
   /** The chat script's prompt builder; default: `template.renderPromptIds`. */
   renderChatPrompt?: (history: Message[], tokenizer: TextTokenizer) => number[];
-  collate?: CollateFn; // default: collateArrays from lib/sft/batch.ts
+  collate?: CollateFn; // default: collateArrays from lib/data/batch.ts
 }
 
 export interface CheckResult {
@@ -64,11 +65,11 @@ const CHECKS = {
   markers: "use a tokenizer whose chat tokens are special added tokens (scripts/train-tokenizer.ts, or `tokenizer.withAddedTokens(CHAT_TOKENS)`)",
   "message-text": "tokenizer.encode must encode special-token strings in text as plain characters (lib/tokenizer/tokenizer.ts)",
   render: "fix the conversation or the template so `renderWithMask` succeeds",
-  "special-ids": "marker ids must come only from `tokenizer.tokenId`, message text only from `tokenizer.encode`, and every assistant turn must end with `<|end|>` (lib/sft/template.ts)",
+  "special-ids": "marker ids must come only from `tokenizer.tokenId`, message text only from `tokenizer.encode`, and every assistant turn must end with `<|end|>` (lib/format/template.ts)",
   "prompt-prefix": "the generation prompt must be the training render up to the first answer token, ending with `<|assistant|>\\n` (ChatTemplate.renderPromptIds)",
   "chat-prompt": "build the chat prompt with ChatTemplate.renderPromptIds so inference sees exactly the ids training saw",
-  mask: "mask 1 exactly on assistant content and its `<|end|>`, 0 on markers, user text and `\\n` (lib/sft/template.ts)",
-  collate: "shift the mask with the ids, `mask[t] = example.mask[t + 1]`, and give padding mask 0 by position (lib/sft/batch.ts collateArrays)",
+  mask: "mask 1 exactly on assistant content and its `<|end|>`, 0 on markers, user text and `\\n` (lib/format/template.ts)",
+  collate: "shift the mask with the ids, `mask[t] = example.mask[t + 1]`, and give padding mask 0 by position (lib/data/batch.ts collateArrays)",
   supervised: "a row with nothing to learn: give the conversation an assistant reply, or drop it",
   length: "raise --max-seq-len (up to the model's context), or shorten or drop the conversation; rows are never truncated",
 } as const;

@@ -1,7 +1,7 @@
 // Default locations, relative to the project root (where the scripts are run from).
 import { resolve } from "node:path";
 
-export const PROJECT_ROOT = resolve(import.meta.dir, "..");
+export const PROJECT_ROOT = resolve(import.meta.dir, "../..");
 const here = (p: string) => resolve(PROJECT_ROOT, p);
 
 export const DEFAULT_BASE = here("models/gutenberg-base"); // the bundled pretrained base model

@@ -11,7 +11,7 @@ export interface Message {
 export type Conversation = Message[];
 
 /** A rendered training example: `mask[t]` says whether `ids[t]` is a supervised token
- * (assistant content or its `<|end|>`). The one-token shift to targets happens in lib/sft/batch.ts. */
+ * (assistant content or its `<|end|>`). The one-token shift to targets happens in lib/data/batch.ts. */
 export interface SFTExample {
   ids: number[];
   mask: number[];

@@ -7,11 +7,12 @@
 // the `\n` after `<|assistant|>` as trained and `<|end|>` as not, which hides an off-by-one
 // instead of exposing it; `inputMarks` reproduces that view for comparison.
 
-import { SPECIAL_TOKENS, type TextTokenizer } from "../tokenizer/types.ts";
+import { type TextTokenizer } from "../tokenizer/types.ts";
+import { SPECIAL_TOKENS } from "../format/tokens.ts";
 import { collateArrays, type CollatedArrays, type CollateOptions } from "./batch.ts";
 import type { CollateFn, TemplateLike } from "./selfcheck.ts";
-import { ChatTemplate, type MaskMode } from "./template.ts";
-import type { Conversation, SFTExample } from "./types.ts";
+import { ChatTemplate, type MaskMode } from "../format/template.ts";
+import type { Conversation, SFTExample } from "../format/types.ts";
 
 /** Per id position: true/false = supervised or not, null = this position has no mark (ids[0] is
  * never a target; in the input view the last id is never an input). */

@@ -1,4 +1,4 @@
-// Masked, token-weighted cross-entropy over target-aligned masks (see lib/sft/batch.ts).
+// Masked, token-weighted cross-entropy over target-aligned masks (see lib/data/batch.ts).
 //
 // Like mlx-lm, the loss is a mean over supervised tokens and the token count travels with it, so
 // evaluation can accumulate `sum` and `ntoks` over batches and divide once (never a mean of means).

@@ -8,8 +8,8 @@
 
 import { readFileSync } from "node:fs";
 import { extname } from "node:path";
-import { shuffled, seededRandom } from "../random.ts";
-import type { Conversation, Message, Role } from "./types.ts";
+import { shuffled, seededRandom } from "../util/random.ts";
+import type { Conversation, Message, Role } from "../format/types.ts";
 
 const MAX_PROBLEMS = 20; // listed in one DataError; the rest are only counted
 
