@@ -17,12 +17,13 @@ import { benchGenerate, benchTrainStep, matmulPeakGflops } from "../lib/bench/me
 import { ChatTemplate } from "../lib/format/template.ts";
 import { padAndCollate, iterateBatches } from "../lib/data/batch.ts";
 import { loadConversations } from "../lib/data/data.ts";
-import { SPECIAL_TOKENS } from "../lib/format/tokens.ts";
 import { DEFAULT_BASE, DEFAULT_TRAIN_DATA, PROJECT_ROOT } from "../lib/util/paths.ts";
 import { readJSON } from "../lib/io/files.ts";
 import { parseList, parseNumber } from "../lib/util/cli.ts";
-import { activeAllocator, useTcmalloc } from "../lib/mlx/allocator.ts";
+import { activeAllocator } from "../lib/mlx/allocator.ts";
+import { prepareProcess } from "../lib/mlx/startup.ts";
 import { checkPeer, interleavedRatio, PEER_SCRIPT, runPeer, type PeerRun } from "../lib/bench/peer.ts";
+import { ChatFormat } from "../lib/format/chat-format.ts";
 
 const log = consola.create({ stdout: process.stderr }).withTag("bench"); // stdout carries only the JSON lines
 const CASES = ["train-ref", "train-base", "train-sft", "generate", "sft-run"];
@@ -62,7 +63,7 @@ const command = defineCommand({
     torch: { type: "boolean", default: false, description: "also run the PyTorch peer (needs torch)" },
   },
   async run({ args }) {
-    useTcmalloc(); // re-executes this command once under tcmalloc if installed (lib/mlx/allocator.ts)
+    prepareProcess(); // tcmalloc, kernel flags: lib/mlx/startup.ts
     const cases = parseList(args.case);
     for (const c of cases) if (!CASES.includes(c)) throw new Error(`--case: unknown case \`${c}\`; cases: ${CASES.join(", ")}`);
     const steps = parseNumber("steps", args.steps, { integer: true, positive: true });
@@ -110,7 +111,7 @@ const command = defineCommand({
       const examples = loadConversations(DEFAULT_TRAIN_DATA).map((c) => template.renderWithMask(c, fresh.tokenizer));
       const batchSize = parseNumber("batch-size", args["batch-size"], { integer: true, positive: true });
       const it = iterateBatches(examples, { batchSize, seed: 0, groupByLength: true });
-      const padId = fresh.tokenizer.tokenId(SPECIAL_TOKENS.pad);
+      const padId = ChatFormat.of(fresh.tokenizer).pad;
       remeasurePeak();
       const r = await benchTrainStep(fresh.model, () => {
         const b = padAndCollate(it.next().value!.examples, { maxSeqLen: fresh.config.maxPositionEmbeddings, padId, padMultiple: 16 });

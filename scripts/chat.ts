@@ -5,7 +5,7 @@
 //   echo "What is a noun?" | bun scripts/chat.ts     (piped: one message per line, prints only the replies)
 // Sampling: --temperature --top-k --top-p --repetition-penalty --max-tokens --seed. In the session:
 // /help lists the commands. Ctrl-C stops a reply; Ctrl-D or /quit exits.
-import { useTcmalloc } from "../lib/mlx/allocator.ts";
+import { prepareProcess } from "../lib/mlx/startup.ts";
 import { defineCommand, runMain } from "citty";
 import { consola } from "consola";
 import { colors } from "consola/utils";
@@ -14,7 +14,6 @@ import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { UsageError } from "../lib/util/cli.ts";
 import { DEFAULT_BASE, RUNS_DIR } from "../lib/util/paths.ts";
-import { CHAT_TOKENS, SPECIAL_TOKENS } from "../lib/format/tokens.ts";
 import type { Checkpoint } from "../lib/model/checkpoint.ts";
 import { countParameters } from "../lib/model/config.ts";
 import type { Generation } from "../lib/generate/generate.ts";
@@ -24,6 +23,7 @@ import { applyParamAssignments, defaultChatParams, formatParams, ParamError, PAR
 import { saveConversation, SaveError } from "../lib/chat/save.ts";
 import { chooseModel, ChoiceError, optionalValue, recordedBase } from "../lib/chat/select.ts";
 import { ChatSession, ContextError, type PreparedTurn } from "../lib/chat/session.ts";
+import { ChatFormat, rawStopIds } from "../lib/format/chat-format.ts";
 
 const log = consola.withTag("chat");
 
@@ -64,7 +64,7 @@ const command = defineCommand({
     ...Object.fromEntries(PARAM_SPECS.map((s) => [s.flag, { type: "string" as const, description: `${s.description} (default ${defaultChatParams()[s.key]})` }])),
   },
   async run({ args }) {
-    useTcmalloc(); // re-executes this command once under tcmalloc if installed (lib/mlx/allocator.ts)
+    prepareProcess(); // tcmalloc, kernel flags: lib/mlx/startup.ts
     let params, choice;
     try {
       params = resolveChatParams(args);
@@ -97,7 +97,7 @@ const command = defineCommand({
     };
     const ckpt = await load(choice.dir);
     if (!ckpt) process.exit(1);
-    const missing = CHAT_TOKENS.filter((t) => !ckpt.tokenizer.hasToken(t));
+    const missing = ChatFormat.missingTokens(ckpt.tokenizer);
     if (choice.mode === "chat" && missing.length) {
       log.error(`${choice.dir}: the tokenizer has no ${missing.join(", ")}: this is not a chat model; continue text with it instead: --base ${choice.dir}`);
       process.exit(1);
@@ -105,10 +105,7 @@ const command = defineCommand({
     const interactive = Boolean(process.stdin.isTTY);
     const label = choice.mode === "raw" ? "base" : "sft";
     const session = new ChatSession(ckpt.tokenizer, { contextLength: ckpt.config.maxPositionEmbeddings, mode: choice.mode, params });
-    const has = (t: string) => ckpt.tokenizer.hasToken(t);
-    // The trained stop is <|end|>; a new <|user|> turn or a document break also ends a reply.
-    const stopIds = (choice.mode === "raw" ? [SPECIAL_TOKENS.doc] : [SPECIAL_TOKENS.end, SPECIAL_TOKENS.user, SPECIAL_TOKENS.doc])
-      .filter(has).map((t) => ckpt.tokenizer.tokenId(t));
+    const stopIds = choice.mode === "raw" ? rawStopIds(ckpt.tokenizer) : ChatFormat.of(ckpt.tokenizer).chatStopIds;
 
     // Output: replies on stdout; in piped mode everything else goes to stderr so stdout stays replies only.
     const out = (s: string) => process.stdout.write(s);
@@ -202,7 +199,7 @@ const command = defineCommand({
         sftText = marked(await run(ckpt, t.ids, t.options, stopIds), t);
       }
       const baseTok = baseSession.ckpt.tokenizer;
-      const docIds = baseTok.hasToken(SPECIAL_TOKENS.doc) ? [baseTok.tokenId(SPECIAL_TOKENS.doc)] : [];
+      const docIds = rawStopIds(baseTok);
       const t = baseSession.session.prepare(prompt);
       const baseText = marked(await run(baseSession.ckpt, t.ids, t.options, docIds), t);
       show(`prompt: ${prompt}`);

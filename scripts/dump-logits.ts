@@ -8,6 +8,7 @@ import { consola } from "consola";
 import { writeFileSync } from "node:fs";
 import { parseList, parseNumber, UsageError } from "../lib/util/cli.ts";
 import type { Message } from "../lib/format/types.ts";
+import { prepareProcess } from "../lib/mlx/startup.ts";
 
 const log = consola.withTag("dump-logits");
 
@@ -40,6 +41,7 @@ const main = defineCommand({
     out: { type: "string", description: "JSON file to write", required: true },
   },
   async run({ args }) {
+    prepareProcess(); // tcmalloc, kernel flags: lib/mlx/startup.ts
     const ids = parseList(args.ids).map((v) => parseNumber("ids", v, { integer: true, min: 0 }));
     if (ids.length === 0) throw new UsageError("--ids expects at least one id, e.g. `--ids 1,2,3`");
     const tokens = parseNumber("tokens", args.tokens, { integer: true, min: 1 });

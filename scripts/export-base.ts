@@ -14,6 +14,8 @@ import { SPECIAL_TOKENS } from "../lib/format/tokens.ts";
 import { normalizeText } from "../lib/tokenizer/normalize.ts";
 import { readMetrics } from "../lib/run/folder.ts";
 import { readJSON } from "../lib/io/files.ts";
+import { ChatFormat } from "../lib/format/chat-format.ts";
+import { prepareProcess } from "../lib/mlx/startup.ts";
 
 const log = consola.withTag("export-base");
 
@@ -48,6 +50,7 @@ const command = defineCommand({
     out: { type: "string", default: "models/gutenberg-base", description: "where the base model goes (must not exist)" },
   },
   async run({ args }) {
+    prepareProcess(); // tcmalloc, kernel flags: lib/mlx/startup.ts
     const runDir = resolve(args.run);
     const out = resolve(args.out);
     const src = join(runDir, "checkpoint");
@@ -67,7 +70,7 @@ const command = defineCommand({
       samples.push(`**${prompt}**\n\ngreedy:\n${fence(prompt + greedy.text)}\nsampled (temperature 0.8, top-p 0.95, seed 0):\n${fence(prompt + sampled.text)}`);
     }
     const chatPrompt = new ChatTemplate().renderPromptIds([{ role: "user", content: "What is the capital of France?" }], tokenizer);
-    const chat = await generate(model, tokenizer, chatPrompt, { maxTokens: 60, stopIds: [tokenizer.tokenId(SPECIAL_TOKENS.end)] });
+    const chat = await generate(model, tokenizer, chatPrompt, { maxTokens: 60, stopIds: ChatFormat.of(tokenizer).trainedStopIds });
 
     // The bundled base's data is described in full; any other corpus by its spans.
     const isGutenberg = cfg.corpus.length === 1 && cfg.corpus[0].endsWith(`gutenberg-english.txt:0-${HELD_OUT_START}`);

@@ -3,7 +3,7 @@
 //   bun scripts/pretrain.ts --resume runs/<dir>            (continue an interrupted run)
 // Defaults reproduce the bundled base model (models/gutenberg-base): Gutenberg books, the last
 // eight held out (bytes 63944357- of gutenberg-english.txt), a 4096-token byte-level BPE.
-import { useTcmalloc } from "../lib/mlx/allocator.ts";
+import { prepareProcess } from "../lib/mlx/startup.ts";
 import { defineCommand, runMain } from "citty";
 import { consola } from "consola";
 import { existsSync } from "node:fs";
@@ -42,7 +42,7 @@ const command = defineCommand({
     resume: { type: "string", description: "resume the run in this folder" },
   },
   async run({ args }) {
-    useTcmalloc(); // re-executes this command once under tcmalloc if installed (lib/mlx/allocator.ts)
+    prepareProcess(); // tcmalloc, kernel flags: lib/mlx/startup.ts
     try {
       if (args.resume) {
         const runDir = resolve(args.resume);

@@ -4,7 +4,7 @@
 //   bun scripts/train.ts --config my-run.json --lr 1e-4     (flags > config file > defaults)
 //   bun scripts/train.ts --resume runs/<dir>                (continue an interrupted run)
 // Nothing is written until the flags, base, tokenizer and data have all been checked.
-import { useTcmalloc } from "../lib/mlx/allocator.ts";
+import { prepareProcess } from "../lib/mlx/startup.ts";
 import { defineCommand, runMain } from "citty";
 import { consola } from "consola";
 import { createRunDir } from "../lib/run/folder.ts";
@@ -47,7 +47,7 @@ const command = defineCommand({
     resume: str("continue the interrupted run in this folder, with its own config.json"),
   },
   async run({ args }) {
-    useTcmalloc(); // re-executes this command once under tcmalloc if installed (lib/mlx/allocator.ts)
+    prepareProcess(); // tcmalloc, kernel flags: lib/mlx/startup.ts
     try {
       const flags = parseFlags(args);
       if (args.resume && Object.values(flags).some((v) => v !== undefined)) {

@@ -3,16 +3,17 @@
 //   bun test -t inspect
 
 import { describe, expect, test } from "bun:test";
-import { diffMarks, formatMaskView, inputAlignedCollate, inputMarks, padIdOf, targetMarks } from "../lib/data/inspect.ts";
+import { diffMarks, formatMaskView, inputAlignedCollate, inputMarks, targetMarks } from "../lib/data/inspect.ts";
 import { ChatTemplate } from "../lib/format/template.ts";
 import type { Message } from "../lib/format/types.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
+import { ChatFormat } from "../lib/format/chat-format.ts";
 
 const tok = tinyTokenizer();
 const u = (content: string): Message => ({ role: "user", content });
 const a = (content: string): Message => ({ role: "assistant", content });
 const ex = new ChatTemplate().renderWithMask([u("Hi"), a("The sea."), u("And?"), a("Paris.")], tok);
-const pad = padIdOf(tok);
+const pad = ChatFormat.of(tok).pad;
 const view = (marks: (boolean | null)[]) => formatMaskView(tok, ex.ids, marks);
 
 describe("inspect", () => {

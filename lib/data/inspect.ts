@@ -8,11 +8,11 @@
 // instead of exposing it; `inputMarks` reproduces that view for comparison.
 
 import { type TextTokenizer } from "../tokenizer/types.ts";
-import { SPECIAL_TOKENS } from "../format/tokens.ts";
 import { collateArrays, type CollatedArrays, type CollateOptions } from "./batch.ts";
 import type { CollateFn, TemplateLike } from "./selfcheck.ts";
 import { ChatTemplate, type MaskMode } from "../format/template.ts";
 import type { Conversation, SFTExample } from "../format/types.ts";
+import { ChatFormat } from "../format/chat-format.ts";
 
 /** Per id position: true/false = supervised or not, null = this position has no mark (ids[0] is
  * never a target; in the input view the last id is never an input). */
@@ -109,10 +109,6 @@ export function diffMarks(tokenizer: TextTokenizer, ids: number[], a: Marks, b: 
   return ids.flatMap((id, pos) => (!!a[pos] === !!b[pos] ? [] : [{ pos, token: tokenText(tokenizer, id), a: !!a[pos], b: !!b[pos] }]));
 }
 
-/** The pad id the trainer collates with. */
-export function padIdOf(tokenizer: TextTokenizer): number {
-  return tokenizer.tokenId(SPECIAL_TOKENS.pad);
-}
 
 export interface ConversationViewOptions extends ViewOptions {
   template?: TemplateLike; // default: new ChatTemplate()
@@ -126,7 +122,7 @@ export interface ConversationViewOptions extends ViewOptions {
 export function viewConversation(tokenizer: TextTokenizer, conv: Conversation, label: string, opts: ConversationViewOptions = {}): string {
   const { template = new ChatTemplate(), maskMode = "assistant", ...view } = opts;
   const ex = template.renderWithMask(conv, tokenizer, { maskMode });
-  const pad = padIdOf(tokenizer);
+  const pad = ChatFormat.of(tokenizer).pad; // as the trainer collates
   const correct = targetMarks(ex, pad);
   const turns = conv.filter((m) => m.role === "assistant").length;
   const out = [

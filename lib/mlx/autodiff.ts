@@ -8,7 +8,6 @@
 // array in a fixed, recorded order, and trees are rebuilt in JavaScript. Nothing else in the project
 // calls `nn.valueAndGrad`, `mx.valueAndGrad`, `mx.grad` or `mx.compile`.
 import { core as mx, nn } from "@frost-beta/mlx";
-import { useFastCpuKernels } from "./jit.ts";
 
 /** Flatten a parameter tree in JavaScript (never in native code: see above). */
 export function flattenParams(tree: unknown, prefix = ""): [string, mx.array][] {
@@ -81,7 +80,6 @@ export function flatValueAndGrad(
 
 /** `mx.compile` of a function from a flat list of arrays to a flat list of arrays. */
 export function compileFlat(fn: (...args: mx.array[]) => mx.array[]): (...args: mx.array[]) => mx.array[] {
-  useFastCpuKernels(); // before MLX builds the first fused kernel (lib/mlx/jit.ts)
   const compiled = mx.compile(fn);
   return (...args) => {
     const out = compiled(...args) as unknown as mx.array[];

@@ -33,7 +33,7 @@ export const KERNEL_FLAGS = [
 let kernelDir: string | null | undefined;
 
 /** Set up the compiler wrapper and the kernel directory for this process. Call before the first
- * compiled graph runs (lib/mlx/autodiff.ts does); later calls do nothing. */
+ * compiled graph runs (scripts: prepareProcess() in lib/mlx/startup.ts; tests: test/setup.ts); later calls do nothing. */
 export function useFastCpuKernels(): string | null {
   if (kernelDir !== undefined) return kernelDir;
   kernelDir = null;

@@ -12,6 +12,7 @@ import { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { flattenParams } from "../mlx/autodiff.ts";
 import { CHAT_TEMPLATE_JINJA } from "../format/template.ts";
 import { SPECIAL_TOKENS } from "../format/tokens.ts";
+import { ChatFormat } from "../format/chat-format.ts";
 
 export class CheckpointError extends Error {
   override name = "CheckpointError";
@@ -156,8 +157,10 @@ export function saveCheckpoint(
   mkdirSync(tmp);
   try {
     const config = model.config;
-    const eosId = tokenizer.hasToken(SPECIAL_TOKENS.end) ? tokenizer.tokenId(SPECIAL_TOKENS.end) : config.eosTokenId;
-    const padId = tokenizer.hasToken(SPECIAL_TOKENS.pad) ? tokenizer.tokenId(SPECIAL_TOKENS.pad) : config.padTokenId;
+    // A chat checkpoint ends on <|end|> and pads with <|pad|>; a base keeps the ids its config had.
+    const chat = ChatFormat.missingTokens(tokenizer).length === 0 ? ChatFormat.of(tokenizer) : undefined;
+    const eosId = chat?.end ?? config.eosTokenId;
+    const padId = chat?.pad ?? config.padTokenId;
     const hfConfig = { ...configToHF(config), eos_token_id: eosId, pad_token_id: padId };
     const weights = Object.fromEntries(namedParameters(model));
     mx.saveSafetensors(join(tmp, "model.safetensors"), weights, { format: "pt" });

@@ -13,11 +13,12 @@ import type { Conversation } from "../format/types.ts";
 import { DEFAULT_NOISE, HELDOUT_PROSE, PROJECT_ROOT, RETENTION_ITEMS } from "../util/paths.ts";
 import { releaseMemory } from "../mlx/memory.ts";
 import { generateReply, loadProbes, probePrompts, promptIds } from "./generation.ts";
-import { describeOutput, generationMetrics, type ChatIds } from "./metrics.ts";
+import { describeOutput, generationMetrics } from "./metrics.ts";
 import { proseLoss } from "./prose.ts";
 import { loadRetentionItems, retentionProbe } from "./retention.ts";
 import { verdictText } from "./verdict.ts";
 import type { ProbeReport, ProbeSample } from "./types.ts";
+import { ChatFormat } from "../format/chat-format.ts";
 
 export const DEFAULT_PROBE_TOKENS = 96; // reply budget: room for a paragraph, short enough to run 2 × ~50 prompts in minutes
 
@@ -56,12 +57,8 @@ export async function probeRun({
   const { detectors } = loadNoiseTemplates(noisePath);
   const items = loadRetentionItems(retentionPath);
   const proseText = readFileSync(prosePath, "utf8");
-  const chat: ChatIds = {
-    end: tokenizer.tokenId(SPECIAL_TOKENS.end),
-    user: tokenizer.tokenId(SPECIAL_TOKENS.user),
-    assistant: tokenizer.tokenId(SPECIAL_TOKENS.assistant),
-  };
-  const reply = { maxTokens, temperature, seed, stopIds: [chat.end] };
+  const chat = ChatFormat.of(tokenizer);
+  const reply = { maxTokens, temperature, seed, stopIds: chat.trainedStopIds };
   const template = new ChatTemplate();
 
   const samples: ProbeSample[] = [];

@@ -6,17 +6,15 @@ import type { StopReason } from "../generate/generate.ts";
 import { offPatternRate } from "../data/data.ts";
 import { SPECIAL_TOKENS } from "../format/tokens.ts";
 import type { GenerationMetrics, ProbeMode, ProbeOutput, ProseOutcome } from "./types.ts";
+import type { ChatFormat } from "../format/chat-format.ts";
 
 export const REPETITION_N = 3; // n-gram order for repetition: 3 tokens is a phrase, not a common pair
 export const CONTINUATION_TOKENS = 16; // a prose opening counts as continued after this many marker-free tokens
 export const LOOPING = 0.25; // share of repeated 3-grams from which a reply loops on a phrase (reports flag it)
 
 /** The ids that mark chat structure in a reply. */
-export interface ChatIds {
-  end: number;
-  user: number;
-  assistant: number;
-}
+/** The marker ids the metrics look for (a ChatFormat has them). */
+export type ChatIds = Pick<ChatFormat, "end" | "user" | "assistant">;
 
 /** A raw generation: what lib/generate/generate.ts returns, with `text` decoded keeping special tokens. */
 export interface RawGeneration {

@@ -6,10 +6,10 @@
 // windows of the model's context length (the last one shorter); every token after the first is
 // scored exactly once, and the loss is token-weighted over all windows.
 
-import { core as mx } from "@frost-beta/mlx";
 import type { LlamaModel } from "../model/llama.ts";
 import type { TextTokenizer } from "../tokenizer/types.ts";
-import { SPECIAL_TOKENS } from "../format/tokens.ts";
+import { ChatFormat } from "../format/chat-format.ts";
+import { padAndCollate } from "../data/batch.ts";
 import { normalizeText } from "../tokenizer/normalize.ts";
 import { maskedCrossEntropySum } from "../train/loss.ts";
 import { releaseMemory } from "../mlx/memory.ts";
@@ -37,24 +37,18 @@ export async function proseLoss(model: LlamaModel, tokenizer: TextTokenizer, tex
   // windows share one boundary token, so each target is scored once.
   const starts: number[] = [];
   for (let s = 0; s < ids.length - 1; s += windowLen) starts.push(s);
-  const pad = tokenizer.tokenId(SPECIAL_TOKENS.pad);
+  const pad = ChatFormat.of(tokenizer).pad;
   let sum = 0;
   let ntoks = 0;
   for (let b = 0; b < starts.length; b += batchSize) {
-    const rows = starts.slice(b, b + batchSize);
-    const width = Math.min(windowLen, ids.length - 1 - rows[0]!); // narrower only when the batch is just the last window
-    const inputs: number[][] = [];
-    const targets: number[][] = [];
-    const mask: number[][] = [];
-    for (const s of rows) {
-      const n = Math.min(width, ids.length - 1 - s);
-      const fill = (xs: number[]) => [...xs, ...Array<number>(width - n).fill(pad)];
-      inputs.push(fill(ids.slice(s, s + n)));
-      targets.push(fill(ids.slice(s + 1, s + n + 1)));
-      mask.push([...Array<number>(n).fill(1), ...Array<number>(width - n).fill(0)]);
-    }
-    const logits = model.forward(mx.array(inputs, mx.int32)); // [B, T, V]
-    const [s, n] = maskedCrossEntropySum(logits, mx.array(targets, mx.int32), mx.array(mask, mx.float32));
+    // Each window as an example of n + 1 ids whose every target is scored; batch.ts shifts and pads.
+    const rows = starts.slice(b, b + batchSize).map((s) => {
+      const window = ids.slice(s, s + Math.min(windowLen, ids.length - 1 - s) + 1);
+      return { ids: window, mask: window.map((_, i) => (i === 0 ? 0 : 1)) };
+    });
+    const batch = padAndCollate(rows, { maxSeqLen: windowLen, padId: pad });
+    const logits = model.forward(batch.inputs); // [B, T, V]
+    const [s, n] = maskedCrossEntropySum(logits, batch.targets, batch.mask);
     sum += s.item() as number;
     ntoks += n.item() as number;
     await releaseMemory();

@@ -4,12 +4,12 @@
 // fine-tuned model, it turns "SFT moves format, not facts" into a number.
 
 import { readFileSync } from "node:fs";
-import { core as mx } from "@frost-beta/mlx";
 import type { LlamaModel } from "../model/llama.ts";
 import type { TextTokenizer } from "../tokenizer/types.ts";
 import { normalizeText } from "../tokenizer/normalize.ts";
 import { maskedCrossEntropySum } from "../train/loss.ts";
 import { releaseMemory } from "../mlx/memory.ts";
+import { padAndCollate } from "../data/batch.ts";
 import type { RetentionPick, RetentionScore } from "./types.ts";
 
 /** One cloze item of data/probes/retention.json. Candidates carry their leading space. */
@@ -45,12 +45,10 @@ export function candidateLogLikelihood(model: LlamaModel, promptIds: number[], c
   const keep = model.config.maxPositionEmbeddings + 1 - candidateIds.length;
   if (keep < 1) throw new Error(`candidate of ${candidateIds.length} tokens does not fit the context of ${model.config.maxPositionEmbeddings}`);
   const ids = [...promptIds.slice(-keep), ...candidateIds];
-  const inputs = ids.slice(0, -1);
-  const targets = ids.slice(1);
-  // Target t is ids[t + 1]: the candidate's tokens are the last candidateIds.length targets.
-  const mask = targets.map((_, t) => (t >= targets.length - candidateIds.length ? 1 : 0));
-  const logits = model.forward(mx.array([inputs], mx.int32)); // [1, T, V]
-  const [nll] = maskedCrossEntropySum(logits, mx.array([targets], mx.int32), mx.array([mask], mx.float32));
+  const mask = ids.map((_, i) => (i >= ids.length - candidateIds.length ? 1 : 0)); // the candidate's tokens
+  const batch = padAndCollate([{ ids, mask }], { maxSeqLen: model.config.maxPositionEmbeddings, padId: 0 }); // one row: no padding
+  const logits = model.forward(batch.inputs); // [1, T, V]
+  const [nll] = maskedCrossEntropySum(logits, batch.targets, batch.mask);
   return -(nll.item() as number);
 }
 

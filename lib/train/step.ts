@@ -2,7 +2,7 @@
 // graph over flat arrays (see autodiff.ts), with the memory policy applied after every step.
 import { core as mx } from "@frost-beta/mlx";
 import type { LlamaModel } from "../model/llama.ts";
-import { maskedCrossEntropySum } from "./loss.ts";
+import { maskedCrossEntropy, maskedCrossEntropySum } from "./loss.ts";
 import { releaseMemory } from "../mlx/memory.ts";
 import { balance, computeStreams, shardRanges, useBlasFor } from "../mlx/parallel.ts";
 import { compileFlat, FlatParams, flatValueAndGrad } from "../mlx/autodiff.ts";
@@ -44,8 +44,7 @@ export function batchLossSum(model: LlamaModel, inputs: mx.array, targets: mx.ar
 
 /** Mean masked cross-entropy of the model on one batch (the training objective). */
 export function batchLoss(model: LlamaModel, inputs: mx.array, targets: mx.array, mask: mx.array): mx.array {
-  const [sum, ntoks] = maskedCrossEntropySum(model.forward(inputs), targets, mask);
-  return mx.divide(sum, mx.maximum(ntoks, mx.array(1, mx.float32)));
+  return maskedCrossEntropy(model.forward(inputs), targets, mask);
 }
 
 /** Sum of cross-entropy computed only at gathered positions: the output head and the softmax over

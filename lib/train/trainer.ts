@@ -9,13 +9,13 @@ import { join } from "node:path";
 import type { LlamaModel } from "../model/llama.ts";
 import { readJSON, writeJSON } from "../io/files.ts";
 import type { TextTokenizer } from "../tokenizer/types.ts";
-import { SPECIAL_TOKENS } from "../format/tokens.ts";
 import { learningRate } from "./schedule.ts";
 import { defaultOptimizerConfig, shardedLossSum, TrainStep } from "./step.ts";
 import { releaseMemory } from "../mlx/memory.ts";
 import { checkLengths, iterateBatches, padAndCollate, type IndexBatch } from "../data/batch.ts";
 import { SFTConfigError, type SFTConfig } from "./config.ts";
 import type { SFTExample } from "../format/types.ts";
+import { ChatFormat } from "../format/chat-format.ts";
 
 export { defaultSFTConfig, resolveSFTConfig, SFTConfigError, type SFTConfig } from "./config.ts";
 
@@ -91,7 +91,7 @@ export class SFTTrainer {
     if (this.examples.every((ex) => ex.mask.slice(1).every((m) => m === 0))) {
       throw new Error(`none of the ${this.examples.length} training examples has a supervised target: check the loss mask (maskMode \`${cfg.maskMode}\`)`);
     }
-    this.padId = tokenizer.hasToken(SPECIAL_TOKENS.pad) ? tokenizer.tokenId(SPECIAL_TOKENS.pad) : 0; // mask is 0 there by position anyway
+    this.padId = ChatFormat.of(tokenizer).pad; // weight 0 there by position anyway
     // weightDecay comes from the SFT config (0 unless set), not the pretraining default.
     // sparseHead: the output head and the softmax run only at supervised targets (about 60% of the
     // positions on the bundled data): same losses to the last digit, ~9% less time per step.
