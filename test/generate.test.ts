@@ -37,13 +37,13 @@ async function greedyFull(model: LlamaModel, prompt: number[], n: number): Promi
  * A stand-in model that emits a fixed script of ids (one-hot logits), keeping the caches' offsets
  * as a real model would: it isolates generate()'s control flow and streaming from the network.
  */
-function scriptedModel(script: number[], { context = 128 }: { context?: number } = {}): LlamaModel {
+function scriptedModel(script: number[], { context = 128, vocab = V }: { context?: number; vocab?: number } = {}): LlamaModel {
   let step = 0;
   const forward = (ids: mx.array, caches: KVCache[]) => {
     for (const c of caches) c.offset += ids.shape[1];
-    const row = new Array(V).fill(0);
+    const row = new Array(vocab).fill(0);
     row[script[Math.min(step++, script.length - 1)]] = 10;
-    return mx.broadcastTo(mx.array(row, mx.float32), [1, ids.shape[1], V]);
+    return mx.broadcastTo(mx.array(row, mx.float32), [1, ids.shape[1], vocab]);
   };
   return { config: { maxPositionEmbeddings: context, numHiddenLayers: 2 }, forward } as unknown as LlamaModel;
 }
@@ -90,6 +90,13 @@ describe("greedy and the KV cache", () => {
 describe("why generation stops", () => {
   const tok = tinyTokenizer();
   const hello = tok.encode("Hello there, friend.");
+
+  test("an id past the tokenizer (a spare embedding row, as Qwen3 has) decodes as nothing, not an error", async () => {
+    const spare = tok.vocabSize + 3; // the model's vocabulary is larger than the tokenizer's
+    const out = await generate(scriptedModel([...hello, spare, END], { vocab: tok.vocabSize + 8 }), tok, PROMPT, { stopIds: [END], maxTokens: 50 });
+    expect(out.ids).toEqual([...hello, spare, END]);
+    expect(out.text).toBe("Hello there, friend.");
+  });
 
   test("a stop id ends it with end-token; the id is in ids but not in text", async () => {
     const out = await generate(scriptedModel([...hello, END, 50]), tok, PROMPT, { stopIds: [END], maxTokens: 50 });

@@ -169,7 +169,9 @@ export async function generate(
       stopReason = "end-token";
       break;
     }
-    text += stream.push(next);
+    // An id past the tokenizer is a spare embedding row (Qwen3 has 151,936 rows for 151,669 tokens):
+    // it has no text, as in transformers' decode.
+    if (next < tokenizer.vocabSize) text += stream.push(next);
     const cut = firstStop(text, stopStrings);
     if (cut >= 0) {
       text = text.slice(0, cut);
