@@ -265,6 +265,7 @@ def write_qwen3_shape(out_dir):
                    "torch_version": torch.__version__, "input_ids": ids,
                    "last_logits": [float(f"{x:.9g}") for x in logits[-1].tolist()]}, f)
     os.rename(tmp, out_dir)
+    os.chmod(out_dir, 0o755)  # mkdtemp made it private
     size = sum(os.path.getsize(os.path.join(out_dir, f)) for f in os.listdir(out_dir))
     n = sum(p.numel() for p in model.parameters())
     print(f"qwen3-0.6b shape: {n:,} parameters, {size / 2**30:.2f} GiB in {out_dir}")
