@@ -5,7 +5,7 @@
 //   bun scripts/bench.ts --torch          # also run the PyTorch peer (../shared/bench/peers) for the ratio:
 //                                         # eager runs interleaved with ours, then 3 compiled runs
 //   bun scripts/bench.ts --torch --python /path/to/venv/bin/python   # a Python that has torch
-import { defineCommand, runMain } from "citty";
+import { defineCommand } from "citty";
 import { consola } from "consola";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -19,7 +19,7 @@ import { padAndCollate, iterateBatches } from "../lib/data/batch.ts";
 import { loadConversations } from "../lib/data/data.ts";
 import { DEFAULT_BASE, DEFAULT_TRAIN_DATA, PROJECT_ROOT } from "../lib/util/paths.ts";
 import { readJSON } from "../lib/io/files.ts";
-import { parseList, parseNumber } from "../lib/util/cli.ts";
+import { parseList, parseNumber, runStrict, UsageError } from "../lib/util/cli.ts";
 import { activeAllocator } from "../lib/mlx/allocator.ts";
 import { prepareProcess } from "../lib/mlx/startup.ts";
 import { checkPeer, interleavedRatio, PEER_SCRIPT, runPeer, type PeerRun } from "../lib/bench/peer.ts";
@@ -65,7 +65,7 @@ const command = defineCommand({
   async run({ args }) {
     prepareProcess(); // tcmalloc, kernel flags: lib/mlx/startup.ts
     const cases = parseList(args.case);
-    for (const c of cases) if (!CASES.includes(c)) throw new Error(`--case: unknown case \`${c}\`; cases: ${CASES.join(", ")}`);
+    for (const c of cases) if (!CASES.includes(c)) throw new UsageError(`--case: unknown case \`${c}\`; cases: ${CASES.join(", ")}`);
     const steps = parseNumber("steps", args.steps, { integer: true, positive: true });
     const runs = parseNumber("runs", args.runs, { integer: true, positive: true });
     if (args.torch) checkPeer(args.python);
@@ -77,7 +77,7 @@ const command = defineCommand({
     const eagerPeer: PeerRun[] = []; // with --torch: one eager peer run after each train-ref run
     emit({ case: "matmul-peak", gflops: peakGflops, device: String(mx.defaultDevice()), allocator: activeAllocator() });
     const needsBase = cases.some((c) => c !== "train-ref");
-    if (needsBase && !existsSync(join(args.base, "config.json"))) throw new Error(`--base ${args.base}: no checkpoint there (see README: the bundled base model)`);
+    if (needsBase && !existsSync(join(args.base, "config.json"))) throw new UsageError(`--base ${args.base}: no checkpoint there (see README: the bundled base model)`);
     const base = needsBase ? await loadCheckpoint(args.base) : null;
 
     if (cases.includes("train-ref")) {
@@ -148,4 +148,4 @@ const command = defineCommand({
   },
 });
 
-runMain(command);
+runStrict(command);

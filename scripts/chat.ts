@@ -6,13 +6,13 @@
 // Sampling: --temperature --top-k --top-p --repetition-penalty --max-tokens --seed. In the session:
 // /help lists the commands. Ctrl-C stops a reply; Ctrl-D or /quit exits.
 import { prepareProcess } from "../lib/mlx/startup.ts";
-import { defineCommand, runMain } from "citty";
+import { defineCommand } from "citty";
 import { consola } from "consola";
 import { colors } from "consola/utils";
 import { createInterface, type Interface } from "node:readline";
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
-import { UsageError } from "../lib/util/cli.ts";
+import { runStrict, UsageError } from "../lib/util/cli.ts";
 import { DEFAULT_BASE, RUNS_DIR } from "../lib/util/paths.ts";
 import type { Checkpoint } from "../lib/model/checkpoint.ts";
 import { countParameters } from "../lib/model/config.ts";
@@ -267,4 +267,4 @@ const command = defineCommand({
   },
 });
 
-runMain(command, { rawArgs: optionalValue(process.argv.slice(2), "--base") });
+runStrict(command, optionalValue(process.argv.slice(2), "--base"));

@@ -7,9 +7,9 @@
 // mask view (as scripts/inspect.ts does). Without --data, the bundled train and eval sets.
 
 import { existsSync } from "node:fs";
-import { defineCommand, runMain } from "citty";
+import { defineCommand } from "citty";
 import { consola } from "consola";
-import { parseNumber, UsageError } from "../lib/util/cli.ts";
+import { parseNumber, runStrict, UsageError } from "../lib/util/cli.ts";
 import { DEFAULT_BASE, DEFAULT_EVAL_DATA, DEFAULT_NOISE, DEFAULT_TRAIN_DATA } from "../lib/util/paths.ts";
 import { DataError, loadConversations, loadNoiseTemplates } from "../lib/data/data.ts";
 import { dataCheck, formatDataCheck } from "../lib/data/datacheck.ts";
@@ -55,4 +55,4 @@ const command = defineCommand({
   },
 });
 
-runMain(command);
+runStrict(command);

@@ -4,7 +4,8 @@
 // free memory, the base model. One line per check; every failure prints the command that fixes
 // it, and the exit code is 1 if any check failed (warnings alone exit 0).
 
-import { defineCommand, runMain } from "citty";
+import { defineCommand } from "citty";
+import { runStrict } from "../lib/util/cli.ts";
 import { consola } from "consola";
 import { DEFAULT_MODEL_DIR, runDoctor } from "../lib/mlx/doctor.ts";
 
@@ -31,4 +32,4 @@ const main = defineCommand({
   },
 });
 
-runMain(main);
+runStrict(main);

@@ -3,10 +3,10 @@
 // What this project computes for a checkpoint, as JSON, for scripts/check-hf.py to compare with
 // transformers: logits for fixed ids, the greedy continuation of a prompt, the chat template's
 // renders (training text and generation prompt) and their ids, and the chat tokens' ids.
-import { defineCommand, runMain } from "citty";
+import { defineCommand } from "citty";
 import { consola } from "consola";
 import { writeFileSync } from "node:fs";
-import { parseList, parseNumber, UsageError } from "../lib/util/cli.ts";
+import { parseList, parseNumber, runStrict, UsageError } from "../lib/util/cli.ts";
 import type { Message } from "../lib/format/types.ts";
 import { prepareProcess } from "../lib/mlx/startup.ts";
 
@@ -76,4 +76,4 @@ const main = defineCommand({
   },
 });
 
-runMain(main);
+runStrict(main);

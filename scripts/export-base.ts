@@ -2,7 +2,8 @@
 //   bun scripts/export-base.ts --run runs/<YYYYMMDD-HHMMSS>-pretrain-gutenberg-base --out models/gutenberg-base
 // Copies the run's final checkpoint (never over an existing directory) and writes MODEL_CARD.md from
 // the run's config.json, summary.json and metrics.jsonl, with fresh greedy and sampled continuations.
-import { defineCommand, runMain } from "citty";
+import { defineCommand } from "citty";
+import { runStrict, UsageError } from "../lib/util/cli.ts";
 import { consola } from "consola";
 import { cpSync, existsSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
@@ -54,8 +55,8 @@ const command = defineCommand({
     const runDir = resolve(args.run);
     const out = resolve(args.out);
     const src = join(runDir, "checkpoint");
-    if (!existsSync(join(src, "model.safetensors"))) throw new Error(`${src}: no final checkpoint (has the run completed? resume it with bun scripts/pretrain.ts --resume ${args.run})`);
-    if (existsSync(out)) throw new Error(`${out} already exists: base models are never overwritten; choose another --out`);
+    if (!existsSync(join(src, "model.safetensors"))) throw new UsageError(`${src}: no final checkpoint (has the run completed? resume it with bun scripts/pretrain.ts --resume ${args.run})`);
+    if (existsSync(out)) throw new UsageError(`${out} already exists: base models are never overwritten; choose another --out`);
     const cfg = readJSON(join(runDir, "config.json"));
     const summary = readJSON(join(runDir, "summary.json"));
     const evals = readMetrics(runDir).filter((m) => m.type === "eval");
@@ -152,4 +153,4 @@ stop reason: \`${chat.stopReason}\`. The base model does not answer in the chat 
   },
 });
 
-runMain(command);
+runStrict(command);

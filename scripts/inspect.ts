@@ -7,9 +7,9 @@
 // --shift-bug adds the same row under the classic input-aligned mask; --input-view adds the
 // correct mask drawn on input positions, the way viewers that hide the off-by-one draw it.
 
-import { defineCommand, runMain } from "citty";
+import { defineCommand } from "citty";
 import { consola } from "consola";
-import { parseNumber, UsageError } from "../lib/util/cli.ts";
+import { parseNumber, runStrict, UsageError } from "../lib/util/cli.ts";
 import { DEFAULT_BASE, DEFAULT_TRAIN_DATA } from "../lib/util/paths.ts";
 import { DataError, loadConversations } from "../lib/data/data.ts";
 import { VIEW_ARGS, viewConversation, viewOptionsFromArgs } from "../lib/data/inspect.ts";
@@ -39,4 +39,4 @@ const command = defineCommand({
   },
 });
 
-runMain(command);
+runStrict(command);

@@ -4,7 +4,7 @@
 // Defaults reproduce the bundled base model (models/gutenberg-base): Gutenberg books, the last
 // eight held out (bytes 63944357- of gutenberg-english.txt), a 4096-token byte-level BPE.
 import { prepareProcess } from "../lib/mlx/startup.ts";
-import { defineCommand, runMain } from "citty";
+import { defineCommand } from "citty";
 import { consola } from "consola";
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -12,7 +12,7 @@ import { PRESETS } from "../lib/pretrain/presets.ts";
 import { pretrain, type PretrainConfig } from "../lib/pretrain/pretrain.ts";
 import { createRunDir, gitCommit, machineInfo } from "../lib/run/folder.ts";
 import { readJSON, writeJSON } from "../lib/io/files.ts";
-import { parseList, parseNumber, UsageError } from "../lib/util/cli.ts";
+import { parseList, parseNumber, runStrict, UsageError } from "../lib/util/cli.ts";
 
 const log = consola.withTag("pretrain");
 const SHARED = resolve(import.meta.dir, "../../shared/corpus");
@@ -95,4 +95,4 @@ const command = defineCommand({
   },
 });
 
-runMain(command);
+runStrict(command);

@@ -6,9 +6,9 @@
 // of the training render, masks and the collate shift are right, lengths fit. A pass is one line
 // per file; a failure lists conversation, problem and fix, and exits 1.
 
-import { defineCommand, runMain } from "citty";
+import { defineCommand } from "citty";
 import { consola } from "consola";
-import { parseList, parseNumber, UsageError } from "../lib/util/cli.ts";
+import { parseList, parseNumber, runStrict, UsageError } from "../lib/util/cli.ts";
 import { DEFAULT_BASE, DEFAULT_EVAL_DATA, DEFAULT_TRAIN_DATA } from "../lib/util/paths.ts";
 import { DataError, loadConversations } from "../lib/data/data.ts";
 import { DEFAULT_MAX_SEQ_LEN, formatFailure, loadCheckTokenizer, selfCheck, TOKENIZER_ARGS } from "../lib/data/selfcheck.ts";
@@ -51,4 +51,4 @@ const command = defineCommand({
   },
 });
 
-runMain(command);
+runStrict(command);

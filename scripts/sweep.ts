@@ -4,18 +4,19 @@
 //   bun scripts/sweep.ts --param data-size --values 10,50,all
 //   bun scripts/sweep.ts --preset format-collapse            (the course's exercises: see README)
 //   bun scripts/sweep.ts --resume runs/sweep-<time>-<param>  (skip finished runs, rerun the rest)
-// Every flag the sweep does not know (--steps, --base, --seed, ...) is passed to every
-// `bun scripts/train.ts` run unchanged. Output: runs/sweep-<time>-<param>/ with one run folder per
+// train.ts's flags (--steps, --base, --seed, ...) are checked up front and passed to every
+// `bun scripts/train.ts` run unchanged; any other flag is refused. Exits 1 when a run failed. Output: runs/sweep-<time>-<param>/ with one run folder per
 // value, sweep.json (the plan), summary.md, summary.csv, report.html and the plots as SVG.
-import { defineCommand, runMain } from "citty";
+import { defineCommand, type ArgsDef } from "citty";
 import { consola } from "consola";
 import { relative, resolve } from "node:path";
-import { parseNumber, UsageError } from "../lib/util/cli.ts";
+import { flagKinds, parseNumber, runStrict, UsageError } from "../lib/util/cli.ts";
 import { DataError } from "../lib/data/data.ts";
-import { splitArgs, type OwnFlags } from "../lib/sweep/args.ts";
+import { splitArgs } from "../lib/sweep/args.ts";
 import { baseNumbers, markdownTable } from "../lib/sweep/aggregate.ts";
 import { PARAM_NAMES, PARAMS, PRESETS, resolveParam } from "../lib/sweep/params.ts";
-import { buildPlan, commandLine, createSweepDir, DEFAULT_DATA_SEED, readPlan, runData, trainArgs, writePlan, writeRunData, type SweepPlan } from "../lib/sweep/plan.ts";
+import { buildPlan, commandLine, createSweepDir, DEFAULT_DATA_SEED, FINISHED, readPlan, RESERVED, runData, TRAIN_FLAGS, trainArgs, writePlan, writeRunData, type SweepPlan } from "../lib/sweep/plan.ts";
+import { TRAIN_ARGS } from "../lib/sft/run-config.ts";
 import { writeSweepReport } from "../lib/sweep/report.ts";
 import { runSweep } from "../lib/sweep/run.ts";
 
@@ -32,14 +33,17 @@ const args = {
   "dry-run": { type: "boolean", description: "print each run's train.ts command and stop" },
 } as const;
 
-const OWN: OwnFlags = Object.fromEntries(Object.entries(args).map(([k, v]) => [k, v.type === "boolean" ? "boolean" : "string"]));
+const OWN = flagKinds(args);
+/** train.ts's flags, passed to every run: listed by --help and the only others runStrict accepts. */
+const PASSED: ArgsDef = Object.fromEntries(Object.entries(TRAIN_ARGS).filter(([k]) => !RESERVED.includes(k) && !(k in args))
+  .map(([k, d]) => [k, { ...d, description: `train.ts: ${d.description}` }]));
 
 const command = defineCommand({
-  meta: { name: "sweep", description: "Run SFT runs that differ in one setting and compare them (any other flag goes to every train.ts run)" },
-  args,
+  meta: { name: "sweep", description: "Run SFT runs that differ in one setting and compare them (train.ts's flags go to every run)" },
+  args: { ...args, ...PASSED },
   async run({ rawArgs }) {
     try {
-      const { own, passthrough } = splitArgs(rawArgs, OWN);
+      const { own, passthrough } = splitArgs(rawArgs, OWN, TRAIN_FLAGS);
       const str = (k: string) => (typeof own[k] === "string" ? (own[k] as string) : undefined);
       let sweepDir: string;
       let plan: SweepPlan;
@@ -83,8 +87,13 @@ const command = defineCommand({
       console.log("\n" + markdownTable(plan, rows, baseNumbers(plan, sweepDir)) + "\n");
       const shown = relative(process.cwd(), sweepDir) || ".";
       log.info(`${result.ran} ran, ${result.skipped} skipped, ${result.failed} failed · ${shown}/summary.md, ${shown}/report.html`);
-      if (result.stopped || result.failed) log.info(`to rerun what did not finish: \`bun scripts/sweep.ts --resume ${shown}\``);
+      const unfinished = plan.runs.filter((r) => !(FINISHED as readonly string[]).includes(r.status));
+      if (unfinished.length && !result.stopped) {
+        log.error(`${unfinished.length} of ${plan.runs.length} runs did not finish: ${unfinished.map((r) => `${r.name} ${r.status}${r.reason ? ` (${r.reason})` : ""}`).join("; ")}`);
+      }
+      if (unfinished.length) log.info(`to rerun what did not finish: \`bun scripts/sweep.ts --resume ${shown}\``);
       if (result.stopped) process.exit(130);
+      if (unfinished.length) process.exit(1);
     } catch (e) {
       if (e instanceof UsageError || e instanceof DataError) {
         log.error(e.message);
@@ -95,4 +104,4 @@ const command = defineCommand({
   },
 });
 
-runMain(command);
+runStrict(command);

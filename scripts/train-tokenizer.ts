@@ -6,7 +6,8 @@
 // last 1 MiB, at most 5%, of the last corpus entry, which is then not trained on).
 
 import { basename, dirname } from "node:path";
-import { defineCommand, runMain } from "citty";
+import { defineCommand } from "citty";
+import { parseNumber, runStrict, UsageError } from "../lib/util/cli.ts";
 import { consola } from "consola";
 import { trainBPE } from "../lib/tokenizer/bpe-train.ts";
 import { parseSpan, readSpan, sampleSpans, type TextSpan } from "../lib/tokenizer/sample-text.ts";
@@ -20,14 +21,6 @@ const DEFAULT_EVAL_BYTES = MiB; // held out from the last corpus entry when --ev
 const DEFAULT_EVAL_FRACTION = 0.05; // ...but never more than this share of it
 const PROGRESS_EVERY = 500; // merges between progress lines
 
-/** Parse a numeric flag, naming the flag and what it expected when the value is wrong. */
-function numberFlag(name: string, value: string, { min = 0, integer = false } = {}): number {
-  const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n) || n < min || (integer && !Number.isInteger(n)))
-    throw new Error(`--${name} expects ${integer ? "an integer" : "a number"} >= ${min}, got \`${value}\``);
-  return n;
-}
-
 const main = defineCommand({
   meta: { name: "train-tokenizer", description: "Train a byte-level BPE tokenizer.json with the chat special tokens." },
   args: {
@@ -39,12 +32,12 @@ const main = defineCommand({
     out: { type: "string", required: true, description: "where to write tokenizer.json (a file path or a directory)" },
   },
   async run({ args }) {
-    const vocabSize = numberFlag("vocab-size", args["vocab-size"], { min: 262, integer: true });
-    const maxBytes = numberFlag("max-mb", args["max-mb"], { min: 0.001 }) * MiB;
-    const minFrequency = numberFlag("min-frequency", args["min-frequency"], { min: 1, integer: true });
+    const vocabSize = parseNumber("vocab-size", args["vocab-size"], { min: 262, integer: true });
+    const maxBytes = parseNumber("max-mb", args["max-mb"], { min: 0.001 }) * MiB;
+    const minFrequency = parseNumber("min-frequency", args["min-frequency"], { min: 1, integer: true });
     const outDir = args.out.endsWith(".json") ? dirname(args.out) : args.out;
     if (args.out.endsWith(".json") && basename(args.out) !== "tokenizer.json")
-      throw new Error(`--out must be a directory or end in tokenizer.json (loaders look for that name), got \`${args.out}\``);
+      throw new UsageError(`--out must be a directory or end in tokenizer.json (loaders look for that name), got \`${args.out}\``);
 
     const corpus = args.corpus.split(",").map(parseSpan);
     let evalSpans: TextSpan[];
@@ -88,4 +81,4 @@ const main = defineCommand({
   },
 });
 
-runMain(main);
+runStrict(main);

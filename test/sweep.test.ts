@@ -13,7 +13,7 @@ import { loadConversations, loadNoiseTemplates, offPatternRate } from "../lib/da
 import { flagValue, splitArgs, withoutFlag } from "../lib/sweep/args.ts";
 import { baseNumbers, collectRows, markdownTable, toCSV } from "../lib/sweep/aggregate.ts";
 import { PARAMS, resolveParam } from "../lib/sweep/params.ts";
-import { buildPlan, readPlan, runData, trainArgs, writePlan, writeRunData, type SweepPlan } from "../lib/sweep/plan.ts";
+import { buildPlan, readPlan, runData, TRAIN_FLAGS, trainArgs, writePlan, writeRunData, type SweepPlan } from "../lib/sweep/plan.ts";
 import { writeSweepReport } from "../lib/sweep/report.ts";
 import { runSweep, type Spawner } from "../lib/sweep/run.ts";
 
@@ -62,7 +62,8 @@ describe("values", () => {
     [{ param: "lr", values: "fast" }, /got `fast`/],
     [{ param: "steps", values: "10.5" }, /an integer > 0/],
     [{ param: "data-size", values: "0" }, /an integer > 0, got `0`/],
-    [{ param: "mask", values: "user" }, /assistant and\/or all, got `user`/],
+    [{ param: "mask", values: "user" }, /--values expects assistant or all, got `user`/],
+    [{ param: "steps", values: "1e2" }, /--values expects an integer > 0, got `1e2`/],
     [{ param: "noise", values: "150" }, /<= 100, got `150`/],
     [{ param: "lr", values: "1e-4,1e-4" }, /lists `1e-4` twice/],
     [{ param: "lr", values: " , " }, /--values is empty/],
@@ -91,16 +92,31 @@ describe("pass-through flags", () => {
     [["--param", "lr", "--steps", "30"], { param: "lr" }, ["--steps", "30"]],
     [["--param=mask", "--base=/tmp/devbase", "--eval-every", "10"], { param: "mask" }, ["--base", "/tmp/devbase", "--eval-every", "10"]],
     [["--lr", "-1", "--dry-run", "--values", "1,2"], { "dry-run": true, values: "1,2" }, ["--lr", "-1"]],
-    [["--compile", "--steps", "5"], {}, ["--compile", "--steps", "5"]], // an unknown flag followed by a flag is a boolean
+    [["--drop-overlength", "--steps", "5", "--no-group-by-length"], {}, ["--drop-overlength", "--steps", "5", "--no-group-by-length"]], // switches take no value
+    [["--drop-overlength=false", "--no-dry-run"], { "dry-run": false }, ["--no-drop-overlength"]],
   ])("%j", (argv, own, passthrough) => {
-    expect(splitArgs(argv, OWN)).toEqual({ own, passthrough });
+    expect(splitArgs(argv, OWN, TRAIN_FLAGS)).toEqual({ own, passthrough });
   });
 
   test.each([
     [["lr"], /unexpected argument `lr`/],
     [["--param"], /--param needs a value/],
+    [["--step", "5"], /unknown flag `--step`: did you mean `--steps`\?/], // train.ts would ignore it: refused before any run
+    [["--compile", "--steps", "5"], /unknown flag `--compile`/],
+    [["--no-steps"], /unknown flag `--no-steps`/],
+    [["--base", "--steps", "5"], /--base needs a value, but the next argument is the flag `--steps`/],
+    [["--drop-overlength=yes"], /--drop-overlength is a switch/],
   ])("rejects %j", (argv, message) => {
-    expect(usageError(() => splitArgs(argv, OWN))).toMatch(message);
+    expect(usageError(() => splitArgs(argv, OWN, TRAIN_FLAGS))).toMatch(message);
+  });
+
+  test.each([
+    [["--steps", "abc"], /--steps expects an integer > 0, got `abc`/],
+    [["--steps", "0x10"], /--steps expects an integer > 0, got `0x10`; write it in plain decimal, e.g. `16`/],
+    [["--mask", "user"], /--mask expects assistant or all, got `user`/],
+    [["--name", "a/b"], /--name `a\/b` may only contain/],
+  ])("a train.ts flag value train.ts would refuse stops the plan before any run: %j", (passthrough, message) => {
+    expect(usageError(() => buildPlan({ param: "lr", values: ["1e-4"], passthrough }))).toMatch(message);
   });
 
   test("flagValue and withoutFlag", () => {

@@ -1,11 +1,15 @@
 // The configuration of one SFT run: the trainer's SFTConfig plus where the base, data and outputs
-// are. Layered as flags > `--config file.json` > defaults; the resolved config is what config.json
-// holds, so `--config runs/<dir>/config.json` repeats a run.
+// are, each option one entry of a table (SFT_OPTIONS, RUN_OPTIONS) from which train.ts's flags,
+// the config file's checks and the sweep's checks follow. Layered as flags > `--config file.json`
+// > defaults; the resolved config is what config.json holds, so `--config runs/<dir>/config.json`
+// repeats a run.
 import { existsSync, readFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { relative, resolve } from "node:path";
+import type { ArgsDef } from "citty";
 import { UsageError } from "../util/cli.ts";
-import { DEFAULT_BASE, DEFAULT_EVAL_DATA, DEFAULT_PROBES, DEFAULT_TRAIN_DATA, RUNS_DIR } from "../util/paths.ts";
-import { defaultSFTConfig, resolveSFTConfig, SFTConfigError, type SFTConfig } from "../train/config.ts";
+import { cittyArgs, defaultsOf, describeOption, findOption, isValidOption, optionsFromFlags, type OptionSpec, type OptionTable } from "../util/options.ts";
+import { DEFAULT_BASE, DEFAULT_EVAL_DATA, DEFAULT_PROBES, DEFAULT_TRAIN_DATA, PROJECT_ROOT, RUNS_DIR } from "../util/paths.ts";
+import { resolveSFTConfig, SFT_OPTIONS, SFTConfigError, type SFTConfig } from "../train/config.ts";
 
 export interface RunSettings {
   base: string;
@@ -20,61 +24,87 @@ export interface RunSettings {
 
 export type RunConfig = SFTConfig & RunSettings;
 
+const path = (p: string) => relative(PROJECT_ROOT, p); // --help shows bundled paths as the README does
+
+export const RUN_OPTIONS: OptionTable<RunSettings> = {
+  base: {
+    type: "string", help: "base checkpoint folder (HF layout)", shown: path(DEFAULT_BASE),
+    default: DEFAULT_BASE, // the bundled 5.8M-parameter Gutenberg base
+  },
+  data: {
+    type: "string", help: "training conversations, .json or .jsonl", shown: path(DEFAULT_TRAIN_DATA),
+    default: DEFAULT_TRAIN_DATA, // 154 hand-written conversations
+  },
+  evalData: {
+    type: "string", help: "held-out conversations for eval loss, early stopping and probes", shown: path(DEFAULT_EVAL_DATA),
+    default: DEFAULT_EVAL_DATA, // 24 held-out conversations
+  },
+  probes: {
+    type: "string", help: "probe prompts file", shown: path(DEFAULT_PROBES),
+    default: DEFAULT_PROBES, // prompts that are not in the training data
+  },
+  probeTokens: {
+    type: "int", min: 0, help: "reply budget per probe prompt, tokens; 0 skips probes, samples.md and report.html",
+    default: 96, // longer than any bundled reply, short enough to keep the probes under a minute
+  },
+  name: {
+    type: "string", pattern: { re: /^[\w.-]+$/, says: "letters, digits, '.', '_' and '-' (it becomes part of a folder name)" }, help: "run name: runs/<time>-<name>/",
+    default: "sft",
+  },
+  out: {
+    type: "string", help: "folder for run folders", shown: path(RUNS_DIR),
+    default: RUNS_DIR,
+  },
+  addChatTokens: {
+    type: "bool", help: "if the base's tokenizer lacks <|user|> <|assistant|> <|end|> <|pad|>, add them and grow the embedding",
+    default: false, // a base without chat tokens is refused unless asked to grow its vocabulary
+  },
+};
+
+/** Every option of train.ts, in --help order: where things are, then the trainer's settings. */
+export const TRAIN_OPTIONS: OptionTable<RunConfig> = { ...RUN_OPTIONS, ...SFT_OPTIONS };
+
+/** train.ts's citty args: the table's flags plus the two that are not options of a run. */
+export const TRAIN_ARGS: ArgsDef = {
+  ...cittyArgs(TRAIN_OPTIONS as OptionTable<Record<string, unknown>>),
+  config: { type: "string", description: "JSON file of these options (flag names or config keys, e.g. {\"lr\": 1e-4, \"eval-every\": 25})" },
+  resume: { type: "string", description: "continue the interrupted run in this folder, with its own config.json" },
+};
+
 export function defaultRunSettings(): RunSettings {
-  return {
-    base: DEFAULT_BASE, // the bundled 5.8M-parameter Gutenberg base
-    data: DEFAULT_TRAIN_DATA, // 154 hand-written conversations
-    evalData: DEFAULT_EVAL_DATA, // 24 held-out conversations: eval loss, early stopping, probe prompts
-    probes: DEFAULT_PROBES, // probe prompts that are not in the training data
-    probeTokens: 96, // reply budget per probe prompt, tokens; 0 skips the probes (and samples.md, report.html)
-    name: "sft", // runs/<YYYYMMDD-HHMMSS>-<name>/
-    out: RUNS_DIR, // where run folders go
-    addChatTokens: false, // a base without chat tokens is refused unless asked to grow its vocabulary
-  };
+  return defaultsOf(RUN_OPTIONS);
 }
 
-const SETTING_KEYS = Object.keys(defaultRunSettings()) as (keyof RunSettings)[];
-const SFT_KEYS = Object.keys(defaultSFTConfig()) as (keyof SFTConfig)[];
-const ALIASES: Record<string, string> = { mask: "maskMode" }; // the flag's name for the key
+/** train.ts's flags as citty parsed them → a partial run config; each given flag parsed and checked
+ * (UsageError naming the flag), the rest undefined. */
+export function parseTrainFlags(args: Record<string, unknown>): Partial<RunConfig> {
+  return optionsFromFlags(TRAIN_OPTIONS, args);
+}
+
+const SETTING_KEYS = Object.keys(RUN_OPTIONS) as (keyof RunSettings)[];
+const SFT_KEYS = Object.keys(SFT_OPTIONS) as (keyof SFTConfig)[];
 /** Keys of a run's config.json that record provenance, not settings: ignored when it is reused. */
 const IGNORED_KEYS = new Set(["provenance"]);
 
-/** kebab-case flag names (`eval-data`) to config keys (`evalData`). */
-const camel = (key: string) => ALIASES[key] ?? key.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
-
 /** Read a `--config` JSON file of run options (flag names or config keys), checking every key
  * and value; errors name the file, the key and the value. */
-export function readRunConfigFile(path: string): Partial<RunConfig> {
-  if (!existsSync(path)) throw new UsageError(`--config ${path}: no such file`);
+export function readRunConfigFile(file: string): Partial<RunConfig> {
+  if (!existsSync(file)) throw new UsageError(`--config ${file}: no such file`);
   let json: unknown;
   try {
-    json = JSON.parse(readFileSync(path, "utf8"));
+    json = JSON.parse(readFileSync(file, "utf8"));
   } catch (e) {
-    throw new UsageError(`--config ${path}: not valid JSON (${(e as Error).message})`);
+    throw new UsageError(`--config ${file}: not valid JSON (${(e as Error).message})`);
   }
-  if (!json || typeof json !== "object" || Array.isArray(json)) throw new UsageError(`--config ${path}: expected a JSON object of options, e.g. {"lr": 3e-4, "steps": 500}`);
+  if (!json || typeof json !== "object" || Array.isArray(json)) throw new UsageError(`--config ${file}: expected a JSON object of options, e.g. {"lr": 3e-4, "steps": 500}`);
   const out: Record<string, unknown> = {};
   for (const [raw, value] of Object.entries(json)) {
     if (IGNORED_KEYS.has(raw)) continue;
-    const key = camel(raw);
-    if (![...SFT_KEYS, ...SETTING_KEYS].includes(key as keyof RunConfig)) {
-      throw new UsageError(`--config ${path}: unknown option \`${raw}\`; known: ${[...SFT_KEYS, ...SETTING_KEYS].join(", ")}`);
-    }
+    const key = findOption(TRAIN_OPTIONS, raw);
+    if (!key) throw new UsageError(`--config ${file}: unknown option \`${raw}\`; known: ${Object.keys(TRAIN_OPTIONS).join(", ")}`);
+    const spec = TRAIN_OPTIONS[key] as OptionSpec;
+    if (!isValidOption(spec, value)) throw new UsageError(`--config ${file}: ${key} must be ${describeOption(spec)}, got \`${JSON.stringify(value)}\``);
     out[key] = value;
-  }
-  const sft = Object.fromEntries(Object.entries(out).filter(([k]) => SFT_KEYS.includes(k as keyof SFTConfig)));
-  try {
-    resolveSFTConfig(sft);
-  } catch (e) {
-    if (e instanceof SFTConfigError) throw new UsageError(`--config ${path}: ${e.message}`);
-    throw e;
-  }
-  for (const key of SETTING_KEYS) {
-    if (!(key in out)) continue;
-    const v = out[key];
-    const want = key === "addChatTokens" ? "boolean" : key === "probeTokens" ? "number" : "string";
-    const ok = want === "number" ? Number.isInteger(v) && (v as number) >= 0 : typeof v === want && (want !== "string" || (v as string).length > 0);
-    if (!ok) throw new UsageError(`--config ${path}: ${key} must be ${want === "number" ? "an integer >= 0" : `a ${want}`}, got \`${JSON.stringify(v)}\``);
   }
   return out as Partial<RunConfig>;
 }
@@ -85,6 +115,10 @@ export function resolveRunConfig(file: Partial<RunConfig>, flags: Partial<RunCon
   const defined = (o: object) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
   const given = { ...defined(file), ...defined(flags) };
   const settings = { ...defaultRunSettings(), ...pick(given, SETTING_KEYS) } as RunSettings;
+  for (const key of SETTING_KEYS) {
+    const spec = RUN_OPTIONS[key] as OptionSpec;
+    if (!isValidOption(spec, settings[key])) throw new UsageError(`${key} must be ${describeOption(spec)}, got \`${JSON.stringify(settings[key])}\``);
+  }
   let sft: SFTConfig;
   try {
     sft = resolveSFTConfig(pick(given, SFT_KEYS));
@@ -92,7 +126,6 @@ export function resolveRunConfig(file: Partial<RunConfig>, flags: Partial<RunCon
     if (e instanceof SFTConfigError) throw new UsageError(e.message);
     throw e;
   }
-  if (!/^[\w.-]+$/.test(settings.name)) throw new UsageError(`--name \`${settings.name}\` may only contain letters, digits, '.', '_' and '-' (it becomes part of a folder name)`);
   for (const key of ["base", "data", "evalData", "probes", "out"] as const) settings[key] = resolve(settings[key]);
   return { ...sft, ...settings };
 }

@@ -3,6 +3,8 @@
 // be read for. The course's exercises are these parameters plus two presets.
 
 import { parseList, parseNumber, UsageError } from "../util/cli.ts";
+import { flagOf, parseOptionFlag, type OptionSpec } from "../util/options.ts";
+import { TRAIN_OPTIONS, type RunConfig } from "../sft/run-config.ts";
 
 export const PARAM_NAMES = ["lr", "steps", "data-size", "mask", "noise"] as const;
 export type ParamName = (typeof PARAM_NAMES)[number];
@@ -25,9 +27,23 @@ export interface SweepParam {
   lookAt: string;
 }
 
+/** A parameter that is train.ts's option `key`: its flag, and each value checked by the option's
+ * entry in the table of options, as train.ts will check it. The label keeps the user's spelling
+ * (3e-4, not 0.0003). */
+const trainOption = (key: keyof RunConfig) => {
+  const spec = TRAIN_OPTIONS[key] as OptionSpec;
+  return {
+    trainFlag: flagOf(key, spec),
+    check: (value: string) => {
+      parseOptionFlag("values", spec, value);
+      return value;
+    },
+  };
+};
+
 const number = (rule: Parameters<typeof parseNumber>[2]) => (value: string) => {
   parseNumber("values", value, rule);
-  return value; // the label keeps the user's spelling (3e-4, not 0.0003)
+  return value;
 };
 
 export const PARAMS: Record<ParamName, SweepParam> = {
@@ -38,8 +54,7 @@ export const PARAMS: Record<ParamName, SweepParam> = {
     defaults: ["3e-5", "1e-4", "3e-4", "6e-4", "1e-3", "3e-3"],
     axis: "log",
     unit: "peak learning rate",
-    trainFlag: "lr",
-    check: number({ positive: true }),
+    ...trainOption("lr"),
     lookAt: "Expect the lowest held-out loss in or near the 1.5e-4..6e-4 band (5-20% of the pretraining lr). Too low and little changes: the stop rate stays near the base's. Too high and the loss curve turns up or spikes (or the run fails with a NaN), the prose-loss change vs base grows and retention drops (forgetting).",
   },
   steps: {
@@ -47,11 +62,10 @@ export const PARAMS: Record<ParamName, SweepParam> = {
     defaults: ["100", "250", "500", "1000"], // from under one pass over 154 conversations to many
     axis: "log",
     unit: "training steps",
-    trainFlag: "steps",
+    ...trainOption("steps"),
     // Early stopping would end the long runs at the same step as the short ones: train every step,
     // and probe the weights of the last step, so over-training shows in the probes too.
     implied: { patience: "0", keep: "last" },
-    check: number({ integer: true, positive: true }),
     lookAt: "The held-out loss curves reach a minimum and then rise (over-fitting) while train loss keeps falling; the final held-out loss moves away from the best. The probes measure each run's last-step weights (`--keep last`): the stop rate saturates early, and more steps bring a larger prose-loss change vs base, lower retention, and more prose openings answered instead of continued (format collapse).",
   },
   "data-size": {
@@ -71,11 +85,7 @@ export const PARAMS: Record<ParamName, SweepParam> = {
     defaults: ["assistant", "all"],
     axis: "category",
     unit: "loss mask",
-    trainFlag: "mask",
-    check: (value) => {
-      if (value !== "assistant" && value !== "all") throw new UsageError(`--values for mask expects assistant and/or all, got \`${value}\``);
-      return value;
-    },
+    ...trainOption("maskMode"),
     lookAt: "Held-out loss is measured on assistant tokens in both runs, so the two are comparable. With `all` part of every gradient goes to user text: the model also learns to write the user's side, which shows as role leakage (a `<|user|>` turn invented inside a reply) and usually a higher held-out loss for the same steps. `assistant` spends every gradient on the replies.",
   },
   noise: {

@@ -4,14 +4,14 @@
 
 import { existsSync, mkdirSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
-import { UsageError } from "../util/cli.ts";
+import { flagKinds, UsageError } from "../util/cli.ts";
 import { DEFAULT_NOISE, DEFAULT_TRAIN_DATA } from "../util/paths.ts";
 import { claimDir, timestamp } from "../run/folder.ts";
 import { readJSON, writeJSON } from "../io/files.ts";
-import { readRunConfigFile } from "../sft/run-config.ts";
+import { parseTrainFlags, readRunConfigFile, resolveRunConfig, TRAIN_ARGS } from "../sft/run-config.ts";
 import { injectNoise, loadConversations, loadNoiseTemplates, subsetConversations } from "../data/data.ts";
 import type { Conversation } from "../format/types.ts";
-import { flagValue, withoutFlag } from "./args.ts";
+import { flagRecord, flagValue, withoutFlag } from "./args.ts";
 import { PARAMS, type ParamName } from "./params.ts";
 
 export const PLAN_FILE = "sweep.json";
@@ -51,12 +51,18 @@ export interface SweepPlan {
 }
 
 /** Flags the sweep sets on every run itself. */
-const RESERVED = ["name", "out", "resume"];
+export const RESERVED = ["name", "out", "resume"];
 
-/** Build the plan (no files written). Throws a UsageError for flags that would fight the sweep. */
+/** The flags train.ts declares (its table of options, plus --config and --resume): the only ones
+ * the sweep passes on. */
+export const TRAIN_FLAGS = flagKinds(TRAIN_ARGS);
+
+/** Build the plan (no files written). Throws a UsageError for a flag value train.ts would refuse
+ * and for flags that would fight the sweep: all before the first run. */
 export function buildPlan(
   { param, values, passthrough, preset, dataSeed = DEFAULT_DATA_SEED }: { param: ParamName; values: string[]; passthrough: string[]; preset?: string; dataSeed?: number },
 ): SweepPlan {
+  checkTrainFlags(passthrough);
   for (const flag of RESERVED) {
     if (flagValue(passthrough, flag) !== undefined) {
       throw new UsageError(`--${flag} is set by the sweep for every run (each run is <sweep folder>/<time>-<param>-<value>): drop it from the train.ts flags`);
@@ -87,6 +93,14 @@ export function buildPlan(
     for (const run of plan.runs) run.data = join("data", `${run.name}.json`);
   }
   return plan;
+}
+
+/** Check the pass-through flags (and the `--config` file among them) as train.ts will, so that
+ * `--steps abc` stops the sweep now instead of failing every run. */
+function checkTrainFlags(passthrough: string[]): void {
+  const flags = flagRecord(passthrough, TRAIN_FLAGS);
+  const file = typeof flags.config === "string" ? readRunConfigFile(flags.config) : {};
+  resolveRunConfig(file, parseTrainFlags(flags));
 }
 
 /** What the `--config` file among the flags (if any) sets `flag` to, read by train.ts's own reader

@@ -1,7 +1,9 @@
-// The SFT training configuration: a typed config, its defaults and its validation. No MLX here, so
-// scripts can parse and check options before the native binding loads (lib/train/trainer.ts
-// re-exports all of it).
+// The SFT training configuration: a typed config and its table of options (key, flag, type,
+// range, default and why, help), from which its defaults, its validation, train.ts's flags and the
+// sweep's checks are derived (lib/util/options.ts). No MLX here, so scripts can parse and check
+// options before the native binding loads (lib/train/trainer.ts re-exports all of it).
 import type { MaskMode } from "../format/template.ts";
+import { defaultsOf, describeOption, isValidOption, type OptionTable } from "../util/options.ts";
 
 export interface SFTConfig {
   steps: number;
@@ -25,86 +27,105 @@ export interface SFTConfig {
 }
 
 /** The course's defaults for a ~6M-parameter base and a few hundred conversations. */
+export const SFT_OPTIONS: OptionTable<SFTConfig> = {
+  steps: {
+    type: "int", positive: true, help: "optimizer steps",
+    default: 500, // the course's number; early stopping may end sooner
+  },
+  lr: {
+    type: "number", positive: true, help: "peak learning rate",
+    default: 3e-4, // ~0.1x the base's pretraining lr (3e-3): adapt the model, don't overwrite it
+  },
+  warmup: {
+    type: "int", min: 0, help: "linear warmup steps",
+    default: 20, // Adam's second-moment estimate is noisy for the first steps
+  },
+  minLrRatio: {
+    type: "number", min: 0, max: 1, help: "final lr as a fraction of the peak",
+    default: 0.1, // the cosine ends at 0.1x the peak
+  },
+  batchSize: {
+    type: "int", positive: true, help: "conversations per step",
+    default: 8, // ~20 steps per pass over 154 conversations
+  },
+  maxSeqLen: {
+    type: "int", min: 2, help: "max targets per conversation, at most the base's context; longer ones are refused, never cut",
+    default: 256, // the bundled base's context
+  },
+  padMultiple: {
+    type: "int", positive: true, help: "round each batch's length up to a multiple of this",
+    default: 16, // compiled shapes repeat instead of one per length
+  },
+  evalEvery: {
+    type: "int", positive: true, help: "steps between held-out evaluations (also one at step 0 and one at the end)",
+    default: 50, // 10 points on the default run's loss curve
+  },
+  // Early stopping is opt-in (--patience 3 --keep best). With a few hundred conversations the
+  // held-out loss is dominated by facts a small base cannot know: it bottoms out after ~2 epochs
+  // (step 50 on the bundled data) while the format is still being learned (measured on
+  // models/gutenberg-base: stop rate 55% at that best step, 100% after the course's 500 steps).
+  patience: {
+    type: "int", min: 0, help: "evaluations without improvement before stopping early; 0 = never",
+    default: 0, // never stop early
+  },
+  minDelta: {
+    type: "number", min: 0, help: "held-out loss improvement (nats/token) that counts as better",
+    default: 1e-3, // below this an evaluation is noise, not progress
+  },
+  gradClip: {
+    type: "number", min: 0, help: "max global gradient norm; 0 = off",
+    default: 1.0, // the usual guard against a rare huge step
+  },
+  // No decay: a few hundred steps on a few hundred examples. Decoupled decay pulls every matrix
+  // toward zero, i.e. away from the pretrained base, which is what SFT should stay close to
+  // (mlx-lm's fine-tuning uses plain Adam too).
+  weightDecay: {
+    type: "number", min: 0, help: "AdamW decoupled weight decay",
+    default: 0,
+  },
+  seed: {
+    type: "int", min: 0, help: "batch order and probe sampling seed",
+    default: 0, // the same seed gives bit-identical losses
+  },
+  maskMode: {
+    type: "choice", choices: ["assistant", "all"], flag: "mask", help: "loss mask: assistant (replies and their <|end|>) or all (every non-padding token)",
+    default: "assistant", // "all" is the ablation
+  },
+  keep: {
+    type: "choice", choices: ["best", "last"], help: "weights the run ends with (checkpoint and probes): best (lowest held-out loss) or last (the final step)",
+    default: "last", // the model training reached; "best" goes with --patience
+  },
+  groupByLength: {
+    type: "bool", help: "batch conversations of similar length",
+    default: true, // less padding
+  },
+  dropOverlength: {
+    type: "bool", help: "drop conversations longer than --max-seq-len (counted) instead of refusing the data",
+    default: false, // refuse: a silently smaller data set is a surprise
+  },
+  logEvery: {
+    type: "int", positive: true, help: "steps per report line",
+    default: 10, // one metrics.jsonl row per window
+  },
+};
+
 export function defaultSFTConfig(): SFTConfig {
-  return {
-    steps: 500, // optimizer steps (the course's number); early stopping may end sooner
-    lr: 3e-4, // peak; ~0.1x the base's pretraining lr (3e-3): adapt the model, don't overwrite it
-    warmup: 20, // steps of linear warmup: Adam's second-moment estimate is noisy for the first steps
-    minLrRatio: 0.1, // the cosine ends at 0.1x the peak
-    batchSize: 8, // conversations per step: ~20 steps per pass over 154 conversations
-    maxSeqLen: 256, // targets per row: the base's context; longer examples are refused, never cut
-    padMultiple: 16, // round the batch length up to a multiple of this so compiled shapes repeat
-    evalEvery: 50, // steps between held-out evaluations (also one at step 0 and one at the end)
-    // Early stopping is opt-in (--patience 3 --keep best). With a few hundred conversations the
-    // held-out loss is dominated by facts a small base cannot know: it bottoms out after ~2 epochs
-    // (step 50 on the bundled data) while the format is still being learned (measured on
-    // models/gutenberg-base: stop rate 55% at that best step, 100% after the course's 500 steps).
-    patience: 0, // evaluations without improvement before stopping early; 0 = never stop early
-    minDelta: 1e-3, // nats/token an evaluation must beat the best by to count as an improvement
-    gradClip: 1.0, // max global gradient norm
-    // No decay: a few hundred steps on a few hundred examples. Decoupled decay pulls every matrix
-    // toward zero, i.e. away from the pretrained base, which is what SFT should stay close to
-    // (mlx-lm's fine-tuning uses plain Adam too).
-    weightDecay: 0,
-    seed: 0, // batch order; the same seed gives bit-identical losses
-    keep: "last", // which weights the run ends with (checkpoint and probes): "last" step, or "best" held-out loss
-    maskMode: "assistant", // supervise assistant replies and their <|end|>; "all" is the ablation
-    groupByLength: true, // batch conversations of similar length: less padding
-    dropOverlength: false, // refuse examples longer than maxSeqLen (true: drop and count them)
-    logEvery: 10, // steps per report window
-  };
+  return defaultsOf(SFT_OPTIONS);
 }
 
 export class SFTConfigError extends Error {
   override name = "SFTConfigError";
 }
 
-type Rule = { kind: "int" | "number" | "bool" | "mask" | "keep"; min?: number; max?: number; positive?: boolean };
-const RULES: Record<keyof SFTConfig, Rule> = {
-  steps: { kind: "int", positive: true },
-  lr: { kind: "number", positive: true },
-  warmup: { kind: "int", min: 0 },
-  minLrRatio: { kind: "number", min: 0, max: 1 },
-  batchSize: { kind: "int", positive: true },
-  maxSeqLen: { kind: "int", min: 2 },
-  padMultiple: { kind: "int", positive: true },
-  evalEvery: { kind: "int", positive: true },
-  patience: { kind: "int", min: 0 },
-  minDelta: { kind: "number", min: 0 },
-  gradClip: { kind: "number", min: 0 },
-  weightDecay: { kind: "number", min: 0 },
-  seed: { kind: "int", min: 0 },
-  maskMode: { kind: "mask" },
-  keep: { kind: "keep" },
-  groupByLength: { kind: "bool" },
-  dropOverlength: { kind: "bool" },
-  logEvery: { kind: "int", positive: true },
-};
-
 /** Defaults overlaid with `partial`, validated: an unknown key or a bad value throws an
  * SFTConfigError naming the key and the value. */
 export function resolveSFTConfig(partial: Partial<SFTConfig>): SFTConfig {
   const cfg: Record<string, unknown> = { ...defaultSFTConfig() };
   for (const [key, value] of Object.entries(partial)) {
-    const rule = RULES[key as keyof SFTConfig];
-    if (!rule) throw new SFTConfigError(`unknown SFT config key \`${key}\`; known keys: ${Object.keys(RULES).join(", ")}`);
+    const spec = SFT_OPTIONS[key as keyof SFTConfig];
+    if (!spec) throw new SFTConfigError(`unknown SFT config key \`${key}\`; known keys: ${Object.keys(SFT_OPTIONS).join(", ")}`);
     if (value === undefined) continue;
-    const bad = (want: string) => new SFTConfigError(`${key} must be ${want}, got \`${JSON.stringify(value)}\``);
-    if (rule.kind === "mask") {
-      if (value !== "assistant" && value !== "all") throw bad(`"assistant" or "all"`);
-    } else if (rule.kind === "keep") {
-      if (value !== "best" && value !== "last") throw bad(`"best" or "last"`);
-    } else if (rule.kind === "bool") {
-      if (typeof value !== "boolean") throw bad("true or false");
-    } else {
-      const want = [rule.kind === "int" ? "an integer" : "a number", rule.positive ? "> 0" : "",
-        rule.min !== undefined ? `>= ${rule.min}` : "", rule.max !== undefined ? `<= ${rule.max}` : ""].filter(Boolean).join(" ");
-      const n = value as number;
-      if (typeof value !== "number" || !Number.isFinite(n) || (rule.kind === "int" && !Number.isInteger(n)) ||
-        (rule.positive && !(n > 0)) || (rule.min !== undefined && n < rule.min) || (rule.max !== undefined && n > rule.max)) {
-        throw bad(want);
-      }
-    }
+    if (!isValidOption(spec, value)) throw new SFTConfigError(`${key} must be ${describeOption(spec)}, got \`${JSON.stringify(value)}\``);
     cfg[key] = value;
   }
   return cfg as unknown as SFTConfig;
