@@ -1,5 +1,5 @@
 // The SFT trainer on a tiny random model and the tiny tokenizer: schedule, overfitting,
-// determinism, token-weighted evaluation, early stopping, skipped/over-length/NaN batches, the
+// determinism, token-weighted evaluation, early stopping, skipped/over-length/NaN batches, a collapsed run, the
 // mask ablation and resuming.
 //   bun test -t trainer
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
@@ -10,6 +10,7 @@ import { maskedCrossEntropySum } from "../lib/train/loss.ts";
 import { padAndCollate } from "../lib/data/batch.ts";
 import { ChatTemplate, type MaskMode } from "../lib/format/template.ts";
 import { resolveSFTConfig, SFTTrainer, type SFTConfig } from "../lib/train/trainer.ts";
+import { collapseReason } from "../lib/train/collapse.ts";
 import type { Conversation, SFTExample } from "../lib/format/types.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
@@ -192,6 +193,37 @@ describe("trainer", () => {
     expect(h.status).toBe("failed");
     expect(h.reason).toMatch(/^(loss|gradient norm) (NaN|-?Infinity) at step \d+ .*diverged/);
     expect(Number.isFinite(await t.evaluate(render(HELD_OUT)))).toBe(true);
+  });
+
+  test.each([
+    // the bundled base: 5.8661 at step 0, V = 4096 (ln V = 8.3178); --lr 1e4 gave 8.3178 at step 3
+    [8.3178, 5.8661, 4096, /^the model collapsed to near-uniform output \(held-out loss 8\.3178 ≈ ln V = 8\.3178 at step 3, lr 1\.00e\+4\); try a lower --lr$/],
+    [7.9, 5.8661, 4096, /near-uniform output \(held-out loss 7\.9000 ≈ ln V/], // within 0.5 nats of uniform
+    [7.8, 5.8661, 4096, null],
+    [4.4583, 5.8661, 4096, null], // a normal run
+    [1758.5, 1.14, 360, /to worse than uniform output \(held-out loss 1758\.5000 > ln V = 5\.8861/],
+    [8.4, 8.5, 4096, null], // an untrained (random) base is near uniform itself: only 1.5x its loss counts
+    [12.8, 8.5, 4096, /worse than uniform/],
+    [NaN, 5.8661, 4096, /^held-out loss NaN at step 3, lr 1\.00e\+4: training diverged/],
+  ])("collapse rule: held-out %p after a base of %p, V = %p", (evalLoss, baseLoss, vocab, expected) => {
+    const reason = collapseReason(evalLoss, baseLoss, vocab, 3, 1e4);
+    if (expected === null) expect(reason).toBeNull();
+    else expect(reason).toMatch(expected);
+  });
+
+  test("a collapsed run (--lr 1e4: finite losses, near-uniform output) ends failed with the reason and the best weights, whatever keep says", async () => {
+    // A "base" that knows its data (held-out loss well below ln V), then a far too high lr.
+    const examples = render(TRAIN);
+    const base = trainer(examples, { steps: 30 });
+    await base.train(examples);
+    const t = new SFTTrainer(base.model, tok, examples, config({ steps: 12, lr: 1e4, evalEvery: 3, keep: "last" }));
+    const h = await t.train(examples);
+    const start = h.eval[0]!.evalLoss;
+    expect(start).toBeLessThan(Math.log(tok.vocabSize) - 1);
+    expect(h.status).toBe("failed");
+    expect(h.reason).toMatch(/^the model collapsed to (near-uniform|worse than uniform) output \(held-out loss [\d.]+ (≈|>) ln V = 5\.8861 at step 3, lr [\d.e+]+\); try a lower --lr; kept the best weights \(step 0, held-out loss [\d.]+\)$/);
+    expect(h.eval.map((e) => e.step)).toEqual([0, 3]); // stopped at the collapse
+    expect(await t.evaluate(examples)).toBe(start); // the step-0 weights, not the collapsed ones
   });
 
   test("shouldStop interrupts; saveState/loadState resumes bit-identically", async () => {

@@ -16,6 +16,7 @@ import { checkLengths, iterateBatches, padAndCollate, type IndexBatch } from "..
 import { SFTConfigError, type SFTConfig } from "./config.ts";
 import type { SFTExample } from "../format/types.ts";
 import { ChatFormat } from "../format/chat-format.ts";
+import { collapseReason } from "./collapse.ts";
 
 export { defaultSFTConfig, resolveSFTConfig, SFTConfigError, type SFTConfig } from "./config.ts";
 
@@ -154,8 +155,10 @@ export class SFTTrainer {
     return sum / ntoks;
   }
 
-  /** Train until `cfg.steps`, early stopping, NaN, or `shouldStop`. Evaluates at step 0, every
-   * `evalEvery` steps and at the last step; leaves the model holding the best evaluated weights. */
+  /** Train until `cfg.steps`, early stopping, a diverged or collapsed model (NaN, or the rule of
+   * lib/train/collapse.ts: status `failed`), or `shouldStop`. Evaluates at step 0, every
+   * `evalEvery` steps and at the last step; leaves the model holding the weights `keep` asks for,
+   * and after a failure the best evaluated ones. */
   async train(evalExamples?: SFTExample[]): Promise<History> {
     const h = this.history;
     h.status = "completed";
@@ -192,7 +195,7 @@ export class SFTTrainer {
       const m = await this.trainStep();
       if (m.skipped) continue; // cannot repeat forever: the constructor made sure some example has targets
       if (!Number.isFinite(m.loss) || !Number.isFinite(m.gradNorm)) {
-        this.stepper.flat.write(lastGood); // this step's update is poisoned; best weights are restored below
+        this.stepper.flat.write(lastGood); // this step's update is poisoned; the best weights are restored below
         h.status = "failed";
         const what = Number.isFinite(m.loss) ? `gradient norm ${m.gradNorm}` : `loss ${m.loss}`;
         h.reason = `${what} at step ${m.step} (lr ${m.lr.toExponential(2)}): training diverged; lower --lr or raise --warmup`;
@@ -205,6 +208,12 @@ export class SFTTrainer {
       }
       if (evalSet && (this.step % this.cfg.evalEvery === 0 || this.step === this.cfg.steps)) {
         await runEval();
+        const collapsed = this.collapsed();
+        if (collapsed) {
+          h.status = "failed";
+          h.reason = collapsed;
+          break;
+        }
         if (this.cfg.patience > 0 && this.evalsSinceBest >= this.cfg.patience) {
           h.status = "stopped-early";
           h.reason = `held-out loss did not improve by ${this.cfg.minDelta} for ${this.evalsSinceBest} evaluations (best ${h.bestEvalLoss.toFixed(4)} at step ${h.bestStep})`;
@@ -217,9 +226,20 @@ export class SFTTrainer {
     // and a resumed run must match one that was never interrupted.
     if (evalSet && h.status === "completed" && !evaluated()) await runEval();
     this.trained = this.stepper.flat.read();
-    // keep "last" (e.g. the steps sweep, to see over-training) ends with the weights training reached.
-    if (this.cfg.keep === "best") this.restoreBest();
+    // keep "last" (e.g. the steps sweep, to see over-training) ends with the weights training
+    // reached; a failed run always ends with its best, never with the weights that diverged.
+    if (this.cfg.keep === "best" || h.status === "failed") this.restoreBest();
+    if (h.status === "failed" && h.bestStep >= 0) h.reason += `; kept the best weights (step ${h.bestStep}, held-out loss ${h.bestEvalLoss.toFixed(4)})`;
     return h;
+  }
+
+  /** Why the last evaluation shows a collapsed model (lib/train/collapse.ts), or null; the step-0
+   * evaluation is the base it is measured against. */
+  private collapsed(): string | null {
+    const base = this.history.eval.find((e) => e.step === 0);
+    const last = this.history.eval.at(-1);
+    if (!base || !last || last.step === 0) return null;
+    return collapseReason(last.evalLoss, base.evalLoss, this.model.config.vocabSize, last.step, this.lr(last.step));
   }
 
   /** Put the best evaluated weights back into the model (a no-op before any evaluation). */
