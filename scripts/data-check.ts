@@ -41,7 +41,7 @@ const command = defineCommand({
       const seed = parseNumber("seed", args.seed, { integer: true, min: 0 });
       const detectors = existsSync(DEFAULT_NOISE) ? loadNoiseTemplates(DEFAULT_NOISE).detectors : []; // the noise ablation's filler patterns
       console.log(`data ${trainPath}${evalPath ? `, eval ${evalPath}` : ""} | tokenizer ${source} | max-seq-len ${maxSeqLen}\n`);
-      const report = dataCheck({ train, eval: evalSet, tokenizer, batchSize, maxSeqLen, detectors, seed });
+      const report = dataCheck({ train, eval: evalSet, tokenizer, batchSize, maxSeqLen, context, detectors, seed });
       console.log(formatDataCheck(report, train, evalSet).join("\n"));
       if (args.index !== undefined) {
         const index = parseNumber("index", args.index, { integer: true, min: 0, max: train.length - 1 });

@@ -32,7 +32,7 @@ const command = defineCommand({
       log.info(`tokenizer \`${source}\`, max-seq-len ${maxSeqLen}`);
       let failed = false;
       for (const file of parseList(args.data)) {
-        const result = selfCheck({ tokenizer, conversations: loadConversations(file), maxSeqLen, maskMode });
+        const result = selfCheck({ tokenizer, conversations: loadConversations(file), maxSeqLen, context, maskMode });
         if (result.ok) {
           log.success(`${file}: ${result.summary}`);
           continue;

@@ -3,7 +3,7 @@
 
 import { describe, expect, test } from "bun:test";
 import { core as mx } from "@frost-beta/mlx";
-import { collateArrays, groupByLength, iterateBatches, padAndCollate } from "../lib/data/batch.ts";
+import { checkLengths, collateArrays, groupByLength, iterateBatches, padAndCollate } from "../lib/data/batch.ts";
 import type { SFTExample } from "../lib/format/types.ts";
 
 const ex = (ids: number[], mask: number[]): SFTExample => ({ ids, mask });
@@ -65,7 +65,9 @@ describe("pad_and_collate", () => {
     const long = ex([1, 2, 3, 4, 5, 6], [0, 0, 0, 1, 1, 1]);
     const run = () => collateArrays([B, long], { maxSeqLen: 4, padId: 0 });
     expect(run).toThrow(/example 1 has length 6 ids/);
-    expect(run).toThrow(/raise --max-seq-len to at least 5, or shorten or drop the example/);
+    expect(run).toThrow(/raise --max-seq-len to at least 5 if the model's context allows it, or pass --drop-overlength/);
+    expect(() => checkLengths([B, long], 4, 5)).toThrow(/raise --max-seq-len to at least 5 \(the model's context is 5\), or pass --drop-overlength/);
+    expect(() => checkLengths([B, long], 4, 4)).toThrow(/it does not fit the model's context \(4\) at any --max-seq-len: pass --drop-overlength/);
     // exactly maxSeqLen + 1 ids fits: maxSeqLen targets after the shift
     expect(collateArrays([long], { maxSeqLen: 5, padId: 0 }).inputs[0]).toHaveLength(5);
   });

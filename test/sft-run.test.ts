@@ -66,6 +66,9 @@ describe("train_run", () => {
     ["a missing base", { base: join(tmp, "nope") }, /--base .*nope: no such directory/],
     ["invalid data", { data: write("bad.json", [{ messages: [{ role: "assistant", content: "hi" }] }]) }, /bad.json: record 0/],
     ["an over-length conversation", { maxSeqLen: 12 }, /self-check of the training data .* failed[\s\S]*conversation 0 \[length\]/],
+    // the fix never suggests a --max-seq-len beyond the base's context (128), and names --drop-overlength
+    ["a conversation that fits the context", { maxSeqLen: 12 }, /conversation 0 \[length\]: \d+ ids \(\d+ targets after the shift\), more than max-seq-len 12\. Fix: raise --max-seq-len to at least \d+ \(the model's context is 128\), or pass --drop-overlength to leave such conversations out/],
+    ["a conversation longer than the context", { data: write("long.json", [chat("Tell me a long story.", "The sea is wide. ".repeat(60))]) }, /\[length\]: \d+ ids \(\d+ targets after the shift\), more than max-seq-len 64\. Fix: it does not fit the model's context \(128\) at any --max-seq-len: pass --drop-overlength/],
     ["a max-seq-len beyond the context", { maxSeqLen: 512 }, /longer than the model's context \(128\)/],
   ])("%s is refused before any run folder exists", async (_name, over, message) => {
     const before = runDirs().length;

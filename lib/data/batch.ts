@@ -36,9 +36,20 @@ export interface Batch {
   paddingFraction: number;
 }
 
-/** Throw if any example cannot form a row of at most `maxSeqLen` targets. Run it on the whole
- * dataset before training to fail fast with dataset indices; `collateArrays` runs it per batch. */
-export function checkLengths(examples: SFTExample[], maxSeqLen: number): void {
+/** What to do about a row of `targets` targets (after the shift) longer than `maxSeqLen`: raise
+ * --max-seq-len only as far as the model's `context` allows (when known), else leave such rows out
+ * with --drop-overlength or shorten them. Rows are never cut. */
+export function overLengthFix(targets: number, context?: number): string {
+  const drop = "pass --drop-overlength to leave such conversations out (they are counted), or shorten the conversation; rows are never truncated";
+  if (context === undefined) return `raise --max-seq-len to at least ${targets} if the model's context allows it, or ${drop}`;
+  if (targets <= context) return `raise --max-seq-len to at least ${targets} (the model's context is ${context}), or ${drop}`;
+  return `it does not fit the model's context (${context}) at any --max-seq-len: ${drop}`;
+}
+
+/** Throw if any example cannot form a row of at most `maxSeqLen` targets (the fix names the
+ * model's `context` when given). Run it on the whole dataset before training to fail fast with
+ * dataset indices; `collateArrays` runs it per batch. */
+export function checkLengths(examples: SFTExample[], maxSeqLen: number, context?: number): void {
   examples.forEach((ex, i) => {
     if (ex.ids.length !== ex.mask.length) {
       throw new Error(`example ${i} has ${ex.ids.length} ids but ${ex.mask.length} mask values: they must be aligned`);
@@ -47,10 +58,7 @@ export function checkLengths(examples: SFTExample[], maxSeqLen: number): void {
       throw new Error(`example ${i} has ${ex.ids.length} ids: at least 2 are needed to form one target; drop the example`);
     }
     if (ex.ids.length - 1 > maxSeqLen) {
-      throw new Error(
-        `example ${i} has length ${ex.ids.length} ids (${ex.ids.length - 1} after the shift), more than max-seq-len ${maxSeqLen}: ` +
-          `raise --max-seq-len to at least ${ex.ids.length - 1}, or shorten or drop the example`,
-      );
+      throw new Error(`example ${i} has length ${ex.ids.length} ids (${ex.ids.length - 1} after the shift), more than max-seq-len ${maxSeqLen}: ${overLengthFix(ex.ids.length - 1, context)}`);
     }
   });
 }

@@ -222,6 +222,7 @@ export interface DataCheckOptions {
   template?: TemplateLike;
   batchSize: number;
   maxSeqLen: number;
+  context?: number; // the model's context, for the self-check's length fix
   detectors?: string[]; // chat-filler regexes (e.g. data/sft/noise.json detectors)
   seed?: number;
 }
@@ -239,7 +240,7 @@ export interface DataCheckReport {
 
 /** Run every check on a data set (and its eval split). */
 export function dataCheck(opts: DataCheckOptions): DataCheckReport {
-  const { train, eval: evalSet, tokenizer, batchSize, maxSeqLen, seed = 0 } = opts;
+  const { train, eval: evalSet, tokenizer, batchSize, maxSeqLen, context, seed = 0 } = opts;
   const template = opts.template ?? new ChatTemplate();
   const examples = train.flatMap((c) => {
     try {
@@ -251,7 +252,7 @@ export function dataCheck(opts: DataCheckOptions): DataCheckReport {
   const lengths = examples.map((ex) => ex.ids.length).sort((a, b) => a - b);
   const at = (q: number) => lengths[Math.min(lengths.length - 1, Math.floor(q * lengths.length))]!;
   const supervised = examples.reduce((n, ex) => n + ex.mask.slice(1).reduce((a, b) => a + b, 0), 0);
-  const check = (name: string, conversations: Conversation[]) => `${name}: ${selfCheck({ tokenizer, conversations, template, maxSeqLen }).summary}`;
+  const check = (name: string, conversations: Conversation[]) => `${name}: ${selfCheck({ tokenizer, conversations, template, maxSeqLen, context }).summary}`;
   return {
     counts: { train: countConversations(train), eval: evalSet && countConversations(evalSet) },
     lengths: { min: lengths[0]!, median: at(0.5), p95: at(0.95), max: lengths[lengths.length - 1]!, histogram: histogram(lengths) },

@@ -14,7 +14,7 @@ import { UsageError } from "../util/cli.ts";
 import { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { type TextTokenizer } from "../tokenizer/types.ts";
 import { SPECIAL_TOKENS } from "../format/tokens.ts";
-import { collateArrays, type CollatedArrays, type CollateOptions } from "./batch.ts";
+import { collateArrays, overLengthFix, type CollatedArrays, type CollateOptions } from "./batch.ts";
 import { ChatTemplate, type MaskMode } from "../format/template.ts";
 import type { Conversation, Message, SFTExample } from "../format/types.ts";
 
@@ -31,6 +31,7 @@ export interface SelfCheckOptions {
   conversations: Conversation[];
   template?: TemplateLike; // default: new ChatTemplate()
   maxSeqLen: number; // targets per row after the shift, as the trainer uses it
+  context?: number; // the model's context, the most --max-seq-len can be (named in the length fix)
   maskMode?: MaskMode; // default "assistant"
   /** The chat script's prompt builder; default: `template.renderPromptIds`. */
   renderChatPrompt?: (history: Message[], tokenizer: TextTokenizer) => number[];
@@ -71,18 +72,18 @@ const CHECKS = {
   mask: "mask 1 exactly on assistant content and its `<|end|>`, 0 on markers, user text and `\\n` (lib/format/template.ts)",
   collate: "shift the mask with the ids, `mask[t] = example.mask[t + 1]`, and give padding mask 0 by position (lib/data/batch.ts collateArrays)",
   supervised: "a row with nothing to learn: give the conversation an assistant reply, or drop it",
-  length: "raise --max-seq-len (up to the model's context), or shorten or drop the conversation; rows are never truncated",
+  length: "a longer --max-seq-len (never above the model's context), --drop-overlength, or a shorter conversation (each row's own fix: overLengthFix)",
 } as const;
 type CheckName = keyof typeof CHECKS;
 
 /** Run every check; never throws on bad input (a thrown render becomes a failure). */
 export function selfCheck(opts: SelfCheckOptions): SelfCheckResult {
   const t0 = performance.now();
-  const { tokenizer: tok, conversations, maxSeqLen, maskMode = "assistant", collate = collateArrays } = opts;
+  const { tokenizer: tok, conversations, maxSeqLen, context, maskMode = "assistant", collate = collateArrays } = opts;
   const template = opts.template ?? new ChatTemplate();
   const failures: SelfCheckFailure[] = [];
-  const fail = (check: CheckName, conversation: number | undefined, message: string) =>
-    failures.push({ conversation, check, message: `${message}. Fix: ${CHECKS[check]}` });
+  const fail = (check: CheckName, conversation: number | undefined, message: string, fix: string = CHECKS[check]) =>
+    failures.push({ conversation, check, message: `${message}. Fix: ${fix}` });
   const show = (ids: number[]) => showIds(tok, ids);
 
   const markers = checkMarkers(tok, (m) => fail("markers", undefined, m));
@@ -113,7 +114,7 @@ export function selfCheck(opts: SelfCheckOptions): SelfCheckResult {
     minSupervised = Math.min(minSupervised, nSupervised);
     if (nSupervised === 0) fail("supervised", i, `no supervised target in ${ids.length} ids`);
     if (ids.length - 1 > maxSeqLen) {
-      fail("length", i, `${ids.length} ids (${ids.length - 1} targets after the shift), more than max-seq-len ${maxSeqLen}; raise it to at least ${ids.length - 1}`);
+      fail("length", i, `${ids.length} ids (${ids.length - 1} targets after the shift), more than max-seq-len ${maxSeqLen}`, overLengthFix(ids.length - 1, context));
     } else if (ids.length >= 2) {
       examples.push({ index: i, ex });
     }

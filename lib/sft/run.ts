@@ -90,6 +90,7 @@ export async function prepareRun(cfg: RunConfig): Promise<PreparedRun> {
       tokenizer,
       conversations: convs,
       maxSeqLen: cfg.maxSeqLen,
+      context: model.config.maxPositionEmbeddings, // how far --max-seq-len can go
       maskMode: what === "eval" ? "assistant" : cfg.maskMode,
       renderChatPrompt: (history) => chat.promptIds(history),
     });
@@ -98,7 +99,8 @@ export async function prepareRun(cfg: RunConfig): Promise<PreparedRun> {
     if (failures.length) {
       throw new UsageError([`self-check of the ${what} data ${shown(file)} failed (conversations counted from 0):`, ...failures.slice(0, 12).map((f) => `  ${formatFailure(f)}`)].join("\n"));
     }
-    log.info(`self-check ${what}: ${check.summary}`);
+    const over = check.failures.length - failures.length;
+    log.info(`self-check ${what}: ${over ? `passed but for ${over} conversation(s) longer than max-seq-len ${cfg.maxSeqLen}, left out (--drop-overlength)` : check.summary}`);
   }
 
   const template = new ChatTemplate();

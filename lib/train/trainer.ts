@@ -300,19 +300,24 @@ export class SFTTrainer {
   /** Over-length examples: refused with their index (checkLengths), or dropped and counted. */
   private fit(examples: SFTExample[], what: string): { kept: SFTExample[]; dropped: number } {
     if (examples.length === 0) throw new Error(`no ${what} examples`);
+    const context = this.model.config.maxPositionEmbeddings;
     if (!this.cfg.dropOverlength) {
       try {
-        checkLengths(examples, this.cfg.maxSeqLen);
+        checkLengths(examples, this.cfg.maxSeqLen, context);
       } catch (e) {
-        throw new Error(`${what} ${(e as Error).message} (or set dropOverlength / --drop-overlength to drop such examples)`);
+        throw new Error(`${what} ${(e as Error).message}`);
       }
       return { kept: examples, dropped: 0 };
     }
     const kept = examples.filter((ex) => ex.ids.length - 1 <= this.cfg.maxSeqLen);
     const dropped = examples.length - kept.length;
     if (dropped) log.warn(`dropped ${dropped} of ${examples.length} ${what} examples longer than maxSeqLen ${this.cfg.maxSeqLen}`);
-    if (kept.length === 0) throw new Error(`every ${what} example is longer than maxSeqLen ${this.cfg.maxSeqLen}: raise --max-seq-len`);
-    checkLengths(kept, this.cfg.maxSeqLen);
+    if (kept.length === 0) {
+      const shortest = Math.min(...examples.map((ex) => ex.ids.length - 1));
+      const fix = shortest <= context ? `raise --max-seq-len to at least ${shortest} (the model's context is ${context})` : `they are all longer than the model's context (${context}): shorten them`;
+      throw new Error(`every ${what} example is longer than maxSeqLen ${this.cfg.maxSeqLen}, so --drop-overlength leaves none: ${fix}`);
+    }
+    checkLengths(kept, this.cfg.maxSeqLen, context);
     return { kept, dropped };
   }
 
