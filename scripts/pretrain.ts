@@ -9,7 +9,7 @@ import { consola } from "consola";
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { PRESETS } from "../lib/pretrain/presets.ts";
-import { pretrain, type PretrainConfig } from "../lib/pretrain/pretrain.ts";
+import { preparePretrain, pretrain, type PretrainConfig } from "../lib/pretrain/pretrain.ts";
 import { createRunDir, gitCommit, machineInfo } from "../lib/run/folder.ts";
 import { readJSON, writeJSON } from "../lib/io/files.ts";
 import { parseList, parseNumber, runStrict, UsageError } from "../lib/util/cli.ts";
@@ -80,11 +80,12 @@ const command = defineCommand({
         const path = spec.replace(/:\d*-\d*$/, "");
         if (!existsSync(path)) throw new UsageError(`corpus file \`${path}\` not found (from \`${spec}\`)`);
       }
+      const data = await preparePretrain(cfg); // an empty or too short corpus is refused here, before the run folder
       const runDir = createRunDir(args.out, args.name ?? `pretrain-${args.preset}`);
       const { core: mx } = await import("@frost-beta/mlx");
       writeJSON(join(runDir, "config.json"), { ...cfg, command: process.argv.slice(1).join(" "), git: gitCommit(), machine: machineInfo(String(mx.defaultDevice())) });
       log.info(`run folder: ${runDir}`);
-      await pretrain(cfg, runDir);
+      await pretrain(cfg, runDir, { data });
     } catch (e) {
       if (e instanceof UsageError) {
         log.error(e.message);

@@ -5,9 +5,10 @@
 //   bun test test/scripts-cli.test.ts
 
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { tinyTokenizer } from "./helpers/tiny.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const tmp = mkdtempSync(join(tmpdir(), "scripts-cli-"));
@@ -85,5 +86,31 @@ describe("sweep", () => {
     expect(r.out).toContain("no such directory"); // train.ts's own error, from the run
     expect(r.out).toMatch(/1 of 1 runs did not finish: mask-assistant failed \(train.ts exited with code 2 before making a run folder/);
     expect(r.code).toBe(1);
+  });
+});
+
+describe("pretrain", () => {
+  const out = join(tmp, "pretrain-runs");
+  const text = (name: string, body: string) => {
+    writeFileSync(join(tmp, name), body);
+    return join(tmp, name);
+  };
+  const tokenizerDir = join(tmp, "tokenizer");
+  const pretrain = async (corpus: string, evalCorpus: string) => {
+    if (!existsSync(tokenizerDir)) await tinyTokenizer().save(tokenizerDir);
+    return run("pretrain", ["--preset", "tiny", "--steps", "1", "--batch-size", "2", "--eval-windows", "1", "--log-every", "1", "--tokenizer", tokenizerDir, "--corpus", corpus, "--eval-corpus", evalCorpus, "--out", out]);
+  };
+  const prose = "It was a bright cold day in April, and the clocks were striking thirteen.\n".repeat(40);
+
+  test.each([
+    ["an empty corpus (issue #18 case 12)", () => [text("empty.txt", ""), text("prose.txt", prose)], /--corpus `.*empty\.txt`: no text \(the file or byte range is empty\)/],
+    ["a corpus shorter than one window", () => [text("short.txt", "A few words.\n"), text("prose.txt", prose)], /--corpus `.*short\.txt`: \d+ tokens \(\d+ bytes of text\), fewer than one window of 129 \(--seq-len 128 \+ 1\): give more text or a shorter --seq-len/],
+    ["an empty held-out corpus", () => [text("prose.txt", prose), text("empty.txt", "")], /--eval-corpus `.*empty\.txt`: no text/],
+  ])("%s is refused with the file named, before any run folder", async (_name, files, message) => {
+    const [corpus, evalCorpus] = files();
+    const r = await pretrain(corpus!, evalCorpus!);
+    expect(r.out).toMatch(message);
+    expect(r.code).toBe(2);
+    expect(existsSync(out) ? readdirSync(out) : []).toEqual([]);
   });
 });

@@ -7,6 +7,7 @@ import type { TextTokenizer } from "../tokenizer/types.ts";
 import { SPECIAL_TOKENS } from "../format/tokens.ts";
 import { seededRandom } from "../util/random.ts";
 import { normalizeText } from "../tokenizer/normalize.ts";
+import { UsageError } from "../util/cli.ts";
 
 export interface TokenStream {
   tokens: Int32Array;
@@ -53,6 +54,18 @@ export async function tokenizeSpans(
     at += p.length;
   }
   return { tokens, bytes, spans };
+}
+
+/** Refuse a stream that cannot give one window of `seqLen` + 1 tokens (training draws windows at
+ * offsets up to `length - seqLen - 1`, which would go negative; evaluation would average over
+ * nothing), naming the files and what to change. `flag` is the corpus's command-line flag. */
+export function checkStream(stream: TokenStream, seqLen: number, flag: string): void {
+  const files = stream.spans.map((s) => `\`${s.path}${s.start > 0 || Number.isFinite(s.end) ? `:${s.start}-${Number.isFinite(s.end) ? s.end : ""}` : ""}\``).join(", ");
+  if (stream.bytes === 0) throw new UsageError(`${flag} ${files}: no text (the file or byte range is empty): give a file with text in it`);
+  const need = seqLen + 1; // one window: seqLen inputs and their seqLen targets, shifted by one
+  if (stream.tokens.length < need) {
+    throw new UsageError(`${flag} ${files}: ${stream.tokens.length} tokens (${stream.bytes} bytes of text), fewer than one window of ${need} (--seq-len ${seqLen} + 1): give more text or a shorter --seq-len`);
+  }
 }
 
 /** A training batch of `batchSize` windows at offsets drawn from (seed, step): the same step always

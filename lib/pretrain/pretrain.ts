@@ -11,7 +11,7 @@ import { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { TrainStep, defaultOptimizerConfig, shardedLossSum } from "../train/step.ts";
 import { learningRate } from "../train/schedule.ts";
 import { generate } from "../generate/generate.ts";
-import { evalBatches, tokenizeSpans, trainingBatch } from "./corpus.ts";
+import { checkStream, evalBatches, tokenizeSpans, trainingBatch, type TokenStream } from "./corpus.ts";
 import { appendMetrics, formatDuration } from "../run/folder.ts";
 import { readJSON, writeJSON } from "../io/files.ts";
 import { peakRssMB, releaseMemory, rssMB } from "../mlx/memory.ts";
@@ -68,12 +68,32 @@ function latestCheckpoint(runDir: string): string | null {
   return done.length ? join(dir, done[done.length - 1]) : null;
 }
 
-/** Run (or resume) pretraining in `runDir`; returns the summary written to summary.json. */
-export async function pretrain(cfg: PretrainConfig, runDir: string, { resume = false } = {}) {
+/** The tokenizer and the tokenized corpora of a run, checked: what `preparePretrain` returns. */
+export interface PretrainData {
+  tokenizer: Tokenizer;
+  train: TokenStream;
+  held: TokenStream;
+}
+
+/** Load the tokenizer and tokenize the training and held-out text, refusing (UsageError, naming
+ * the files) text too short for one window: called before the run folder is made. */
+export async function preparePretrain(cfg: PretrainConfig): Promise<PretrainData> {
+  const tokenizer = await Tokenizer.load(cfg.tokenizer);
+  log.start(`tokenizing ${cfg.corpus.join(", ")} (up to ${cfg.maxMB} MB)`);
+  const train = await tokenizeSpans(cfg.corpus, tokenizer, { maxBytes: cfg.maxMB * 1e6 });
+  checkStream(train, cfg.seqLen, "--corpus");
+  const held = await tokenizeSpans(cfg.evalCorpus, tokenizer);
+  checkStream(held, cfg.seqLen, "--eval-corpus");
+  return { tokenizer, train, held };
+}
+
+/** Run (or resume) pretraining in `runDir` on `data` (prepared here when not given); returns the
+ * summary written to summary.json. */
+export async function pretrain(cfg: PretrainConfig, runDir: string, { resume = false, data }: { resume?: boolean; data?: PretrainData } = {}) {
   if (resume && existsSync(join(runDir, "checkpoint"))) {
     throw new Error(`${runDir} has already completed (its final checkpoint is in ${join(runDir, "checkpoint")}): nothing to resume`);
   }
-  const tokenizer = await Tokenizer.load(cfg.tokenizer);
+  const { tokenizer, train, held } = data ?? (await preparePretrain(cfg));
   const resumeFrom = resume ? latestCheckpoint(runDir) : null;
   mx.random.seed(cfg.seed);
   const model = resumeFrom
@@ -82,9 +102,6 @@ export async function pretrain(cfg: PretrainConfig, runDir: string, { resume = f
   mx.eval(model.parameters());
   log.info(`model: ${(countParameters(model.config) / 1e6).toFixed(2)}M parameters, vocab ${model.config.vocabSize}, context ${cfg.seqLen}`);
 
-  log.start(`tokenizing ${cfg.corpus.join(", ")} (up to ${cfg.maxMB} MB)`);
-  const train = await tokenizeSpans(cfg.corpus, tokenizer, { maxBytes: cfg.maxMB * 1e6 });
-  const held = await tokenizeSpans(cfg.evalCorpus, tokenizer);
   const bytesPerToken = held.bytes / held.tokens.length;
   log.info(`train: ${(train.tokens.length / 1e6).toFixed(2)}M tokens; held-out: ${(held.tokens.length / 1e6).toFixed(2)}M tokens, ${bytesPerToken.toFixed(3)} bytes/token`);
   const heldBatches = evalBatches(held.tokens, { batchSize: cfg.batchSize, seqLen: cfg.seqLen, maxWindows: cfg.evalWindows });
