@@ -224,7 +224,11 @@ export class SFTTrainer {
     if (window.length) this.hooks.onReport?.(averageWindow(window));
     // Not after an interruption: an extra evaluation would change the best/patience bookkeeping,
     // and a resumed run must match one that was never interrupted.
-    if (evalSet && h.status === "completed" && !evaluated()) await runEval();
+    if (evalSet && h.status === "completed" && !evaluated()) {
+      await runEval();
+      const collapsed = this.collapsed();
+      if (collapsed) Object.assign(h, { status: "failed", reason: collapsed });
+    }
     this.trained = this.stepper.flat.read();
     // keep "last" (e.g. the steps sweep, to see over-training) ends with the weights training
     // reached; a failed run always ends with its best, never with the weights that diverged.
