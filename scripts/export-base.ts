@@ -13,7 +13,7 @@ import { generate } from "../lib/generate/generate.ts";
 import { ChatTemplate } from "../lib/format/template.ts";
 import { SPECIAL_TOKENS } from "../lib/format/tokens.ts";
 import { normalizeText } from "../lib/tokenizer/normalize.ts";
-import { readMetrics } from "../lib/run/folder.ts";
+import { readMetrics, type EvalRow } from "../lib/run/metrics.ts";
 import { readJSON } from "../lib/io/files.ts";
 import { ChatFormat } from "../lib/format/chat-format.ts";
 import { prepareProcess } from "../lib/mlx/startup.ts";
@@ -59,7 +59,7 @@ const command = defineCommand({
     if (existsSync(out)) throw new UsageError(`${out} already exists: base models are never overwritten; choose another --out`);
     const cfg = readJSON(join(runDir, "config.json"));
     const summary = readJSON(join(runDir, "summary.json"));
-    const evals = readMetrics(runDir).filter((m) => m.type === "eval");
+    const evals = readMetrics(runDir).filter((m): m is EvalRow => m.type === "eval");
     const { model, tokenizer, config } = await loadCheckpoint(src);
     const docId = tokenizer.tokenId(SPECIAL_TOKENS.doc);
 
@@ -133,7 +133,7 @@ ${cfg.note ? `\nNote: ${cfg.note}.\n` : ""}
 ## Held-out loss
 | step | loss (nats/token) | bits per byte |
 |---|---|---|
-${evals.map((e) => `| ${e.step} | ${e.evalLoss.toFixed(4)} | ${e.bitsPerByte.toFixed(3)} |`).join("\n")}
+${evals.map((e) => `| ${e.step} | ${e.evalLoss.toFixed(4)} | ${e.bitsPerByte?.toFixed(3) ?? "n/a"} |`).join("\n")}
 
 Final: **${summary.evalLoss.toFixed(4)} nats/token, ${summary.bitsPerByte.toFixed(3)} bits per byte** on the held-out books.
 

@@ -28,7 +28,8 @@ const command = defineCommand({
       prepareProcess(); // tcmalloc, kernel flags: lib/mlx/startup.ts
       const doctor = await runDoctor({ quiet: true, skip: ["model"] }); // the base is checked by prepareRun, with a clearer message
       if (!doctor.ok) throw new UsageError("the environment is not ready: run the fix lines above (or `bun scripts/doctor.ts`)");
-      const { executeRun, prepareRun, resumeRun } = await import("../lib/sft/run.ts"); // MLX loads here, after the doctor
+      const { executeRun, prepareRun } = await import("../lib/sft/run.ts"); // MLX loads here, after the doctor
+      const { resumeRun } = await import("../lib/sft/resume.ts");
       if (args.resume) {
         process.exitCode = await resumeRun(args.resume);
         return;

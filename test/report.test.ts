@@ -7,6 +7,8 @@ import { describe, expect, test } from "bun:test";
 import type { GenerationMetrics, ProbeOutput, ProbeReport } from "../lib/probes/types.ts";
 import { samplesMarkdown } from "../lib/report/samples.ts";
 import { reportHtml } from "../lib/report/html.ts";
+import type { MetricsRow } from "../lib/run/metrics.ts";
+import type { RunSummary } from "../lib/run/summary.ts";
 import { barChart, escapeXml, formatTick, lineChart, niceTicks, scatter, seriesColor } from "../lib/report/svg.ts";
 
 const gm = (p: Partial<GenerationMetrics> = {}): GenerationMetrics => ({
@@ -39,7 +41,7 @@ function report(): ProbeReport {
   };
 }
 
-const metrics = [
+const metrics: MetricsRow[] = [
   { type: "train", step: 10, loss: 2.5, lr: 1e-4 },
   { type: "train", step: 20, loss: 1.9, lr: 1e-4 },
   { type: "eval", step: 20, evalLoss: 2.1 },
@@ -67,8 +69,16 @@ describe("samples.md", () => {
   });
 });
 
+/** A summary.json as a run writes it, with `over` on top (probes: anything, to see it is not shown raw). */
+const summary = (over: Record<string, unknown>) => ({
+  status: "completed", step: 30, steps: 30, wallSec: 190, wallTime: "0:03:10", bestStep: 20, bestEvalLoss: 2.1, finalEvalLoss: 2.2, initialEvalLoss: 3,
+  finalTrainLoss: 2, evals: 3, tokens: 1000, supervisedTokens: 600, paddingFraction: 0.1, tokensPerSec: 900, stepSec: 1.1, skippedBatches: 0,
+  droppedExamples: 0, peakMemMB: 500, trainPeakMemMB: 480, base: { path: "models/gutenberg-base", hashBefore: "ab", hashAfter: "ab", unchanged: true },
+  checkpoint: "checkpoint", probes: null, ...over,
+}) as unknown as RunSummary;
+
 describe("report.html", () => {
-  const html = reportHtml({ runDir: "runs/20250101-000000-demo/", config: { base: "models/gutenberg-base", lr: 3e-4, note: "</pre><script>" }, summary: { status: "completed", wallTime: "0:03:10", bestEvalLoss: 2.1, probes: { big: true } }, metrics, probes: report() });
+  const html = reportHtml({ runDir: "runs/20250101-000000-demo/", config: { base: "models/gutenberg-base", lr: 3e-4, note: "</pre><script>" }, summary: summary({ wallTime: "0:03:10", bestEvalLoss: 2.1, probes: { big: true } }), metrics, probes: report() });
 
   test("escapes model text: no raw chat markers or script tags", () => {
     expect(html).not.toContain("<script");

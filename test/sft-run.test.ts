@@ -6,10 +6,12 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hashCheckpoint, saveCheckpoint } from "../lib/model/checkpoint.ts";
-import { createRunDir, readMetrics } from "../lib/run/folder.ts";
+import { createRunDir } from "../lib/run/folder.ts";
+import { readMetrics as readRows } from "../lib/run/metrics.ts";
 import { readJSON } from "../lib/io/files.ts";
 import { readRunConfigFile, resolveRunConfig, type RunConfig } from "../lib/sft/run-config.ts";
-import { executeRun, prepareRun, resumeRun } from "../lib/sft/run.ts";
+import { executeRun, prepareRun } from "../lib/sft/run.ts";
+import { resumeRun } from "../lib/sft/resume.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
 
@@ -19,6 +21,7 @@ const tmp = mkdtempSync(join(tmpdir(), "sft-run-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 const tok = tinyTokenizer();
+const readMetrics = (dir: string) => readRows(dir) as Record<string, any>[]; // rows of either type, for brevity
 const base = join(tmp, "base");
 saveCheckpoint(base, tinyModel(tok.vocabSize, { seed: 1 }), tok, { meta: { kind: "test-base" } });
 const chat = (user: string, assistant: string) => ({ messages: [{ role: "user", content: user }, { role: "assistant", content: assistant }] });

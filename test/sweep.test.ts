@@ -209,12 +209,28 @@ interface FakeRun {
   noFolder?: boolean; // train.ts failed before making its run folder
 }
 
+// summary.json as train.ts writes it (lib/run/summary.ts); a measure it does not have is null
+// (JSON's NaN), which the table shows as n/a.
+const generation = (rates: Record<string, number>) => ({
+  chatProbes: 0, stops: 0, stopRate: null, leaks: 0, roleLeakage: null, meanLength: null, repetition: null, offPattern: 0, offPatternRate: null,
+  proseProbes: 0, continued: 0, continuationRate: null, answered: 0, answeredRate: null, ...rates,
+});
+const score = (accuracy: number | null) => ({ correct: 0, total: 0, accuracy, meanMargin: null });
 const probes = (sft: Record<string, number>, extra: Record<string, unknown> = {}) => ({
-  base: { stopRate: 0.05, roleLeakage: 0, offPatternRate: 0, continuationRate: 1, answeredRate: 0 },
-  sft,
-  prose: { baseLoss: 4, sftLoss: 4.2, delta: 0.2, relative: 0.05 },
-  retention: { base: { accuracy: 0.6 }, sft: { accuracy: 0.55 } },
+  settings: { maxTokens: 8, temperature: 0, seed: 0, stopToken: "<|end|>", probesPath: "p", probePrompts: 0, evalPrompts: 0, prosePath: "p", retentionPath: "r", noisePath: "n" },
+  base: generation({ stopRate: 0.05, roleLeakage: 0, offPatternRate: 0, continuationRate: 1, answeredRate: 0 }),
+  sft: generation(sft),
+  prose: { baseLoss: 4, sftLoss: 4.2, delta: 0.2, relative: 0.05, ntoks: 0, windows: 0, windowLen: 0 },
+  retention: { base: score(0.6), sft: score(0.55), items: [] },
+  samples: [],
+  verdict: "",
   ...extra,
+});
+const fakeSummary = (status: string, over: Record<string, unknown> = {}) => ({
+  status, step: 0, steps: 0, wallSec: 0, wallTime: "0:00:00", bestStep: -1, bestEvalLoss: null, finalEvalLoss: null, initialEvalLoss: null,
+  finalTrainLoss: null, evals: 0, tokens: 0, supervisedTokens: 0, paddingFraction: null, tokensPerSec: null, stepSec: 0, skippedBatches: 0,
+  droppedExamples: 0, peakMemMB: 0, trainPeakMemMB: 0, base: { path: "b", hashBefore: "h", hashAfter: "h", unchanged: true }, checkpoint: "checkpoint",
+  probes: null, ...over,
 });
 
 let clock = 0;
@@ -224,7 +240,7 @@ function writeFakeRun(out: string, name: string, run: FakeRun): void {
   mkdirSync(dir);
   const lines = (run.evals ?? []).flatMap(([step, loss]) => [{ type: "train", step, loss: loss + 0.5, lr: 1e-4 }, { type: "eval", step, evalLoss: loss }]);
   writeFileSync(join(dir, "metrics.jsonl"), lines.map((l) => JSON.stringify(l) + "\n").join(""));
-  if (run.status) writeFileSync(join(dir, "summary.json"), JSON.stringify({ status: run.status, ...run.summary }));
+  if (run.status) writeFileSync(join(dir, "summary.json"), JSON.stringify(fakeSummary(run.status, run.summary)));
 }
 
 /** A spawner that plays train.ts from a script of outcomes per run name, recording each call. */
@@ -234,7 +250,7 @@ function fakeTrain(script: Record<string, FakeRun>, calls: string[]): Spawner {
     if (resume) {
       // train.ts --resume: the same folder, its summary.json rewritten
       calls.push(`resume ${resume.split("/").at(-1)}`);
-      writeFileSync(join(resume, "summary.json"), JSON.stringify({ status: "completed" }));
+      writeFileSync(join(resume, "summary.json"), JSON.stringify(fakeSummary("completed")));
       return 0;
     }
     const name = flagValue(args, "name")!;
@@ -328,7 +344,7 @@ describe("aggregation", () => {
     "lr-1e-4": { status: "completed", evals: [[10, 2.5], [20, 2.1], [30, 2.2]], summary: { bestEvalLoss: 2.1, finalEvalLoss: 2.2, bestStep: 20, wallSec: 61.24, probes: probes(sft) } },
     "lr-3e-4": { noFolder: true, exitCode: 1 },
     "lr-1e-3": { status: "failed", exitCode: 1, evals: [[10, 2.4]], summary: { reason: "loss is NaN at step 14", wallSec: 20 } },
-    "lr-3e-3": { status: "completed", evals: [[10, 3.123456], [20, 2.9], [30, 3.0]], summary: { wallSec: 58, probes: { sft: { stopRate: 0.5 }, prose: {} } } },
+    "lr-3e-3": { status: "completed", evals: [[10, 3.123456], [20, 2.9], [30, 3.0]], summary: { wallSec: 58, probes: probes({ stopRate: 0.5 }, { prose: { baseLoss: null, sftLoss: null, delta: null, relative: null, ntoks: 0, windows: 0, windowLen: 0 }, retention: { base: score(null), sft: score(null), items: [] } }) } },
   };
 
   test("exact CSV rows", async () => {

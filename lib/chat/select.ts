@@ -7,16 +7,18 @@
 
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { basename, dirname, join, relative, resolve } from "node:path";
+import { FileError } from "../io/files.ts";
+import { FINISHED, readSummaryHead } from "../run/summary.ts";
 import type { ChatMode } from "./session.ts";
 
-const FINISHED = ["completed", "stopped-early"]; // statuses whose checkpoint is the run's result
 const PARTIAL = ["interrupted"]; // usable when nothing finished exists: the checkpoint saved at the interrupt
 const BASE_KINDS = ["base", "pretrain-checkpoint"]; // sft-mlx.json kinds written by pretraining
 
 export interface RunInfo {
   runDir: string;
   name: string; // folder name
-  status: string | null; // summary.json status; null while running or after a crash
+  status: string | null; // summary.json status; null while running, after a crash, or when it is damaged
+  problem?: string; // why summary.json could not be read
   checkpoint: string | null; // runDir/checkpoint if it holds a model
   kind: string | null; // checkpoint/sft-mlx.json "kind", if any
 }
@@ -46,12 +48,20 @@ const isModelDir = (dir: string) => existsSync(join(dir, "config.json")) && exis
 /** Read one run folder. */
 export function readRun(runDir: string): RunInfo {
   const ckpt = join(runDir, "checkpoint");
-  const summary = readJSONOrNull(join(runDir, "summary.json"));
+  let status: string | null = null;
+  let problem: string | undefined;
+  try {
+    status = readSummaryHead(runDir)?.status ?? null;
+  } catch (e) {
+    if (!(e instanceof FileError)) throw e;
+    problem = e.message;
+  }
   const meta = readJSONOrNull(join(ckpt, "sft-mlx.json"));
   return {
     runDir,
     name: basename(runDir),
-    status: typeof summary?.status === "string" ? summary.status : null,
+    status,
+    ...(problem ? { problem } : {}),
     checkpoint: isModelDir(ckpt) ? ckpt : null,
     kind: typeof meta?.kind === "string" ? meta.kind : null,
   };
@@ -72,7 +82,7 @@ const isChatRun = (r: RunInfo) => r.checkpoint !== null && !BASE_KINDS.includes(
 
 /** The newest finished chat run, else the newest interrupted one with a checkpoint. */
 export function pickRun(runs: RunInfo[]): RunInfo | null {
-  return runs.find((r) => isChatRun(r) && FINISHED.includes(r.status ?? ""))
+  return runs.find((r) => isChatRun(r) && (FINISHED as readonly string[]).includes(r.status ?? ""))
     ?? runs.find((r) => isChatRun(r) && PARTIAL.includes(r.status ?? ""))
     ?? null;
 }
@@ -113,7 +123,7 @@ export function chooseModel({ model, run, base, runsDir, defaultBase }: ChoiceFl
   const chosen = pickRun(runs);
   if (!chosen) {
     const seen = runs.length
-      ? ` (found ${runs.length} run folder${runs.length > 1 ? "s" : ""}, none a finished fine-tuning run with a checkpoint/: ${runs.slice(0, 3).map((r) => `${r.name} [${r.kind === "base" ? "base model" : r.status ?? "no summary.json"}]`).join(", ")})`
+      ? ` (found ${runs.length} run folder${runs.length > 1 ? "s" : ""}, none a finished fine-tuning run with a checkpoint/: ${runs.slice(0, 3).map((r) => `${r.name} [${r.kind === "base" ? "base model" : r.status ?? (r.problem ? "damaged summary.json" : "no summary.json")}]`).join(", ")})`
       : "";
     throw new ChoiceError(
       `no fine-tuned model yet in ${shown(runsDir)}${seen}: run \`bun scripts/train.ts\` first, ` +
@@ -122,7 +132,7 @@ export function chooseModel({ model, run, base, runsDir, defaultBase }: ChoiceFl
   }
   const newer = runs.slice(0, runs.indexOf(chosen)).filter(isChatRun);
   const skipped = newer.length ? `; newer ${newer[0].name} is ${newer[0].status ?? "unfinished"} (--run to pick it)` : "";
-  const how = FINISHED.includes(chosen.status!) ? "newest finished run" : "no finished run; newest interrupted run";
+  const how = (FINISHED as readonly string[]).includes(chosen.status!) ? "newest finished run" : "no finished run; newest interrupted run";
   return { dir: chosen.checkpoint!, mode: "chat", note: `${how} ${shown(chosen.runDir)} (status ${chosen.status})${skipped}`, meta: chosen };
 }
 

@@ -1,15 +1,22 @@
 // Checkpoints in the Hugging Face layout: config.json, model.safetensors (HF tensor names),
 // tokenizer.json, tokenizer_config.json (chat template + special tokens), generation_config.json.
-// Loading validates every tensor name and shape; saving is atomic and never writes into an
-// existing directory, so a base checkpoint can never be overwritten.
+// Loading checks the weights file before MLX reads it (whole, well-formed, and the sha256 recorded in
+// sft-mlx.json when there is one) and every tensor name and shape; saving writes the whole folder
+// beside its destination, checks what reached the disk, and swaps it in. An existing folder is never
+// written into, and replaced only when asked (a run's own checkpoint/), so a base checkpoint can
+// never be overwritten.
 import { core as mx, nn } from "@frost-beta/mlx";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, readdirSync } from "node:fs";
-import { basename, dirname, join, resolve } from "node:path";
+import { existsSync, mkdirSync, readFileSync, rmSync, readdirSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { configFromHF, configToHF, type LlamaConfig } from "./config.ts";
 import { LlamaModel } from "./llama.ts";
 import { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { flattenParams } from "../mlx/autodiff.ts";
+import { loadArrays, saveArrays } from "../mlx/arrays-file.ts";
+import { asFileError, FileError, swapDir, tempSibling, writeFileChecked } from "../io/files.ts";
+import { SafetensorsError, type FileDigest } from "../io/safetensors.ts";
+import { int, object, optional, record, string, type Schema } from "../util/schema.ts";
 import { CHAT_TEMPLATE_JINJA } from "../format/template.ts";
 import { SPECIAL_TOKENS } from "../format/tokens.ts";
 import { ChatFormat } from "../format/chat-format.ts";
@@ -55,6 +62,35 @@ function readJSON(path: string): any {
   }
 }
 
+/** What sft-mlx.json records about the files beside it, written at save time and checked at load. */
+interface RecordedFiles {
+  files?: Record<string, FileDigest>;
+}
+const DIGESTS: Schema<RecordedFiles> = object<RecordedFiles>({ files: optional(record(object<FileDigest>({ bytes: int(0), sha256: string() }))) });
+
+/** The digests recorded in `dir`'s sft-mlx.json (none for checkpoints made elsewhere). */
+function recordedDigests(dir: string): Record<string, FileDigest> {
+  const metaPath = join(dir, "sft-mlx.json");
+  if (!existsSync(metaPath)) return {};
+  try {
+    return DIGESTS.parse(readJSON(metaPath)).files ?? {};
+  } catch (e) {
+    if (e instanceof CheckpointError) throw e;
+    throw new CheckpointError(`${metaPath}: its \`files\` record is damaged (${(e as Error).message}): restore the file, or remove its \`files\` key to load without the check`);
+  }
+}
+
+/** Load a safetensors file of a checkpoint (the weights, or an extra array file such as pretraining's
+ * optimizer state) after checking it: whole, well-formed, and matching its recorded digest. */
+export function loadCheckpointArrays(dir: string, name: string): Record<string, mx.array> {
+  try {
+    return loadArrays(join(dir, name), recordedDigests(dir)[name]);
+  } catch (e) {
+    if (e instanceof SafetensorsError || e instanceof FileError) throw new CheckpointError(e.message);
+    throw e;
+  }
+}
+
 /** Build a model from a checkpoint directory's config.json and model.safetensors (float32). */
 export function loadModel(dir: string): { model: LlamaModel; config: LlamaConfig } {
   const configPath = join(dir, "config.json");
@@ -70,7 +106,7 @@ export function loadModel(dir: string): { model: LlamaModel; config: LlamaConfig
   }
   const config = configFromHF(readJSON(configPath), configPath);
   const model = new LlamaModel(config);
-  const loaded = mx.load(weightsPath) as unknown as Record<string, mx.array>;
+  const loaded = loadCheckpointArrays(dir, "model.safetensors");
   const expected = new Map(namedParameters(model).map(([k, v]) => [k, v.shape]));
   const problems: string[] = [];
   const named: [string, mx.array][] = [];
@@ -115,15 +151,23 @@ export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
     );
   }
   const metaPath = join(dir, "sft-mlx.json");
-  const meta = existsSync(metaPath) ? readJSON(metaPath) : {};
+  // `files` is the integrity record checked above, not provenance
+  const { files: _digests, ...meta } = existsSync(metaPath) ? readJSON(metaPath) : {};
   return { dir, model, config, tokenizer, meta };
 }
 
 export interface SaveOptions {
-  /** Provenance written to sft-mlx.json (base checkpoint, run, added tokens, ...). */
+  /** Provenance written to sft-mlx.json (base checkpoint, run, added tokens, ...), with the size
+   * and sha256 of every array file, checked when the checkpoint is loaded. */
   meta?: Record<string, unknown>;
   /** Extra files (name → contents) written into the checkpoint. */
   files?: Record<string, string>;
+  /** Extra array files (name → arrays), e.g. pretraining's optimizer state, saved and checked like
+   * the weights, so the folder is one unit. */
+  arrays?: Record<string, Record<string, mx.array>>;
+  /** Replace an existing folder (a run's own checkpoint/ after resuming): the old one is removed
+   * only once the new one is in place. Without it an existing folder is refused. */
+  replace?: boolean;
 }
 
 /** The tokenizer_config.json that tells transformers and mlx-lm about the chat format. */
@@ -142,37 +186,42 @@ function tokenizerConfig(tokenizer: Tokenizer, maxLength: number): Record<string
   };
 }
 
-/** Write a checkpoint atomically: into a temporary sibling directory, then renamed into place.
- * Refuses to write into a directory that already exists. */
+/** Write a checkpoint whole into a temporary sibling folder, check every file on disk (size, and the
+ * weights' safetensors structure), then swap it in with one rename. Refuses to write over a folder
+ * that exists unless `replace`. */
 export function saveCheckpoint(
   dir: string,
   model: LlamaModel,
   tokenizer: Tokenizer,
-  { meta, files = {} }: SaveOptions = {},
+  { meta, files = {}, arrays = {}, replace = false }: SaveOptions = {},
 ): void {
   dir = resolve(dir);
-  if (existsSync(dir)) throw new CheckpointError(`${dir} already exists: checkpoints are never overwritten`);
-  mkdirSync(dirname(dir), { recursive: true });
-  const tmp = join(dirname(dir), `.${basename(dir)}.tmp-${process.pid}-${Date.now()}`);
-  mkdirSync(tmp);
+  if (existsSync(dir) && !replace) throw new CheckpointError(`${dir} already exists: checkpoints are never overwritten`);
+  const tmp = tempSibling(dir);
+  try {
+    mkdirSync(dirname(dir), { recursive: true });
+    mkdirSync(tmp);
+  } catch (e) {
+    throw asFileError(e, dir, "create the checkpoint folder");
+  }
   try {
     const config = model.config;
-    // A chat checkpoint ends on <|end|> and pads with <|pad|>; a base keeps the ids its config had.
-    const chat = ChatFormat.missingTokens(tokenizer).length === 0 ? ChatFormat.of(tokenizer) : undefined;
-    const eosId = chat?.end ?? config.eosTokenId;
-    const padId = chat?.pad ?? config.padTokenId;
+    const eosId = tokenizer.hasToken(SPECIAL_TOKENS.end) ? tokenizer.tokenId(SPECIAL_TOKENS.end) : config.eosTokenId;
+    const padId = tokenizer.hasToken(SPECIAL_TOKENS.pad) ? tokenizer.tokenId(SPECIAL_TOKENS.pad) : config.padTokenId;
     const hfConfig = { ...configToHF(config), eos_token_id: eosId, pad_token_id: padId };
-    const weights = Object.fromEntries(namedParameters(model));
-    mx.saveSafetensors(join(tmp, "model.safetensors"), weights, { format: "pt" });
-    writeFileSync(join(tmp, "config.json"), JSON.stringify(hfConfig, null, 2) + "\n");
-    writeFileSync(join(tmp, "tokenizer.json"), JSON.stringify(tokenizer.toJSON()));
-    const tokConfig = tokenizerConfig(tokenizer, config.maxPositionEmbeddings);
-    writeFileSync(join(tmp, "tokenizer_config.json"), JSON.stringify(tokConfig, null, 2) + "\n");
+    const digests: Record<string, FileDigest> = {
+      "model.safetensors": saveArrays(join(tmp, "model.safetensors"), Object.fromEntries(namedParameters(model)), { format: "pt" }),
+    };
+    for (const [name, named] of Object.entries(arrays)) digests[name] = saveArrays(join(tmp, name), named);
+    const json = (v: unknown) => JSON.stringify(v, null, 2) + "\n";
+    writeFileChecked(join(tmp, "config.json"), json(hfConfig));
+    writeFileChecked(join(tmp, "tokenizer.json"), JSON.stringify(tokenizer.toJSON()));
+    writeFileChecked(join(tmp, "tokenizer_config.json"), json(tokenizerConfig(tokenizer, config.maxPositionEmbeddings)));
     const genConfig = { eos_token_id: eosId, pad_token_id: padId, max_new_tokens: 256, do_sample: false };
-    writeFileSync(join(tmp, "generation_config.json"), JSON.stringify(genConfig, null, 2) + "\n");
-    if (meta) writeFileSync(join(tmp, "sft-mlx.json"), JSON.stringify(meta, null, 2) + "\n");
-    for (const [name, text] of Object.entries(files)) writeFileSync(join(tmp, name), text);
-    renameSync(tmp, dir);
+    writeFileChecked(join(tmp, "generation_config.json"), json(genConfig));
+    if (meta) writeFileChecked(join(tmp, "sft-mlx.json"), json({ ...meta, files: digests }));
+    for (const [name, text] of Object.entries(files)) writeFileChecked(join(tmp, name), text);
+    swapDir(tmp, dir);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
     throw e;

@@ -2,17 +2,19 @@
 // evaluation with sample continuations, resumable checkpoints, one metrics line per report window.
 import { core as mx } from "@frost-beta/mlx";
 import { consola } from "consola";
-import { existsSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { configFromHF, countParameters } from "../model/config.ts";
 import { LlamaModel } from "../model/llama.ts";
-import { loadModel, saveCheckpoint } from "../model/checkpoint.ts";
+import { loadCheckpointArrays, loadModel, saveCheckpoint } from "../model/checkpoint.ts";
 import { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { TrainStep, defaultOptimizerConfig, shardedLossSum } from "../train/step.ts";
 import { learningRate } from "../train/schedule.ts";
+import type { TrainStatus } from "../train/state.ts";
 import { generate } from "../generate/generate.ts";
 import { checkStream, evalBatches, tokenizeSpans, trainingBatch, type TokenStream } from "./corpus.ts";
-import { appendMetrics, formatDuration } from "../run/folder.ts";
+import { formatDuration } from "../run/folder.ts";
+import { appendMetrics } from "../run/metrics.ts";
 import { readJSON, writeJSON } from "../io/files.ts";
 import { peakRssMB, releaseMemory, rssMB } from "../mlx/memory.ts";
 import { ProgressLine } from "../run/progress.ts";
@@ -111,7 +113,7 @@ export async function pretrain(cfg: PretrainConfig, runDir: string, { resume = f
   let elapsed = 0; // seconds of training before this process (resume)
   if (resumeFrom) {
     const state = readJSON(join(resumeFrom, "trainer-state.json"));
-    const moments = mx.load(join(resumeFrom, "optimizer.safetensors")) as unknown as Record<string, mx.array>;
+    const moments = loadCheckpointArrays(resumeFrom, "optimizer.safetensors"); // checked against the digest saved with it
     const paths = trainer.flat.paths;
     trainer.setState({ m: paths.map((p) => moments[`m.${p}`]), v: paths.map((p) => moments[`v.${p}`]), t: state.step });
     step = state.step;
@@ -121,21 +123,25 @@ export async function pretrain(cfg: PretrainConfig, runDir: string, { resume = f
 
   const interrupt = onInterrupt(() => log.warn("interrupt: finishing this step, saving a checkpoint (Ctrl-C again to abort)"));
 
+  // Each step folder is one unit (weights, optimizer moments, trainer-state.json), written whole and
+  // swapped in by saveCheckpoint; the older ones are removed only once it is in place.
   const saveState = (s: number) => {
-    const dir = join(runDir, "checkpoints", `step-${String(s).padStart(6, "0")}`);
+    const name = `step-${String(s).padStart(6, "0")}`;
+    const dir = join(runDir, "checkpoints", name);
     if (existsSync(dir)) return;
-    saveCheckpoint(dir, model, tokenizer, { meta: { kind: "pretrain-checkpoint", step: s } });
     const { m, v } = trainer.state();
     const named: Record<string, mx.array> = {};
     trainer.flat.paths.forEach((p, i) => {
       named[`m.${p}`] = m[i];
       named[`v.${p}`] = v[i];
     });
-    mx.saveSafetensors(join(dir, "optimizer.tmp.safetensors"), named);
-    renameSync(join(dir, "optimizer.tmp.safetensors"), join(dir, "optimizer.safetensors"));
-    // trainer-state.json is written last: its presence marks a complete, resumable checkpoint.
-    writeJSON(join(dir, "trainer-state.json"), { step: s, elapsedSec: elapsed + (performance.now() - t0) / 1000 });
-    const older = readdirSync(join(runDir, "checkpoints")).filter((d) => d !== `step-${String(s).padStart(6, "0")}`);
+    const state = { step: s, elapsedSec: elapsed + (performance.now() - t0) / 1000 };
+    saveCheckpoint(dir, model, tokenizer, {
+      meta: { kind: "pretrain-checkpoint", step: s },
+      arrays: { "optimizer.safetensors": named },
+      files: { "trainer-state.json": JSON.stringify(state, null, 2) + "\n" },
+    });
+    const older = readdirSync(join(runDir, "checkpoints")).filter((d) => d !== name);
     for (const d of older) rmSync(join(runDir, "checkpoints", d), { recursive: true, force: true }); // keep the latest only
   };
 
@@ -154,7 +160,7 @@ export async function pretrain(cfg: PretrainConfig, runDir: string, { resume = f
   const progress = new ProgressLine(cfg.steps);
   let window = { loss: 0, n: 0, start: performance.now(), gradNorm: 0 };
   let lastEval = NaN;
-  let status = "completed";
+  let status: TrainStatus = "completed";
   while (step < cfg.steps && !interrupt.requested) {
     const lr = learningRate(schedule, step + 1);
     const batch = trainingBatch(train.tokens, step, { batchSize: cfg.batchSize, seqLen: cfg.seqLen, seed: cfg.seed });
@@ -194,8 +200,9 @@ export async function pretrain(cfg: PretrainConfig, runDir: string, { resume = f
     if (step % cfg.saveEvery === 0) saveState(step);
   }
   progress.done();
-  interrupt.dispose();
   if (interrupt.requested) status = "interrupted";
+  // Ctrl-C from here on does not cut a save short (lib/util/interrupt.ts).
+  const release = interrupt.protect("saving the checkpoint and summary.json first", () => `the last saved step folder in ${join(runDir, "checkpoints")} is kept`);
   saveState(step);
   const evalLoss = evaluate(model, heldBatches);
   const wallSec = elapsed + (performance.now() - t0) / 1000;
@@ -219,6 +226,8 @@ export async function pretrain(cfg: PretrainConfig, runDir: string, { resume = f
   if (status === "completed") {
     saveCheckpoint(join(runDir, "checkpoint"), model, tokenizer, { meta: { kind: "base", preset: cfg.preset, ...summary } });
   }
+  await release();
+  interrupt.dispose();
   log.success(`${status} at step ${step}: held-out ${evalLoss.toFixed(4)} nats/token, ${summary.bitsPerByte.toFixed(3)} bits/byte, ${summary.wallTime}`);
   return summary;
 }

@@ -3,6 +3,7 @@
 // by the sweep, and rendered by lib/report/ (samples.md, report.html).
 
 import type { StopReason } from "../generate/generate.ts";
+import { array, boolean, int, literal, measure, object, optional, string, type Schema } from "../util/schema.ts";
 
 /** A prompt from data/sft/probes.json. */
 export interface Probe {
@@ -128,3 +129,36 @@ export interface ProbeReport {
   samples: ProbeSample[];
   verdict: string;
 }
+
+// ---- the schema of a ProbeReport as summary.json stores it (checked against the interfaces above
+// by the compiler: a field added there must be added here) ----
+
+const GENERATION_METRICS: Schema<GenerationMetrics> = object<GenerationMetrics>({
+  chatProbes: int(0), stops: int(0), stopRate: measure(), leaks: int(0), roleLeakage: measure(), meanLength: measure(), repetition: measure(),
+  offPattern: int(0), offPatternRate: measure(), proseProbes: int(0), continued: int(0), continuationRate: measure(), answered: int(0), answeredRate: measure(),
+});
+const PROBE_OUTPUT: Schema<ProbeOutput> = object<ProbeOutput>({
+  text: string(), stopReason: literal("end-token", "max-tokens", "stop-string", "context", "interrupted"), tokens: int(0), leaked: boolean(),
+  repetition: measure(), offPattern: boolean(), outcome: optional(literal("continued", "answered", "short")),
+});
+const RETENTION_SCORE: Schema<RetentionScore> = object<RetentionScore>({ correct: int(0), total: int(0), accuracy: measure(), meanMargin: measure() });
+const RETENTION_PICK: Schema<RetentionPick> = object<RetentionPick>({ correct: boolean(), margin: measure(), pick: string() });
+
+export const PROBE_REPORT: Schema<ProbeReport> = object<ProbeReport>({
+  settings: object<ProbeSettings>({
+    maxTokens: int(0), temperature: measure(), seed: int(), stopToken: string(), probesPath: string(), probePrompts: int(0), evalPrompts: int(0),
+    prosePath: string(), retentionPath: string(), noisePath: string(),
+  }),
+  base: GENERATION_METRICS,
+  sft: GENERATION_METRICS,
+  prose: object<ProseLossReport>({ baseLoss: measure(), sftLoss: measure(), delta: measure(), relative: measure(), ntoks: int(0), windows: int(0), windowLen: int(0) }),
+  retention: object<RetentionReport>({
+    base: RETENTION_SCORE,
+    sft: RETENTION_SCORE,
+    items: array(object<RetentionItemResult>({ id: string(), source: optional(string()), prompt: string(), answer: string(), base: RETENTION_PICK, sft: RETENTION_PICK })),
+  }),
+  samples: array(object<ProbeSample>({
+    id: string(), kind: literal("question", "instruction", "prose", "eval"), prompt: string(), mode: literal("chat", "raw"), base: PROBE_OUTPUT, sft: PROBE_OUTPUT,
+  })),
+  verdict: string(),
+});

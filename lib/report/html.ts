@@ -4,14 +4,16 @@
 
 import { basename } from "node:path";
 import type { ProbeOutput, ProbeReport, ProbeSample } from "../probes/types.ts";
+import type { EvalRow, MetricsRow, TrainRow } from "../run/metrics.ts";
+import type { RunSummary } from "../run/summary.ts";
 import { metricRows, outputNote, settingsLine } from "./rows.ts";
 import { barChart, escapeXml as esc, lineChart } from "./svg.ts";
 
 export interface ReportInput {
   runDir: string;
   config: Record<string, unknown>;
-  summary: Record<string, unknown>;
-  metrics: Record<string, any>[]; // metrics.jsonl: {type: "train", step, loss, ...} and {type: "eval", step, evalLoss, ...}
+  summary: RunSummary;
+  metrics: MetricsRow[];
   probes: ProbeReport;
 }
 
@@ -61,11 +63,10 @@ function card(value: string, label: string, cls = ""): string {
 }
 
 function keyNumbers({ summary, metrics, probes }: ReportInput): string {
-  const train = metrics.filter((m) => m.type === "train" && num(m.loss) !== undefined);
-  const evals = metrics.filter((m) => m.type === "eval" && num(m.evalLoss) !== undefined);
+  const train = metrics.filter((m): m is TrainRow => m.type === "train" && num(m.loss) !== undefined);
+  const evals = metrics.filter((m): m is EvalRow => m.type === "eval" && num(m.evalLoss) !== undefined);
   const cards: string[] = [];
-  const lastStep = num(summary.step) ?? num(metrics.at(-1)?.step);
-  if (lastStep !== undefined) cards.push(card(String(lastStep), "steps"));
+  cards.push(card(String(summary.step), "steps"));
   if (train.length) cards.push(card(train.at(-1)!.loss.toFixed(3), "final train loss"));
   if (evals.length) {
     const best = evals.reduce((a, b) => (b.evalLoss < a.evalLoss ? b : a));
@@ -78,18 +79,16 @@ function keyNumbers({ summary, metrics, probes }: ReportInput): string {
   cards.push(card(`${sft.continued} / ${sft.proseProbes}`, "prose openings continued (SFT)"));
   cards.push(card(`${prose.relative >= 0 ? "+" : "−"}${Math.abs(100 * prose.relative).toFixed(1)}%`, "held-out prose loss vs base", prose.relative > 0.02 ? "bad" : ""));
   cards.push(card(`${retention.base.correct} → ${retention.sft.correct} / ${retention.sft.total}`, "cloze facts right (base → SFT)"));
-  const wall = typeof summary.wallTime === "string" ? summary.wallTime : undefined;
-  if (wall) cards.push(card(wall, "wall time"));
+  cards.push(card(summary.wallTime, "wall time"));
   return `<div class="cards">${cards.join("")}</div>`;
 }
 
-function lossChart(metrics: Record<string, any>[]): string {
-  const points = (type: string, key: string) =>
-    metrics.filter((m) => m.type === type && num(m.step) !== undefined && num(m[key]) !== undefined).map((m) => [m.step, m[key]] as [number, number]);
+function lossChart(metrics: MetricsRow[]): string {
+  const points = (values: [number, number | undefined][]) => values.filter((p): p is [number, number] => num(p[1]) !== undefined);
   return lineChart({
     series: [
-      { name: "train loss (supervised tokens)", points: points("train", "loss") },
-      { name: "held-out loss", points: points("eval", "evalLoss") },
+      { name: "train loss (supervised tokens)", points: points(metrics.map((m) => [m.step, m.type === "train" ? m.loss : undefined])) },
+      { name: "held-out loss", points: points(metrics.map((m) => [m.step, m.type === "eval" ? m.evalLoss : undefined])) },
     ],
     xLabel: "step",
     yLabel: "loss (nats/token)",
@@ -139,7 +138,7 @@ function retentionTable({ retention }: ProbeReport): string {
 }
 
 /** Scalars as a two-column table; nested values (other than the probe report) as JSON. */
-function summaryTable(summary: Record<string, unknown>): string {
+function summaryTable(summary: RunSummary): string {
   const rows = Object.entries(summary)
     .filter(([k]) => k !== "probes")
     .map(([k, v]) => {
@@ -153,9 +152,9 @@ function summaryTable(summary: Record<string, unknown>): string {
 export function reportHtml(input: ReportInput): string {
   const { runDir, config, summary, probes } = input;
   const name = basename(runDir.replace(/\/+$/, ""));
-  const status = typeof summary.status === "string" ? summary.status : "unknown";
+  const status = summary.status;
   const baseModel = firstString(config, ["base", "basePath", "baseDir", "baseCheckpoint"]) ?? "?";
-  const reason = typeof summary.reason === "string" ? ` — ${summary.reason}` : "";
+  const reason = summary.reason ? ` — ${summary.reason}` : "";
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${esc(name)} — sft-mlx run report</title><style>${CSS}</style></head>

@@ -1,6 +1,7 @@
 // The run folder on disk: `runs/<YYYYMMDD-HHMMSS>-<name>/`, created once and never reused.
-// Metrics are appended one line each; whole files go through lib/io/files.ts.
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
+// metrics.jsonl and summary.json have their schemas in metrics.ts and summary.ts; whole files go
+// through lib/io/files.ts.
+import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { execSync } from "node:child_process";
 import os from "node:os";
@@ -32,21 +33,6 @@ export function claimDir(root: string, baseName: string): string {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
     }
   }
-}
-
-/** Append one record to `metrics.jsonl`. */
-export function appendMetrics(runDir: string, record: Record<string, unknown>): void {
-  appendFileSync(join(runDir, "metrics.jsonl"), JSON.stringify(record) + "\n");
-}
-
-/** Read every record of a run's `metrics.jsonl`. */
-export function readMetrics(runDir: string): Record<string, any>[] {
-  const path = join(runDir, "metrics.jsonl");
-  if (!existsSync(path)) return [];
-  return readFileSync(path, "utf8")
-    .split("\n")
-    .filter((l) => l.trim())
-    .map((l) => JSON.parse(l));
 }
 
 /** The project's git commit (with `-dirty` when the work tree has changes), or null. */

@@ -4,7 +4,8 @@
 //   executeRun — train into runs/<YYYYMMDD-HHMMSS>-<name>/ and write config.json, metrics.jsonl,
 //                summary.json, checkpoint/ (last or best weights, --keep), then probe base vs SFT into summary.json,
 //                samples.md and report.html;
-//   resumeRun  — continue an interrupted run in its own folder.
+//   resumeRun  — continue an interrupted run in its own folder, or run the probes it has not run
+//                (lib/sft/resume.ts).
 import { onInterrupt } from "../util/interrupt.ts";
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, rmSync } from "node:fs";
@@ -21,12 +22,15 @@ import { probeRun } from "../probes/compare.ts";
 import { ProgressLine } from "../run/progress.ts";
 import { reportHtml } from "../report/html.ts";
 import { samplesMarkdown } from "../report/samples.ts";
-import { appendMetrics, formatDuration, gitCommit, machineInfo, readMetrics } from "../run/folder.ts";
-import { readJSON, writeFileAtomic, writeJSON } from "../io/files.ts";
+import { formatDuration, gitCommit, machineInfo } from "../run/folder.ts";
+import { appendMetrics, readMetrics } from "../run/metrics.ts";
+import { writeSummary, type ProbeStatus, type RunSummary } from "../run/summary.ts";
+import { FileError, writeFileAtomic } from "../io/files.ts";
+import { readConfigFile, writeConfigFile, type Provenance } from "./config-file.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { CHAT_TOKENS } from "../format/tokens.ts";
 import { loadConversations } from "../data/data.ts";
-import { resolveRunConfig, sftPart, type RunConfig } from "./run-config.ts";
+import { sftPart, type RunConfig } from "./run-config.ts";
 import { formatFailure, selfCheck } from "../data/selfcheck.ts";
 import { ChatSession } from "../chat/session.ts";
 import { ChatTemplate } from "../format/template.ts";
@@ -34,7 +38,7 @@ import { SFTTrainer, type History, type StepMetrics, type TrainerHooks } from ".
 import type { Conversation, SFTExample } from "../format/types.ts";
 
 const log = consola.withTag("train");
-const STATE_DIR = "trainer-state"; // in the run folder; only while a run is resumable (interrupted)
+export const STATE_DIR = "trainer-state"; // in the run folder; only while a run is resumable (interrupted)
 
 /** Everything checked and loaded before a run folder is made. */
 export interface PreparedRun {
@@ -124,20 +128,20 @@ export async function prepareRun(cfg: RunConfig): Promise<PreparedRun> {
 export async function executeRun(p: PreparedRun, runDir: string, { resumed = false, priorSec = 0 } = {}): Promise<number> {
   const { cfg, trainer, hooks } = p;
   const t0 = performance.now();
-  if (!resumed) writeJSON(join(runDir, "config.json"), { ...cfg, provenance: provenance(p, runDir) });
+  if (!resumed) writeConfigFile(runDir, cfg, provenance(p, runDir));
   log.info(`run folder: ${shown(runDir)}`);
   log.info(`base ${shown(cfg.base)} · ${(trainer.history.droppedExamples ? `${trainer.history.droppedExamples} over-length dropped · ` : "")}` +
     `steps ${cfg.steps} · lr ${cfg.lr} · batch ${cfg.batchSize} · mask ${cfg.maskMode} · seed ${cfg.seed}`);
 
   const progress = new ProgressLine(cfg.steps);
   const tty = Boolean(process.stderr.isTTY);
-  const interrupt = onInterrupt(() =>
-    progress.log("interrupt: finishing this step, then saving the checkpoint and a resumable state (Ctrl-C again to abort)"),
+  const interrupt = onInterrupt(
+    () => progress.log("interrupt: finishing this step, then saving the checkpoint and a resumable state (Ctrl-C again to abort)"),
+    { onAbort: () => progress.log(`interrupt: aborted during training: ${resumed ? `the state saved at the last interruption is kept (resume again with bun scripts/train.ts --resume ${shown(runDir)})` : "nothing of this run's training is saved"}`) },
   );
   hooks.shouldStop = () => interrupt.requested;
   hooks.onReport = (m: StepMetrics) => {
-    const rec = { type: "train", step: m.step, loss: m.loss, lr: m.lr, gradNorm: m.gradNorm, tokensPerSec: m.tokensPerSec, ntoks: m.ntoks, tokens: m.tokens, paddingFraction: m.paddingFraction, rssMB: rssMB() };
-    appendMetrics(runDir, rec);
+    appendMetrics(runDir, { type: "train", step: m.step, loss: m.loss, lr: m.lr, gradNorm: m.gradNorm, tokensPerSec: m.tokensPerSec, ntoks: m.ntoks, tokens: m.tokens, paddingFraction: m.paddingFraction, rssMB: rssMB() });
     const elapsed = formatDuration(priorSec + (performance.now() - t0) / 1000);
     const line = `step ${String(m.step).padStart(5, "0")} (${((100 * m.step) / cfg.steps).toFixed(1)}%) | loss ${m.loss.toFixed(3)} | lr ${m.lr.toExponential(1)} | ` +
       `${(m.tokensPerSec / 1000).toFixed(2)}k tok/s | pad ${(100 * m.paddingFraction).toFixed(0)}% | ${elapsed}`;
@@ -161,33 +165,61 @@ export async function executeRun(p: PreparedRun, runDir: string, { resumed = fal
     log.error((e as Error).stack ?? String(e));
   }
   progress.done();
-  interrupt.dispose();
   const trainSec = (performance.now() - t0) / 1000;
+  const probeStatus: ProbeStatus = cfg.probeTokens > 0 && !crashed ? "pending" : "skipped";
 
-  // The resumable state exists only while the run can be resumed.
+  // Saving: Ctrl-C no longer stops anything half-way (see lib/util/interrupt.ts). Order matters:
+  // the new state (if any) and the new checkpoint are each swapped in whole, the summary follows,
+  // and an earlier state is removed only after all of them are on disk.
   const stateDir = join(runDir, STATE_DIR);
-  if (h.status === "interrupted") trainer.saveState(stateDir);
-  else rmSync(stateDir, { recursive: true, force: true });
   const ckptDir = join(runDir, "checkpoint");
-  rmSync(ckptDir, { recursive: true, force: true }); // an interrupted attempt's best weights, now superseded
-  saveCheckpoint(ckptDir, p.model, p.tokenizer, {
-    meta: { kind: "sft", base: cfg.base, baseHash: p.baseHash, runDir, status: h.status, bestStep: h.bestStep, bestEvalLoss: finite(h.bestEvalLoss), addedTokens: p.addedTokens, config: cfg },
-  });
+  const saved: string[] = [];
+  const release = interrupt.protect(`saving ${h.status === "interrupted" ? "the resumable state, " : ""}the checkpoint and summary.json first`, () =>
+    saved.length === 3 || (saved.length === 2 && h.status !== "interrupted")
+      ? `everything is saved${probeStatus === "pending" ? `; the probes did not run (bun scripts/train.ts --resume ${shown(runDir)} runs them)` : ""}`
+      : `not saved: ${["trainer state", "checkpoint", "summary"].filter((x) => !saved.includes(x) && (x !== "trainer state" || h.status === "interrupted")).join(", ")}` +
+        (resumed ? "; the state saved at the last interruption is kept unless replaced above" : ""));
+  let summary: RunSummary;
   const baseHashAfter = hashCheckpoint(cfg.base);
+  try {
+    if (h.status === "interrupted") {
+      trainer.saveState(stateDir);
+      saved.push("trainer state");
+    }
+    saveCheckpoint(ckptDir, p.model, p.tokenizer, {
+      replace: true, // this run's own checkpoint (an earlier attempt's best weights, now superseded), never the base
+      meta: { kind: "sft", base: cfg.base, baseHash: p.baseHash, runDir, status: h.status, bestStep: h.bestStep, bestEvalLoss: finite(h.bestEvalLoss), addedTokens: p.addedTokens, config: cfg },
+    });
+    saved.push("checkpoint");
+    const trainPeakMemMB = peakRssMB();
+    summary = {
+      ...runSummary(h, cfg, trainer.step),
+      wallSec: priorSec + trainSec,
+      wallTime: formatDuration(priorSec + trainSec),
+      peakMemMB: trainPeakMemMB, // the probes update it to the whole run's
+      trainPeakMemMB,
+      base: { path: cfg.base, hashBefore: p.baseHash, hashAfter: baseHashAfter, unchanged: baseHashAfter === p.baseHash },
+      checkpoint: "checkpoint",
+      probes: null,
+      probeStatus,
+    };
+    writeSummary(runDir, summary);
+    saved.push("summary");
+    if (h.status !== "interrupted") rmSync(stateDir, { recursive: true, force: true }); // only now: the new checkpoint is in place
+  } catch (e) {
+    if (!(e instanceof FileError)) throw e;
+    await release();
+    interrupt.dispose();
+    const kept = existsSync(join(stateDir, "trainer-state.json"))
+      ? ` The resumable state in ${shown(stateDir)} is kept: make room and resume with bun scripts/train.ts --resume ${shown(runDir)}.`
+      : "";
+    log.error(`could not save the run: ${e.message}.${kept}`);
+    return 1;
+  }
+  await release();
+  interrupt.dispose();
   if (baseHashAfter !== p.baseHash) log.error(`the base checkpoint ${shown(cfg.base)} changed during the run (hash ${p.baseHash.slice(0, 12)} → ${baseHashAfter.slice(0, 12)}): something else wrote to it`);
 
-  const trainPeakMemMB = peakRssMB();
-  const summary: Record<string, unknown> = {
-    ...runSummary(h, cfg, trainer.step),
-    wallSec: priorSec + trainSec,
-    wallTime: formatDuration(priorSec + trainSec),
-    peakMemMB: trainPeakMemMB, // the probes update it to the whole run's
-    trainPeakMemMB,
-    base: { path: cfg.base, hashBefore: p.baseHash, hashAfter: baseHashAfter, unchanged: baseHashAfter === p.baseHash },
-    checkpoint: "checkpoint",
-    probes: null,
-  };
-  writeJSON(join(runDir, "summary.json"), summary);
   const last = h.eval.at(-1);
   const msg = `${h.status}${h.reason ? ` (${h.reason})` : ""} at step ${trainer.step}: best held-out ${fmt(h.bestEvalLoss)} at step ${h.bestStep}, final ${fmt(last?.evalLoss)}, ${formatDuration(priorSec + trainSec)}`;
   if (h.status === "failed") log.error(msg);
@@ -197,63 +229,71 @@ export async function executeRun(p: PreparedRun, runDir: string, { resumed = fal
     log.info(`resume with: bun scripts/train.ts --resume ${shown(runDir)}`);
     return 130;
   }
-  const probed = cfg.probeTokens > 0 && !crashed;
-  if (probed) await probe(p, runDir, summary, t0, priorSec);
+  if (interrupt.requested) {
+    // Ctrl-C while saving: the user wants to stop; the probes can run later.
+    if (probeStatus === "pending") log.info(`the probes did not run: bun scripts/train.ts --resume ${shown(runDir)} runs them`);
+    return 130;
+  }
+  if (probeStatus === "pending") {
+    const code = await probe({ cfg, sft: p.model, tokenizer: p.tokenizer, addedTokens: p.addedTokens, evalConversations: p.evalConversations }, runDir, summary, t0, priorSec);
+    if (code !== 0) return code;
+  }
+  const probed = probeStatus === "pending";
   log.info(`outputs in ${shown(runDir)}: ${["config.json", "metrics.jsonl", "summary.json", "checkpoint/", ...(probed ? ["samples.md", "report.html"] : [])].join(", ")}`);
   return h.status === "failed" ? 1 : 0;
 }
 
+/** What the probes compare: the fine-tuned model (in memory, or loaded from the run's checkpoint)
+ * and the base, grown the same way if chat tokens were added. */
+export interface ProbeInput {
+  cfg: RunConfig;
+  sft: LlamaModel;
+  tokenizer: Tokenizer;
+  addedTokens: string[];
+  evalConversations: Conversation[];
+}
+
 /** Probe the base (a second, untouched load) against the fine-tuned model, then write the probe
- * numbers into summary.json and the samples and report pages. */
-async function probe(p: PreparedRun, runDir: string, summary: Record<string, unknown>, t0: number, priorSec: number): Promise<void> {
-  const { cfg } = p;
+ * numbers into summary.json and the samples and report pages. summary.json says the probes are
+ * pending until then, so Ctrl-C here loses nothing: `--resume` runs them. Returns the exit code. */
+export async function probe(input: ProbeInput, runDir: string, summary: RunSummary, t0: number, priorSec: number): Promise<number> {
+  const { cfg } = input;
   const onSigint = () => {
-    log.warn("interrupted during the probes: the checkpoint and summary.json (without probes) are written");
-    process.exit(130);
+    log.warn(`interrupted during the probes: the checkpoint and summary.json are saved; run the probes with bun scripts/train.ts --resume ${shown(runDir)}`);
+    process.exit(130); // nothing is being written until the probes end
   };
   process.on("SIGINT", onSigint);
-  let { model: base, tokenizer } = await loadCheckpoint(cfg.base);
-  if (p.addedTokens.length) ({ model: base, tokenizer } = addChatTokens(base, tokenizer, { seed: cfg.seed })); // the same growth as the SFT model's start
-  log.start(`probing base vs SFT (${cfg.probeTokens} tokens per reply)`);
-  const tp = performance.now();
-  const report = await probeRun({
-    base, sft: p.model, tokenizer, probesPath: cfg.probes, evalConversations: p.evalConversations, seed: cfg.seed, maxTokens: cfg.probeTokens,
-    onProgress: (m) => process.stderr.isTTY && process.stderr.write(`\r\x1b[2K[probes] ${m}`),
-  });
-  if (process.stderr.isTTY) process.stderr.write("\r\x1b[2K");
-  process.off("SIGINT", onSigint);
-  const wallSec = priorSec + (performance.now() - t0) / 1000;
-  Object.assign(summary, { probes: report, probeSec: (performance.now() - tp) / 1000, wallSec, wallTime: formatDuration(wallSec), peakMemMB: peakRssMB() });
-  writeJSON(join(runDir, "summary.json"), summary);
-  writeFileAtomic(join(runDir, "samples.md"), samplesMarkdown(report));
-  const config = readJSON(join(runDir, "config.json"));
-  writeFileAtomic(join(runDir, "report.html"), reportHtml({ runDir, config: { ...config, base: shown(cfg.base) }, summary, metrics: readMetrics(runDir), probes: report }));
-  const { base: b, sft: s } = report;
-  log.success(`probes: stop rate ${pct(b.stopRate)} → ${pct(s.stopRate)}, role leakage ${pct(s.roleLeakage)}, prose continued ${s.continued}/${s.proseProbes}, prose loss vs base ${(100 * report.prose.relative).toFixed(1)}%`);
-  log.info(report.verdict);
+  try {
+    let { model: base, tokenizer } = await loadCheckpoint(cfg.base);
+    if (input.addedTokens.length) ({ model: base, tokenizer } = addChatTokens(base, tokenizer, { seed: cfg.seed })); // the same growth as the SFT model's start
+    log.start(`probing base vs SFT (${cfg.probeTokens} tokens per reply)`);
+    const tp = performance.now();
+    const report = await probeRun({
+      base, sft: input.sft, tokenizer, probesPath: cfg.probes, evalConversations: input.evalConversations, seed: cfg.seed, maxTokens: cfg.probeTokens,
+      onProgress: (m) => process.stderr.isTTY && process.stderr.write(`\r\x1b[2K[probes] ${m}`),
+    });
+    if (process.stderr.isTTY) process.stderr.write("\r\x1b[2K");
+    const wallSec = priorSec + (performance.now() - t0) / 1000;
+    Object.assign(summary, { probes: report, probeStatus: "done", probeSec: (performance.now() - tp) / 1000, wallSec, wallTime: formatDuration(wallSec), peakMemMB: peakRssMB() });
+    writeFileAtomic(join(runDir, "samples.md"), samplesMarkdown(report));
+    const config = readConfigFile(runDir);
+    const metrics = readMetrics(runDir, { warn: (m) => log.warn(m) });
+    writeFileAtomic(join(runDir, "report.html"), reportHtml({ runDir, config: { ...config, base: shown(cfg.base) }, summary, metrics, probes: report }));
+    writeSummary(runDir, summary); // last: "done" only once the pages exist
+    const { base: b, sft: s } = report;
+    log.success(`probes: stop rate ${pct(b.stopRate)} → ${pct(s.stopRate)}, role leakage ${pct(s.roleLeakage)}, prose continued ${s.continued}/${s.proseProbes}, prose loss vs base ${(100 * report.prose.relative).toFixed(1)}%`);
+    log.info(report.verdict);
+    return 0;
+  } catch (e) {
+    if (!(e instanceof FileError)) throw e;
+    log.error(`the probes could not be saved: ${e.message}; the checkpoint and summary.json are saved: run the probes later with bun scripts/train.ts --resume ${shown(runDir)}`);
+    return 1;
+  } finally {
+    process.off("SIGINT", onSigint);
+  }
 }
 
-/** Continue the interrupted run in `runDir` with its own config.json. */
-export async function resumeRun(runDir: string): Promise<number> {
-  const configPath = join(runDir, "config.json");
-  if (!existsSync(configPath)) throw new UsageError(`--resume ${shown(runDir)}: no config.json there; give a folder made by scripts/train.ts`);
-  const stateDir = join(runDir, STATE_DIR);
-  const prior = existsSync(join(runDir, "summary.json")) ? readJSON(join(runDir, "summary.json")) : {};
-  if (!existsSync(join(stateDir, "trainer-state.json"))) {
-    throw new UsageError(`--resume ${shown(runDir)}: nothing to resume (status \`${prior.status ?? "unknown"}\`, no ${STATE_DIR}/); only an interrupted run can be resumed`);
-  }
-  const { provenance: recorded, ...saved } = readJSON(configPath);
-  const p = await prepareRun(resolveRunConfig(saved, {}));
-  if (p.baseHash !== recorded.baseHash) throw new UsageError(`--resume: the base ${shown(p.cfg.base)} is not the one this run started from (hash ${p.baseHash.slice(0, 12)}, recorded ${String(recorded.baseHash).slice(0, 12)})`);
-  for (const k of ["train", "eval"] as const) {
-    if (p.dataSha256[k] !== recorded.dataSha256?.[k]) throw new UsageError(`--resume: the ${k} data file changed since this run started: resuming would train on different data; start a new run instead`);
-  }
-  p.trainer.loadState(stateDir);
-  log.info(`resuming ${shown(runDir)} at step ${p.trainer.step} of ${p.cfg.steps}`);
-  return executeRun(p, runDir, { resumed: true, priorSec: typeof prior.wallSec === "number" ? prior.wallSec : 0 });
-}
-
-function provenance(p: PreparedRun, runDir: string): Record<string, unknown> {
+function provenance(p: PreparedRun, runDir: string): Provenance {
   return {
     baseHash: p.baseHash,
     addedTokens: p.addedTokens,
@@ -268,7 +308,7 @@ function provenance(p: PreparedRun, runDir: string): Record<string, unknown> {
 }
 
 /** The training part of summary.json, from the trainer's history. */
-function runSummary(h: History, cfg: RunConfig, step: number): Record<string, unknown> {
+function runSummary(h: History, cfg: RunConfig, step: number) {
   const stepped = h.train.filter((m) => !m.skipped);
   const tokens = stepped.reduce((a, m) => a + m.tokens, 0);
   const stepSec = stepped.reduce((a, m) => a + m.tokens / m.tokensPerSec, 0);
@@ -298,7 +338,7 @@ const finite = (x: number | undefined) => (x !== undefined && Number.isFinite(x)
 const fmt = (x: number | undefined) => (x !== undefined && Number.isFinite(x) ? x.toFixed(4) : "n/a");
 const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
 /** A path relative to the working directory when it is inside it. */
-function shown(path: string): string {
+export function shown(path: string): string {
   const rel = relative(process.cwd(), path);
   return rel && !rel.startsWith("..") ? rel : path;
 }

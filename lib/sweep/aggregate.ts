@@ -1,12 +1,17 @@
-// One row per run, read only from each run's summary.json and metrics.jsonl (never from logs), and
-// the sweep's summary.csv and summary.md built from those rows. A field a run does not have (a
-// failed run, an older summary, a probe that did not run) is "n/a", never a crash.
+// One row per run, read only from each run's summary.json and metrics.jsonl (never from logs), through
+// their typed schemas (lib/run/), and the sweep's summary.csv and summary.md built from those rows.
+// A number a run does not have (a failed run, a probe that did not run) is "n/a"; a file that cannot
+// be read is named in the run's reason; neither stops the table.
 
 import { join } from "node:path";
-import { formatDuration, readMetrics } from "../run/folder.ts";
+import { consola } from "consola";
+import { FileError } from "../io/files.ts";
+import type { ProbeReport } from "../probes/types.ts";
+import { formatDuration } from "../run/folder.ts";
+import { readMetrics } from "../run/metrics.ts";
 import { PARAMS, PRESETS, xOf } from "./params.ts";
 import { commandLine, type SweepPlan } from "./plan.ts";
-import { readSummary } from "./run.ts";
+import { runSummary } from "./run.ts";
 
 /** Probe numbers of one model (the fine-tuned one of a run, or the base as reference). */
 export interface ProbeNumbers {
@@ -33,52 +38,62 @@ export interface SweepRow extends ProbeNumbers {
   evalCurve: [number, number][]; // [step, held-out loss] from metrics.jsonl
 }
 
-/** A finite number at `path` inside `obj`, or undefined. */
-export function pick(obj: unknown, path: string): number | undefined {
-  let v: any = obj;
-  for (const key of path.split(".")) v = v == null ? undefined : v[key];
-  return typeof v === "number" && Number.isFinite(v) ? v : undefined;
-}
+/** A number for the table: NaN (a measure JSON stored as null) and absent values are "n/a". */
+const num = (v: number | null | undefined): number | undefined => (typeof v === "number" && Number.isFinite(v) ? v : undefined);
 
-function probeNumbers(probes: unknown, who: "base" | "sft"): ProbeNumbers {
+function probeNumbers(probes: ProbeReport, who: "base" | "sft"): ProbeNumbers {
+  const m = probes[who];
   return {
-    stopRate: pick(probes, `${who}.stopRate`),
-    roleLeakage: pick(probes, `${who}.roleLeakage`),
-    offPatternRate: pick(probes, `${who}.offPatternRate`),
-    proseContinued: pick(probes, `${who}.continuationRate`),
-    proseAnswered: pick(probes, `${who}.answeredRate`),
-    retention: pick(probes, `retention.${who}.accuracy`),
+    stopRate: num(m.stopRate),
+    roleLeakage: num(m.roleLeakage),
+    offPatternRate: num(m.offPatternRate),
+    proseContinued: num(m.continuationRate),
+    proseAnswered: num(m.answeredRate),
+    retention: num(probes.retention[who].accuracy),
   };
 }
 
-/** The rows of a sweep, in plan order. */
+const warned = new Set<string>(); // the table is rebuilt after every run: say each torn line once
+const warnOnce = (message: string) => {
+  if (!warned.has(message)) consola.warn(message);
+  warned.add(message);
+};
+
+/** A run's held-out curve from metrics.jsonl, or the problem that kept it from being read. */
+function evalCurveOf(runDir: string): { curve: [number, number][]; problem?: string } {
+  try {
+    const curve = readMetrics(runDir, { warn: warnOnce }).flatMap((m): [number, number][] => (m.type === "eval" && Number.isFinite(m.evalLoss) ? [[m.step, m.evalLoss]] : []));
+    return { curve };
+  } catch (e) {
+    if (e instanceof FileError) return { curve: [], problem: e.message };
+    throw e;
+  }
+}
+
+/** The rows of a sweep, in plan order. A run whose files cannot be read gets the reason in its row;
+ * the table is still written. */
 export function collectRows(plan: SweepPlan, sweepDir: string): SweepRow[] {
   const spec = PARAMS[plan.param];
   return plan.runs.map((run, i) => {
-    const summary = readSummary(sweepDir, run);
-    const evalCurve: [number, number][] = [];
-    if (run.dir) {
-      for (const m of readMetrics(join(sweepDir, run.dir))) {
-        const loss = m.evalLoss ?? (m.type === "eval" ? m.loss : undefined);
-        if (m.type === "eval" && typeof m.step === "number" && typeof loss === "number" && Number.isFinite(loss)) evalCurve.push([m.step, loss]);
-      }
-    }
+    const { summary, problem } = runSummary(sweepDir, run);
+    const { curve: evalCurve, problem: metricsProblem } = run.dir ? evalCurveOf(join(sweepDir, run.dir)) : { curve: [] };
     const losses = evalCurve.map((p) => p[1]);
     const best = losses.length ? evalCurve[losses.indexOf(Math.min(...losses))]! : undefined;
-    const status = run.status === "failed" || !summary?.status ? run.status : String(summary.status);
+    const status = run.status === "failed" || !summary ? run.status : summary.status;
+    const reason = [status === "failed" || status === "interrupted" ? run.reason ?? summary?.reason : undefined, problem, metricsProblem].filter(Boolean);
     return {
       value: run.value,
       x: xOf(spec, run.value, i, plan.sourceSize),
       status,
-      ...(status === "failed" || status === "interrupted" ? { reason: run.reason ?? summary?.reason ?? summary?.error } : {}),
+      ...(reason.length ? { reason: [...new Set(reason)].join("; ") } : {}),
       // summary.json first (it knows about the best checkpoint), metrics.jsonl when it has no answer
-      bestEvalLoss: pick(summary, "bestEvalLoss") ?? best?.[1],
-      finalEvalLoss: pick(summary, "finalEvalLoss") ?? evalCurve.at(-1)?.[1],
-      bestStep: pick(summary, "bestStep") ?? best?.[0],
-      ...probeNumbers(summary?.probes, "sft"),
-      proseLossDelta: pick(summary, "probes.prose.delta"),
-      proseLossRelative: pick(summary, "probes.prose.relative"),
-      wallSec: pick(summary, "wallSec"),
+      bestEvalLoss: num(summary?.bestEvalLoss) ?? best?.[1],
+      finalEvalLoss: num(summary?.finalEvalLoss) ?? evalCurve.at(-1)?.[1],
+      bestStep: summary && summary.bestStep >= 0 ? summary.bestStep : best?.[0],
+      ...(summary?.probes ? probeNumbers(summary.probes, "sft") : {}),
+      proseLossDelta: num(summary?.probes?.prose.delta),
+      proseLossRelative: num(summary?.probes?.prose.relative),
+      wallSec: num(summary?.wallSec),
       dir: run.dir,
       evalCurve,
     };
@@ -88,8 +103,8 @@ export function collectRows(plan: SweepPlan, sweepDir: string): SweepRow[] {
 /** The base model's probe numbers, from the first run that has them (every run probes the same base). */
 export function baseNumbers(plan: SweepPlan, sweepDir: string): ProbeNumbers | undefined {
   for (const run of plan.runs) {
-    const probes = readSummary(sweepDir, run)?.probes;
-    if (probes?.base) return probeNumbers(probes, "base");
+    const probes = runSummary(sweepDir, run).summary?.probes;
+    if (probes) return probeNumbers(probes, "base");
   }
   return undefined;
 }

@@ -7,7 +7,8 @@ import { dirname, join, relative, resolve } from "node:path";
 import { flagKinds, UsageError } from "../util/cli.ts";
 import { DEFAULT_NOISE, DEFAULT_TRAIN_DATA } from "../util/paths.ts";
 import { claimDir, timestamp } from "../run/folder.ts";
-import { readJSON, writeJSON } from "../io/files.ts";
+import { FileError, readJSON, writeJSON } from "../io/files.ts";
+import type { TrainStatus } from "../train/state.ts";
 import { parseTrainFlags, readRunConfigFile, resolveRunConfig, TRAIN_ARGS } from "../sft/run-config.ts";
 import { injectNoise, loadConversations, loadNoiseTemplates, subsetConversations } from "../data/data.ts";
 import type { Conversation } from "../format/types.ts";
@@ -18,11 +19,8 @@ export const PLAN_FILE = "sweep.json";
 export const PLAN_VERSION = 1;
 export const DEFAULT_DATA_SEED = 0; // fixed, so every data-size / noise sweep draws the same subsets
 
-/** train.ts statuses that count as done: `--resume` skips these runs. */
-export const FINISHED = ["completed", "stopped-early"] as const;
-
-/** Where a run stands. "pending": not started; the rest are train.ts's statuses. */
-export type RunStatus = "pending" | "running" | "completed" | "stopped-early" | "interrupted" | "failed";
+/** Where a run stands. "pending": not started; the rest are train.ts's statuses (summary.json). */
+export type RunStatus = "pending" | "running" | TrainStatus;
 
 export interface SweepRun {
   value: string;
@@ -167,9 +165,15 @@ export function writePlan(sweepDir: string, plan: SweepPlan): void {
 export function readPlan(sweepDir: string): SweepPlan {
   const path = join(sweepDir, PLAN_FILE);
   if (!existsSync(path)) throw new UsageError(`--resume ${sweepDir}: no ${PLAN_FILE} there; give a folder made by scripts/sweep.ts (runs/sweep-<time>-<param>)`);
-  const plan = readJSON<SweepPlan>(path);
-  if (plan.version !== PLAN_VERSION || !PARAMS[plan.param] || !Array.isArray(plan.runs)) {
-    throw new UsageError(`${path}: not a sweep plan this version reads (version \`${plan.version}\`, param \`${plan.param}\`)`);
+  let plan: SweepPlan;
+  try {
+    plan = readJSON<SweepPlan>(path);
+  } catch (e) {
+    if (e instanceof FileError) throw new UsageError(`--resume ${sweepDir}: ${e.message}: restore it, or start the sweep again (its finished runs stay in their folders)`);
+    throw e;
+  }
+  if (typeof plan !== "object" || plan === null || plan.version !== PLAN_VERSION || !PARAMS[plan.param] || !Array.isArray(plan.runs)) {
+    throw new UsageError(`${path}: not a sweep plan this version reads (version \`${plan?.version}\`, param \`${plan?.param}\`)`);
   }
   return plan;
 }

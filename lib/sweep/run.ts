@@ -6,8 +6,9 @@
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { PROJECT_ROOT } from "../util/paths.ts";
-import { readJSON } from "../io/files.ts";
-import { commandLine, FINISHED, trainArgs, writePlan, type RunStatus, type SweepPlan, type SweepRun } from "./plan.ts";
+import { FileError } from "../io/files.ts";
+import { FINISHED, probeStatusOf, readSummary, type RunSummary } from "../run/summary.ts";
+import { commandLine, trainArgs, writePlan, type SweepPlan, type SweepRun } from "./plan.ts";
 
 /** Starts train.ts with these arguments and resolves to its exit code. Swapped out in tests. */
 export type Spawner = (args: string[]) => Promise<number>;
@@ -32,8 +33,6 @@ export interface SweepResult {
   stopped: boolean; // stopped before the end (Ctrl-C)
 }
 
-const STATUSES: RunStatus[] = ["completed", "stopped-early", "interrupted", "failed"];
-
 /** Run every unfinished run of `plan` in order, updating `sweep.json` before and after each. */
 export async function runSweep(plan: SweepPlan, sweepDir: string, { spawn = spawnTrain, shouldStop = () => false, onRunDone = () => {}, log = () => {} }: SweepOptions = {}): Promise<SweepResult> {
   const result: SweepResult = { ran: 0, skipped: 0, failed: 0, stopped: false };
@@ -41,7 +40,7 @@ export async function runSweep(plan: SweepPlan, sweepDir: string, { spawn = spaw
     const label = `run ${i + 1}/${plan.runs.length} ${plan.param}=${run.value}`;
     run.dir ??= latestRunDir(sweepDir, run.name); // a sweep killed mid-run never recorded the folder
     if (isFinished(sweepDir, run)) {
-      run.status = readSummary(sweepDir, run)!.status;
+      run.status = runSummary(sweepDir, run).summary!.status;
       log(`${label}: already ${run.status} in \`${run.dir}\`, skipped`);
       result.skipped++;
       continue;
@@ -50,8 +49,9 @@ export async function runSweep(plan: SweepPlan, sweepDir: string, { spawn = spaw
       result.stopped = true;
       break;
     }
-    // An interrupted run continues in its own folder (train.ts --resume); anything else starts anew.
-    const resumable = run.status === "interrupted" && readSummary(sweepDir, run)?.status === "interrupted";
+    // An interrupted run (in training, or in its probes) continues in its own folder (train.ts
+    // --resume); anything else starts anew.
+    const resumable = run.status === "interrupted" && canResume(runSummary(sweepDir, run).summary);
     const args = resumable ? ["--resume", join(sweepDir, run.dir!)] : trainArgs(plan, run, sweepDir);
     const before = new Set(runDirs(sweepDir, run.name));
     Object.assign(run, { status: "running", attempts: run.attempts + 1, command: commandLine(args) });
@@ -79,34 +79,41 @@ export async function runSweep(plan: SweepPlan, sweepDir: string, { spawn = spaw
 }
 
 /** A run's status and failure reason from its summary.json and train.ts's exit code. */
-export function settle(sweepDir: string, run: SweepRun, exitCode: number): { status: RunStatus; reason?: string } {
+export function settle(sweepDir: string, run: SweepRun, exitCode: number): { status: SweepRun["status"]; reason?: string } {
   if (!run.dir) return { status: "failed", reason: `train.ts exited with code ${exitCode} before making a run folder: see its error above` };
-  const summary = readSummary(sweepDir, run);
+  const { summary, problem } = runSummary(sweepDir, run);
+  if (problem) return { status: "failed", reason: problem };
   if (!summary) return { status: "failed", reason: `train.ts exited with code ${exitCode} and left no summary.json` };
-  const status = summary.status as RunStatus;
-  if (!STATUSES.includes(status)) return { status: "failed", reason: `summary.json has an unknown status \`${summary.status}\`` };
-  if (exitCode !== 0 && (FINISHED as readonly string[]).includes(status)) return { status: "failed", reason: `train.ts exited with code ${exitCode} after writing status \`${status}\`` };
-  const reason = summary.reason ?? summary.error;
-  return typeof reason === "string" && status !== "completed" ? { status, reason } : { status };
+  const status = summary.status;
+  // Ctrl-C during the probes (exit 130): the training finished, the probes are pending; --resume runs them
+  if (exitCode === 130 && canResume(summary)) return { status: "interrupted", reason: summary.status === "interrupted" ? summary.reason : "interrupted during the probes" };
+  if (exitCode !== 0 && FINISHED.includes(status)) return { status: "failed", reason: `train.ts exited with code ${exitCode} after writing status \`${status}\`` };
+  return summary.reason && status !== "completed" ? { status, reason: summary.reason } : { status };
 }
 
-/** Whether a run's folder holds a summary.json with a finished status and the sweep did not
- * record the run as failed (e.g. a crash after the summary was written): what `--resume` skips. */
+/** Whether a run's folder holds a summary.json with a finished status and its probes done or
+ * skipped, and the sweep did not record the run as failed (e.g. a crash after the summary was
+ * written): what `--resume` skips. */
 export function isFinished(sweepDir: string, run: SweepRun): boolean {
   if (run.status === "failed") return false;
-  const status = readSummary(sweepDir, run)?.status;
-  return (FINISHED as readonly string[]).includes(status);
+  const { summary } = runSummary(sweepDir, run);
+  return summary !== null && FINISHED.includes(summary.status) && probeStatusOf(summary) !== "pending";
 }
 
-/** A run's summary.json, or null when there is none (or it is unreadable). */
-export function readSummary(sweepDir: string, run: SweepRun): Record<string, any> | null {
-  if (!run.dir) return null;
-  const path = join(sweepDir, run.dir, "summary.json");
-  if (!existsSync(path)) return null;
+/** Whether `train.ts --resume` has something to continue: training, or the probes. */
+function canResume(summary: RunSummary | null): boolean {
+  return summary !== null && (summary.status === "interrupted" || probeStatusOf(summary) === "pending");
+}
+
+/** A run's summary.json: null when there is none (yet), or the problem when it cannot be read
+ * (damaged: the error names the file). */
+export function runSummary(sweepDir: string, run: SweepRun): { summary: RunSummary | null; problem?: string } {
+  if (!run.dir) return { summary: null };
   try {
-    return readJSON(path);
-  } catch {
-    return null; // a half-written file from a killed run: treat the run as unfinished
+    return { summary: readSummary(join(sweepDir, run.dir)) };
+  } catch (e) {
+    if (e instanceof FileError) return { summary: null, problem: e.message };
+    throw e;
   }
 }
 

@@ -4,10 +4,7 @@
 // trainer never sees the chat template; the run (lib/sft/run.ts) renders with `maskMode`.
 import { core as mx } from "@frost-beta/mlx";
 import { consola } from "consola";
-import { existsSync, mkdirSync, renameSync } from "node:fs";
-import { join } from "node:path";
 import type { LlamaModel } from "../model/llama.ts";
-import { readJSON, writeJSON } from "../io/files.ts";
 import type { TextTokenizer } from "../tokenizer/types.ts";
 import { learningRate } from "./schedule.ts";
 import { defaultOptimizerConfig, shardedLossSum, TrainStep } from "./step.ts";
@@ -15,52 +12,20 @@ import { releaseMemory } from "../mlx/memory.ts";
 import { checkLengths, iterateBatches, padAndCollate, type IndexBatch } from "../data/batch.ts";
 import { SFTConfigError, type SFTConfig } from "./config.ts";
 import type { SFTExample } from "../format/types.ts";
+import { readState, writeState, type EvalRecord, type History, type StepMetrics } from "./state.ts";
 import { ChatFormat } from "../format/chat-format.ts";
 import { collapseReason } from "./collapse.ts";
 
 export { defaultSFTConfig, resolveSFTConfig, SFTConfigError, type SFTConfig } from "./config.ts";
+export { TRAIN_STATUSES, type EvalRecord, type History, type StepMetrics, type TrainStatus } from "./state.ts";
 
 const log = consola.withTag("sft");
-
-export interface StepMetrics {
-  step: number; // optimizer steps taken so far (a skipped batch does not take one)
-  loss: number; // mean CE over supervised targets, nats/token (token-weighted over a window)
-  lr: number;
-  gradNorm: number; // global norm before clipping
-  ntoks: number; // supervised targets
-  tokens: number; // positions in the batch, padding included
-  paddingFraction: number;
-  tokensPerSec: number; // tokens (padding included) per second of stepping
-  skipped: boolean; // the batch had no supervised targets and was not stepped on
-}
-
-export interface EvalRecord {
-  step: number;
-  evalLoss: number; // nats/token, token-weighted over the whole eval set
-  ntoks: number;
-}
-
-export interface History {
-  train: StepMetrics[]; // one per batch drawn, skipped ones included
-  eval: EvalRecord[];
-  bestStep: number; // step of the best evaluation; -1 before any
-  bestEvalLoss: number; // Infinity before any evaluation
-  status: "completed" | "stopped-early" | "interrupted" | "failed";
-  reason?: string;
-  skippedBatches: number;
-  droppedExamples: number;
-}
 
 export interface TrainerHooks {
   onReport?(m: StepMetrics): void; // one per report window: the window's averages
   onEval?(e: EvalRecord, isBest: boolean): void;
   shouldStop?(): boolean; // polled before every step (Ctrl-C)
 }
-
-/** Trainer state files written by saveState: arrays first, the JSON last (its presence marks a
- * complete state). */
-const STATE_ARRAYS = "trainer-state.safetensors";
-const STATE_JSON = "trainer-state.json";
 
 export class SFTTrainer {
   readonly history: History;
@@ -252,9 +217,9 @@ export class SFTTrainer {
   }
 
   /** Everything `--resume` needs: weights where training left off, best weights, Adam moments,
-   * step, batch position and history. Overwrites an earlier state in `dir`. */
+   * step, batch position and history, as one folder swapped in whole (lib/train/state.ts); an
+   * earlier state in `dir` is replaced only once the new one is complete on disk. */
   saveState(dir: string): void {
-    mkdirSync(dir, { recursive: true });
     const paths = this.stepper.flat.paths;
     const { m, v, t } = this.stepper.state();
     const weights = this.trained ?? this.stepper.flat.read();
@@ -265,26 +230,17 @@ export class SFTTrainer {
       arrays[`v.${p}`] = v[i]!;
       if (this.best) arrays[`best.${p}`] = this.best[i]!;
     });
-    const tmp = join(dir, `tmp-${process.pid}.safetensors`);
-    mx.saveSafetensors(tmp, arrays);
-    renameSync(tmp, join(dir, STATE_ARRAYS));
-    writeJSON(join(dir, STATE_JSON), {
+    writeState(dir, arrays, {
       step: t, batchesDrawn: this.batchesDrawn, evalsSinceBest: this.evalsSinceBest, paths, cfg: this.cfg,
       history: { ...this.history, bestEvalLoss: Number.isFinite(this.history.bestEvalLoss) ? this.history.bestEvalLoss : null },
     });
   }
 
-  /** Continue from a state written by `saveState` (same model architecture, data and config). */
+  /** Continue from a state written by `saveState` (same model architecture, data and config); the
+   * state is checked whole first (FileError naming the file otherwise). */
   loadState(dir: string): void {
-    if (!existsSync(join(dir, STATE_JSON)) || !existsSync(join(dir, STATE_ARRAYS))) {
-      throw new Error(`${dir} holds no complete trainer state (${STATE_JSON} and ${STATE_ARRAYS}): it cannot be resumed`);
-    }
-    const state = readJSON(join(dir, STATE_JSON));
     const paths = this.stepper.flat.paths;
-    if (JSON.stringify(state.paths) !== JSON.stringify(paths)) {
-      throw new Error(`${dir}: the saved parameters do not match this model's (${state.paths.length} vs ${paths.length}): resume with the same --base`);
-    }
-    const arrays = mx.load(join(dir, STATE_ARRAYS)) as unknown as Record<string, mx.array>;
+    const { state, arrays } = readState(dir, { paths, shapes: this.stepper.flat.read().map((a) => a.shape) });
     const pick = (prefix: string) => paths.map((p) => arrays[`${prefix}.${p}`]!);
     this.stepper.flat.write(pick("weights"));
     this.stepper.setState({ m: pick("m"), v: pick("v"), t: state.step });
