@@ -43,6 +43,10 @@ const command = defineCommand({
         log.error(err.message);
         process.exit(2);
       }
+      if (["FileError", "SafetensorsError"].includes(err.name)) {
+        log.error(err.message); // a file that could not be written or read: its message says which and why
+        process.exit(1);
+      }
       throw e;
     }
   },

@@ -9,6 +9,7 @@
 import { readFileSync } from "node:fs";
 import { extname } from "node:path";
 import { shuffled, seededRandom } from "../util/random.ts";
+import { readTextFile, UTF8_FIX, utf8Problem } from "../io/text.ts";
 import type { Conversation, Message, Role } from "../format/types.ts";
 
 const MAX_PROBLEMS = 20; // listed in one DataError; the rest are only counted
@@ -60,13 +61,16 @@ class Problems {
 
 /** Read a .json (array of records) or .jsonl (one record per line) file of conversations. */
 export function loadConversations(path: string): Conversation[] {
-  let text: string;
+  let bytes: Uint8Array;
   try {
-    text = readFileSync(path, "utf8");
+    bytes = readFileSync(path);
   } catch (e) {
     throw new DataError(path, [{ message: `cannot read the file (${(e as Error).message}): check the path` }]);
   }
-  return parseConversations(text, path);
+  // Not decoded with replacement characters: a record would silently train on U+FFFD.
+  const bad = utf8Problem(bytes);
+  if (bad) throw new DataError(path, [{ line: bad.line, message: `not valid UTF-8 at byte ${bad.offset} (bytes ${bad.hex}): ${UTF8_FIX}` }]);
+  return parseConversations(new TextDecoder().decode(bytes), path);
 }
 
 /** Parse conversations from `text`; the format is chosen by the extension of `file` (which also
@@ -329,7 +333,7 @@ export interface NoiseTemplates {
 
 /** Read and check a noise templates file. */
 export function loadNoiseTemplates(path: string): NoiseTemplates {
-  const raw = JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>;
+  const raw = JSON.parse(readTextFile(path)) as Record<string, unknown>;
   const list = (key: string): string[] => {
     const v = raw[key];
     if (!Array.isArray(v) || !v.every((s) => typeof s === "string")) throw new Error(`${path}: "${key}" must be a list of strings`);

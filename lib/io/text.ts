@@ -31,16 +31,26 @@ export function firstInvalidUtf8(bytes: Uint8Array): number {
   return -1;
 }
 
+/** Where `bytes` stop being UTF-8 (byte offset, 1-based line, the bytes there in hex), or null. */
+export function utf8Problem(bytes: Uint8Array): { offset: number; line: number; hex: string } | null {
+  const offset = firstInvalidUtf8(bytes);
+  if (offset < 0) return null;
+  let line = 1;
+  for (let i = 0; i < offset; i++) if (bytes[i] === 0x0a) line++;
+  const hex = Array.from(bytes.subarray(offset, offset + 4), (b) => b.toString(16).padStart(2, "0")).join(" ");
+  return { offset, line, hex };
+}
+
+/** What to tell the user about a file that is not UTF-8. */
+export const UTF8_FIX = "save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in > out`)";
+
 /** Decode `bytes` as UTF-8; invalid bytes throw a FileError naming `file`, the byte offset and line. */
 export function decodeUtf8(bytes: Uint8Array, file: string): string {
   try {
     return STRICT.decode(bytes);
   } catch {
-    const at = firstInvalidUtf8(bytes);
-    let line = 1;
-    for (let i = 0; i < at; i++) if (bytes[i] === 0x0a) line++;
-    const hex = Array.from(bytes.subarray(at, at + 4), (b) => b.toString(16).padStart(2, "0")).join(" ");
-    throw new FileError(file, `${file}: not valid UTF-8 at byte ${at} (line ${line}: bytes ${hex}): save the file as UTF-8 (e.g. \`iconv -f latin1 -t utf-8\`)`);
+    const p = utf8Problem(bytes)!;
+    throw new FileError(file, `${file}: not valid UTF-8 at byte ${p.offset} (line ${p.line}: bytes ${p.hex}): ${UTF8_FIX}`);
   }
 }
 

@@ -14,12 +14,19 @@
 //
 // The kernels go in a directory of their own, named from the flags, the compiler and the CPU, so that
 // kernels built with other flags or for another CPU are never picked up by name, and those built here
-// are reused by later runs on this machine (no compile at start-up). macOS builds Metal kernels
-// instead: nothing to do there. `SFT_MLX_FAST_KERNELS=0` turns this off (MLX's own flags).
+// are reused by later runs on this machine (no compile at start-up). The directory is in the user's
+// cache folder ($XDG_CACHE_HOME/sft-mlx/kernels-<key>, else ~/.cache/...), created 0700 and used only
+// while it belongs to this user and no one else can write into it (lib/io/private-dir.ts): its
+// wrapper and libraries are code this process runs, so a directory planted by another local user
+// (a shared /tmp with a predictable name, as before) must never be picked up. When the cache cannot
+// be used, kernels go to a fresh private temporary directory for this process, with a warning.
+// macOS builds Metal kernels instead: nothing to do there. `SFT_MLX_FAST_KERNELS=0` turns this off
+// (MLX's own flags and directory).
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { consola } from "consola";
+import { ensurePrivateDir, freshPrivateDir, unsafeReason, userCacheDir } from "../io/private-dir.ts";
 import { setCEnv } from "./libc.ts";
 
 /** Flags added after MLX's own (a later -O wins). */
@@ -41,26 +48,46 @@ export function useFastCpuKernels(): string | null {
   const compiler = Bun.which("g++");
   if (!compiler) return null; // MLX will say that it cannot build its kernels
   const cpu = existsSync("/proc/cpuinfo") ? cpuSignature(readFileSync("/proc/cpuinfo", "utf8")) : "";
-  const key = createHash("sha256").update([compiler, ...KERNEL_FLAGS, cpu].join("\n")).digest("hex").slice(0, 12);
-  const dir = join(tmpdir(), `sft-mlx-kernels-${key}`);
+  const key = kernelKey(compiler, cpu);
+  const cache = userCacheDir();
+  const why = cache ? ensurePrivateDir(cache, join(cache, "sft-mlx", `kernels-${key}`)) : "no home folder";
+  let dir = cache && !why ? join(cache, "sft-mlx", `kernels-${key}`) : null;
   try {
-    mkdirSync(join(dir, "bin"), { recursive: true });
-    const wrapper = join(dir, "bin", "g++");
-    const script = `#!/bin/sh\n# written by sft-mlx (lib/mlx/jit.ts): MLX's JIT kernels with vectorizing flags\nexec '${compiler}' "$@" ${KERNEL_FLAGS.join(" ")}\n`;
-    if (!existsSync(wrapper) || readFileSync(wrapper, "utf8") !== script) {
-      const tmp = `${wrapper}.${process.pid}.tmp`;
-      writeFileSync(tmp, script, { mode: 0o755 });
-      renameSync(tmp, wrapper);
+    if (!dir) {
+      dir = freshPrivateDir(`sft-mlx-kernels-${key}-`);
+      const made = dir;
+      process.once("exit", () => rmSync(made, { recursive: true, force: true }));
+      consola.warn(`compiled-kernel cache not used: ${why}. Kernels are built in ${dir} for this process only; ` +
+        `remove or fix the folder (it must be yours, mode 700) to reuse kernels across runs`);
     }
+    writeWrapper(join(dir, "bin", "g++"), compiler);
     // MLX reads these through the C library (getenv, and the shell std::system starts), not through
     // Bun's process.env, which stays as it was: temporary files of this program still go to tmpdir().
     setCEnv("PATH", `${join(dir, "bin")}:${process.env.PATH ?? ""}`);
     setCEnv("TMPDIR", dir);
     kernelDir = dir;
-  } catch {
-    kernelDir = null; // an unwritable temporary directory: MLX's defaults still work
+  } catch (e) {
+    consola.warn(`MLX's own kernel flags are used: the kernel directory could not be set up (${(e as Error).message})`);
+    kernelDir = null;
   }
   return kernelDir;
+}
+
+/** The kernel directory's key: compiler, flags and CPU (what the built kernels depend on). */
+export function kernelKey(compiler: string, cpu: string): string {
+  return createHash("sha256").update([compiler, ...KERNEL_FLAGS, cpu].join("\n")).digest("hex").slice(0, 12);
+}
+
+/** The compiler wrapper, (re)written unless it is already ours, unchanged and not writable by others. */
+function writeWrapper(wrapper: string, compiler: string): void {
+  const script = `#!/bin/sh\n# written by sft-mlx (lib/mlx/jit.ts): MLX's JIT kernels with vectorizing flags\nexec '${compiler}' "$@" ${KERNEL_FLAGS.join(" ")}\n`;
+  const ok = existsSync(wrapper) && unsafeReason(wrapper) === null && readFileSync(wrapper, "utf8") === script;
+  if (ok) return;
+  const why = ensurePrivateDir(join(wrapper, "..", ".."), join(wrapper, ".."));
+  if (why) throw new Error(why);
+  const tmp = `${wrapper}.${process.pid}.tmp`;
+  writeFileSync(tmp, script, { mode: 0o700 });
+  renameSync(tmp, wrapper);
 }
 
 /** The lines of /proc/cpuinfo that decide what -march=native produces. */

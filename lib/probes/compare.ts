@@ -2,7 +2,7 @@
 // seed and settings for both), held-out prose loss (forgetting), cloze retention (facts), and the
 // verdict written from those numbers. The result is plain JSON for summary.json and the reports.
 
-import { readFileSync } from "node:fs";
+import { readTextFile } from "../io/text.ts";
 import { isAbsolute, relative } from "node:path";
 import type { LlamaModel } from "../model/llama.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
@@ -56,7 +56,7 @@ export async function probeRun({
   const prompts = probePrompts(loadProbes(probesPath), evalConversations);
   const { detectors } = loadNoiseTemplates(noisePath);
   const items = loadRetentionItems(retentionPath);
-  const proseText = readFileSync(prosePath, "utf8");
+  const proseText = readTextFile(prosePath);
   const chat = ChatFormat.of(tokenizer);
   const reply = { maxTokens, temperature, seed, stopIds: chat.trainedStopIds };
   const template = new ChatTemplate();

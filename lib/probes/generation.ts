@@ -5,7 +5,7 @@
 // base model's behaviour on the chat format is on record (it should not stop). Prose openings go in
 // as raw text: a healthy model continues them; a format-collapsed one answers or stops.
 
-import { readFileSync } from "node:fs";
+import { readTextFile } from "../io/text.ts";
 import type { LlamaModel } from "../model/llama.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { generate } from "../generate/generate.ts";
@@ -22,7 +22,7 @@ const KINDS = ["question", "instruction", "prose"] as const;
 export function loadProbes(path: string): Probe[] {
   let raw: unknown;
   try {
-    raw = JSON.parse(readFileSync(path, "utf8"));
+    raw = JSON.parse(readTextFile(path));
   } catch (e) {
     throw new Error(`${path}: cannot read the probe file (${(e as Error).message}); pass a JSON array of {id, kind, prompt}`);
   }

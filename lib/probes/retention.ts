@@ -3,7 +3,7 @@
 // continuation a higher total log-likelihood than every distractor. Run on the base and on the
 // fine-tuned model, it turns "SFT moves format, not facts" into a number.
 
-import { readFileSync } from "node:fs";
+import { readTextFile } from "../io/text.ts";
 import type { LlamaModel } from "../model/llama.ts";
 import type { TextTokenizer } from "../tokenizer/types.ts";
 import { normalizeText } from "../tokenizer/normalize.ts";
@@ -23,7 +23,7 @@ export interface RetentionItem {
 
 /** Read and check a retention file: a JSON array of `{id, prompt, answer, distractors}`. */
 export function loadRetentionItems(path: string): RetentionItem[] {
-  const raw = JSON.parse(readFileSync(path, "utf8")) as unknown;
+  const raw = JSON.parse(readTextFile(path)) as unknown;
   if (!Array.isArray(raw)) throw new Error(`${path}: expected a JSON array of {id, prompt, answer, distractors}`);
   return raw.map((it, i) => {
     const where = `${path}: item ${i}${typeof it?.id === "string" ? ` (\`${it.id}\`)` : ""}`;

@@ -6,6 +6,7 @@ import { join, resolve } from "node:path";
 import { execSync } from "node:child_process";
 import os from "node:os";
 import { activeAllocator } from "../mlx/allocator.ts";
+import { FileError, fsReason } from "../io/files.ts";
 
 /** `YYYYMMDD-HHMMSS` in local time. */
 export function timestamp(d = new Date()): string {
@@ -22,7 +23,12 @@ export function createRunDir(root: string, name: string): string {
 
 /** Atomically claim `root/<baseName>` (or `<baseName>-2`, `-3`, ... if taken) and return its path. */
 export function claimDir(root: string, baseName: string): string {
-  mkdirSync(root, { recursive: true });
+  const cannot = (e: unknown) => new FileError(root, `cannot create a folder in ${root}: ${fsReason(e)} (choose a writable --out)`);
+  try {
+    mkdirSync(root, { recursive: true });
+  } catch (e) {
+    throw cannot(e);
+  }
   const base = join(resolve(root), baseName);
   for (let i = 0; ; i++) {
     const dir = i === 0 ? base : `${base}-${i + 1}`;
@@ -30,7 +36,7 @@ export function claimDir(root: string, baseName: string): string {
       mkdirSync(dir); // fails if it exists: the atomic claim on the name
       return dir;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw cannot(e);
     }
   }
 }
