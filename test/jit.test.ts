@@ -3,10 +3,12 @@
 // ±inf and NaN, which is where fast_exp branches.
 //   bun test test/jit.test.ts
 import { describe, expect, test } from "bun:test";
-import { readdirSync } from "node:fs";
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { core as mx } from "@frost-beta/mlx";
-import { cpuSignature, useFastCpuKernels } from "../lib/mlx/jit.ts";
+import { cpuSignature, KERNEL_FLAGS, useFastCpuKernels } from "../lib/mlx/jit.ts";
 import { silu } from "../lib/model/llama.ts";
 import { compileFlat } from "../lib/mlx/autodiff.ts";
 
@@ -51,5 +53,50 @@ describe("jit", () => {
     const code = `import { useFastCpuKernels } from "./lib/mlx/jit.ts"; console.log(JSON.stringify(useFastCpuKernels()));`;
     const p = Bun.spawnSync([process.execPath, "-e", code], { env: { ...process.env, SFT_MLX_FAST_KERNELS: "0" }, cwd: join(import.meta.dir, "..") });
     expect(p.stdout.toString().trim()).toBe("null");
+  });
+
+  // Issue #18 case 8: the kernel directory used to be $TMPDIR/sft-mlx-kernels-<predictable key>,
+  // reused whoever owned it. Here user `nobody` plants a kernel library (its constructor writes a
+  // marker) under the name MLX looks up, in that old place and in the new cache folder.
+  test.skipIf(!CAN_BUILD || process.getuid?.() !== 0)("a kernel folder planted by another user is never used", () => {
+    const root = mkdtempSync(join(tmpdir(), "sft-jit-planted-"));
+    try {
+      const cwd = join(import.meta.dir, "..");
+      const graph = `import { core as mx } from "@frost-beta/mlx"; import { useFastCpuKernels } from "./lib/mlx/jit.ts"; import { compileFlat } from "./lib/mlx/autodiff.ts";
+        useFastCpuKernels(); const f = compileFlat((a) => [mx.subtract(mx.multiply(mx.exp(a), 7), 0.25)]); mx.eval(f(mx.random.normal([4096]))[0]);`;
+      const run = (cache: string, tmp: string) => {
+        for (const d of [cache, tmp]) mkdirSync(d, { recursive: true });
+        return Bun.spawnSync([process.execPath, "-e", graph], { cwd, env: { ...process.env, XDG_CACHE_HOME: cache, TMPDIR: tmp } });
+      };
+      const kernels = (dir: string): string[] => (existsSync(dir) ? readdirSync(dir, { recursive: true, encoding: "utf8" }).filter((f) => /lib[^/]*\.so$/.test(f)).map((f) => f.split("/").at(-1)!) : []);
+      // 1. the names MLX gives this graph's kernels, from a clean run
+      expect(run(join(root, "clean-cache"), join(root, "clean-tmp")).exitCode).toBe(0);
+      const names = [...new Set([...kernels(join(root, "clean-cache")), ...kernels(join(root, "clean-tmp"))])];
+      expect(names.length).toBeGreaterThan(0);
+      // 2. a library that announces itself when loaded
+      const marker = join(root, "planted-code-ran");
+      writeFileSync(join(root, "evil.cpp"), `#include <cstdio>\n__attribute__((constructor)) static void planted() { FILE* f = std::fopen("${marker}", "w"); if (f) std::fclose(f); }\n`);
+      expect(Bun.spawnSync(["g++", "-shared", "-fPIC", "-o", join(root, "evil.so"), join(root, "evil.cpp")]).exitCode).toBe(0);
+      // 3. planted by nobody, writable by all, where the old and the new code look
+      const key = createHash("sha256").update([Bun.which("g++")!, ...KERNEL_FLAGS, cpuSignature(readFileSync("/proc/cpuinfo", "utf8"))].join("\n")).digest("hex").slice(0, 12);
+      const planted = [join(root, "evil-tmp", `sft-mlx-kernels-${key}`), join(root, "evil-cache", "sft-mlx", `kernels-${key}`)];
+      for (const dir of planted) {
+        mkdirSync(join(dir, "bin"), { recursive: true });
+        for (const name of names) copyFileSync(join(root, "evil.so"), join(dir, name));
+      }
+      for (const d of [join(root, "evil-tmp", `sft-mlx-kernels-${key}`), join(root, "evil-cache", "sft-mlx"), ...planted]) {
+        for (const p of [d, ...readdirSync(d).map((f) => join(d, f))]) {
+          chownSync(p, 65534, 65534);
+          chmodSync(p, 0o777);
+        }
+      }
+      // 4. a run with the planted folders where it looks
+      const result = run(join(root, "evil-cache"), join(root, "evil-tmp"));
+      expect(existsSync(marker)).toBe(false);
+      expect(result.stderr.toString()).toMatch(/compiled-kernel cache not used: .*sft-mlx: it belongs to user id 65534, not to this user/);
+      expect(result.exitCode).toBe(0);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });

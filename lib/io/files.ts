@@ -65,35 +65,36 @@ export function syncPath(path: string): void {
   }
 }
 
-/** After a write: flush `path` to the disk (a full disk may only say so here). */
-export function flushWritten(path: string): void {
+/** After a write: flush `path` to the disk (a full disk may only say so here). Errors name `shown`
+ * (the destination, when `path` is its temporary sibling). */
+export function flushWritten(path: string, shown = path): void {
   writeHooks.afterWrite?.(path);
   try {
     syncPath(path);
   } catch (e) {
-    throw asFileError(e, path, "write");
+    throw asFileError(e, shown, "write");
   }
 }
 
 /** After a write: flush `path` to the disk and check that it holds `bytes` bytes. A short file
  * means the disk did not take everything, though the writer raised no error. */
-export function checkWritten(path: string, bytes: number): void {
-  flushWritten(path);
+export function checkWritten(path: string, bytes: number, shown = path): void {
+  flushWritten(path, shown);
   const size = statSync(path).size;
   if (size !== bytes) {
-    throw new FileError(path, `${path}: wrote ${bytes} bytes but the disk holds ${size}: the disk did not take the whole file (is it full?): free some space, or write somewhere else`);
+    throw new FileError(shown, `${shown}: wrote ${bytes} bytes but the disk holds ${size}: the disk did not take the whole file (is it full?): free some space, or write somewhere else`);
   }
 }
 
 /** Write `contents` to `path` and check it (not atomic: for files inside a temporary folder). */
-export function writeFileChecked(path: string, contents: string | Uint8Array): void {
+export function writeFileChecked(path: string, contents: string | Uint8Array, shown = path): void {
   const data = typeof contents === "string" ? Buffer.from(contents, "utf8") : contents;
   try {
     writeFileSync(path, data);
   } catch (e) {
-    throw asFileError(e, path, "write");
+    throw asFileError(e, shown, "write");
   }
-  checkWritten(path, data.byteLength);
+  checkWritten(path, data.byteLength, shown);
 }
 
 /** Write a file atomically: a temporary sibling, written, synced and checked, then renamed in. On
@@ -101,10 +102,14 @@ export function writeFileChecked(path: string, contents: string | Uint8Array): v
 export function writeFileAtomic(path: string, contents: string | Uint8Array): void {
   const tmp = `${path}.tmp-${process.pid}`;
   try {
-    writeFileChecked(tmp, contents);
+    writeFileChecked(tmp, contents, path);
     renameSync(tmp, path);
   } catch (e) {
-    rmSync(tmp, { force: true });
+    try {
+      rmSync(tmp, { force: true });
+    } catch {
+      // nothing to remove where nothing could be written (a path through a file)
+    }
     throw asFileError(e, path, "write");
   }
   trySyncDir(dirname(path));

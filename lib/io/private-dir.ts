@@ -43,7 +43,7 @@ export function ensurePrivateDir(root: string, path: string): string | null {
   if (rel.startsWith("..")) return `${path} is not inside ${root}`;
   const chain = [root];
   for (const part of rel.split(sep).filter(Boolean)) chain.push(join(chain.at(-1)!, part));
-  for (const dir of chain.reverse()) {
+  for (const dir of chain) { // outermost first: the folder to fix
     const why = dir === root ? rootReason(dir) : unsafeReason(dir);
     if (why) return `${dir}: ${why}`;
   }

@@ -10,6 +10,8 @@ import { fileDigest, readSafetensorsHeader, SafetensorsError, verifySafetensors,
  * check the file on disk: synced, whole, holding exactly these tensors. Returns its digest, to be
  * recorded beside it and checked by loadArrays. */
 export function saveArrays(path: string, arrays: Record<string, mx.array>, metadata?: Record<string, string>): FileDigest {
+  // MLX appends the extension to a name without it: the file checked below would not be the one written.
+  if (!path.endsWith(".safetensors")) throw new Error(`saveArrays: ${path} must end in .safetensors`);
   try {
     mx.saveSafetensors(path, arrays, metadata);
   } catch (e) {

@@ -176,7 +176,7 @@ export async function executeRun(p: PreparedRun, runDir: string, { resumed = fal
   const saved: string[] = [];
   const release = interrupt.protect(`saving ${h.status === "interrupted" ? "the resumable state, " : ""}the checkpoint and summary.json first`, () =>
     saved.length === 3 || (saved.length === 2 && h.status !== "interrupted")
-      ? `everything is saved${probeStatus === "pending" ? `; the probes did not run (bun scripts/train.ts --resume ${shown(runDir)} runs them)` : ""}`
+      ? `everything is saved${probeStatus === "pending" ? `; the probes did not run: \`bun scripts/train.ts --resume ${shown(runDir)}\` runs them` : ""}`
       : `not saved: ${["trainer state", "checkpoint", "summary"].filter((x) => !saved.includes(x) && (x !== "trainer state" || h.status === "interrupted")).join(", ")}` +
         (resumed ? "; the state saved at the last interruption is kept unless replaced above" : ""));
   let summary: RunSummary;
@@ -229,9 +229,9 @@ export async function executeRun(p: PreparedRun, runDir: string, { resumed = fal
     log.info(`resume with: bun scripts/train.ts --resume ${shown(runDir)}`);
     return 130;
   }
-  if (interrupt.requested) {
+  if (interrupt.requested && probeStatus === "pending") {
     // Ctrl-C while saving: the user wants to stop; the probes can run later.
-    if (probeStatus === "pending") log.info(`the probes did not run: bun scripts/train.ts --resume ${shown(runDir)} runs them`);
+    log.info(`the probes did not run: bun scripts/train.ts --resume ${shown(runDir)} runs them`);
     return 130;
   }
   if (probeStatus === "pending") {

@@ -59,7 +59,18 @@ export function literal<const L extends readonly string[]>(...values: L): Schema
 }
 
 export function nullable<T>(inner: Schema<T>): Schema<T | null> {
-  return { expected: `${inner.expected} or null`, parse: (v, at = "") => (v === null ? null : inner.parse(v, at)) };
+  const expected = `${inner.expected} or null`;
+  return {
+    expected,
+    parse(v, at = "") {
+      if (v === null) return null;
+      try {
+        return inner.parse(v, at);
+      } catch (e) {
+        throw e instanceof SchemaError && e.at === at ? new SchemaError(at, expected, v) : e;
+      }
+    },
+  };
 }
 
 /** An object key that may be absent (a field added later, or one only some writers set). */
