@@ -107,7 +107,7 @@ describe("case 1: a truncated safetensors file is refused before use, never read
     const file = join(dir, "model.safetensors");
     const whole = readFileSync(file);
     truncateSync(file, whole.length - 64);
-    await expect(loadCheckpoint(dir)).rejects.toThrow(/the file is cut short: .* \(64 missing, which MLX would read as zeros\)/);
+    await expect(loadCheckpoint(dir)).rejects.toThrow(/the file is cut short: .* \(64 missing; MLX would read them as zeros\)/);
     const changed = Buffer.from(whole);
     changed[changed.length - 1]! ^= 0xff;
     writeFileSync(file, changed);

@@ -52,7 +52,7 @@ describe("safetensors checked before use", () => {
     return path;
   };
   test.each([
-    ["cut inside the data", (p: string) => cut(p, readFileSync(p).length - 10), /cut short: \d+ bytes, but its header describes \d+ \(10 missing, which MLX would read as zeros\)/],
+    ["cut inside the data", (p: string) => cut(p, readFileSync(p).length - 10), /cut short: \d+ bytes, but its header describes \d+ \(10 missing; MLX would read them as zeros\)/],
     ["cut inside the header", (p: string) => cut(p, 20), /cut inside its header/],
     ["cut inside the length", (p: string) => cut(p, 5), /5 bytes: too short to be a safetensors file/],
     ["empty", (p: string) => cut(p, 0), /0 bytes: too short/],

@@ -34,17 +34,26 @@ export function unsafeReason(path: string): string | null {
 /** Create (0700) or check the private folder `path` under `root` (which must exist and be safe
  * too, as must every folder between them). Returns null when it is safe to use, else the reason. */
 export function ensurePrivateDir(root: string, path: string): string | null {
-  try {
-    mkdirSync(path, { recursive: true, mode: 0o700 });
-  } catch (e) {
-    return `cannot create ${path} (${(e as Error).message})`;
-  }
   const rel = relative(root, path);
   if (rel.startsWith("..")) return `${path} is not inside ${root}`;
-  const chain = [root];
-  for (const part of rel.split(sep).filter(Boolean)) chain.push(join(chain.at(-1)!, part));
-  for (const dir of chain) { // outermost first: the folder to fix
-    const why = dir === root ? rootReason(dir) : unsafeReason(dir);
+  try {
+    mkdirSync(root, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    return `cannot create ${root} (${(e as Error).message})`;
+  }
+  const rootWhy = rootReason(root);
+  if (rootWhy) return `${root}: ${rootWhy}`;
+  // Outermost first, each checked before anything is made inside it: nothing is created in a
+  // folder that is not ours.
+  let dir = root;
+  for (const part of rel.split(sep).filter(Boolean)) {
+    dir = join(dir, part);
+    try {
+      mkdirSync(dir, { mode: 0o700 });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") return `cannot create ${dir} (${(e as Error).message})`;
+    }
+    const why = unsafeReason(dir);
     if (why) return `${dir}: ${why}`;
   }
   return null;

@@ -36,6 +36,8 @@ export interface FileDigest {
   sha256: string;
 }
 
+const FIX = "It was not completely written or copied (a full disk, an interrupted copy or download, a killed save): copy or download it again, or use another checkpoint";
+
 /** A safetensors file that is not whole or not well-formed. */
 export class SafetensorsError extends FileError {
   override name = "SafetensorsError";
@@ -44,7 +46,6 @@ export class SafetensorsError extends FileError {
   }
 }
 
-const FIX = "It was not completely written or copied (a full disk, an interrupted copy or download, a killed save): copy or download it again, or use another checkpoint";
 
 /** Read and check a safetensors file's header against its size; throws SafetensorsError saying
  * what is wrong. Reads only the header, not the data. */
@@ -113,7 +114,7 @@ export function readSafetensorsHeader(path: string): SafetensorsHeader {
     end = t.end;
   }
   const fileBytes = dataStart + end;
-  if (size < fileBytes) throw bad(`the file is cut short: ${size} bytes, but its header describes ${fileBytes} (${fileBytes - size} missing, which MLX would read as zeros)`);
+  if (size < fileBytes) throw bad(`the file is cut short: ${size} bytes, but its header describes ${fileBytes} (${fileBytes - size} missing; MLX would read them as zeros)`);
   if (size > fileBytes) throw bad(`the file has ${size - fileBytes} bytes after its last tensor (${size} bytes, the header describes ${fileBytes})`);
   return { tensors, metadata, dataStart, fileBytes };
 }

@@ -9,28 +9,28 @@ import { fileDigest, readSafetensorsHeader, SafetensorsError, verifySafetensors,
 /** Save `arrays` to `path` (write it into a temporary folder: this is not atomic by itself), then
  * check the file on disk: synced, whole, holding exactly these tensors. Returns its digest, to be
  * recorded beside it and checked by loadArrays. */
-export function saveArrays(path: string, arrays: Record<string, mx.array>, metadata?: Record<string, string>): FileDigest {
+export function saveArrays(path: string, arrays: Record<string, mx.array>, { metadata, shown = path }: { metadata?: Record<string, string>; shown?: string } = {}): FileDigest {
   // MLX appends the extension to a name without it: the file checked below would not be the one written.
   if (!path.endsWith(".safetensors")) throw new Error(`saveArrays: ${path} must end in .safetensors`);
   try {
     mx.saveSafetensors(path, arrays, metadata);
   } catch (e) {
-    throw new FileError(path, `cannot write ${path}: ${(e as Error).message || "MLX could not save the arrays"}`);
+    throw new FileError(shown, `cannot write ${shown}: ${(e as Error).message || "MLX could not save the arrays"}`);
   }
-  flushWritten(path);
+  flushWritten(path, shown);
   let header;
   try {
     header = readSafetensorsHeader(path);
   } catch (e) {
     if (e instanceof SafetensorsError) {
-      throw new FileError(path, `${path}: the disk did not take the whole file, though the write reported no error (is it full?): ${e.problem}. Free some space, or write somewhere else`);
+      throw new FileError(shown, `${shown}: the disk did not take the whole file, though the write reported no error (is it full?): ${e.problem.replace(/; MLX would read them as zeros/, "")}. Free some space, or write somewhere else`);
     }
     throw e;
   }
   const missing = Object.keys(arrays).filter((k) => !header.tensors.has(k));
   const wrong = Object.entries(arrays).filter(([k, a]) => header.tensors.has(k) && JSON.stringify(header.tensors.get(k)!.shape) !== JSON.stringify(a.shape));
   if (missing.length || wrong.length || header.tensors.size !== Object.keys(arrays).length) {
-    throw new FileError(path, `${path}: the file written does not hold the arrays given (${missing.length} missing, ${wrong.length} of another shape): write it again`);
+    throw new FileError(shown, `${shown}: the file written does not hold the arrays given (${missing.length} missing, ${wrong.length} of another shape): write it again`);
   }
   return fileDigest(path);
 }

@@ -210,17 +210,17 @@ export function saveCheckpoint(
     const padId = tokenizer.hasToken(SPECIAL_TOKENS.pad) ? tokenizer.tokenId(SPECIAL_TOKENS.pad) : config.padTokenId;
     const hfConfig = { ...configToHF(config), eos_token_id: eosId, pad_token_id: padId };
     const digests: Record<string, FileDigest> = {
-      "model.safetensors": saveArrays(join(tmp, "model.safetensors"), Object.fromEntries(namedParameters(model)), { format: "pt" }),
+      "model.safetensors": saveArrays(join(tmp, "model.safetensors"), Object.fromEntries(namedParameters(model)), { metadata: { format: "pt" }, shown: join(dir, "model.safetensors") }),
     };
-    for (const [name, named] of Object.entries(arrays)) digests[name] = saveArrays(join(tmp, name), named);
+    for (const [name, named] of Object.entries(arrays)) digests[name] = saveArrays(join(tmp, name), named, { shown: join(dir, name) });
     const json = (v: unknown) => JSON.stringify(v, null, 2) + "\n";
-    writeFileChecked(join(tmp, "config.json"), json(hfConfig));
-    writeFileChecked(join(tmp, "tokenizer.json"), JSON.stringify(tokenizer.toJSON()));
-    writeFileChecked(join(tmp, "tokenizer_config.json"), json(tokenizerConfig(tokenizer, config.maxPositionEmbeddings)));
-    const genConfig = { eos_token_id: eosId, pad_token_id: padId, max_new_tokens: 256, do_sample: false };
-    writeFileChecked(join(tmp, "generation_config.json"), json(genConfig));
-    if (meta) writeFileChecked(join(tmp, "sft-mlx.json"), json({ ...meta, files: digests }));
-    for (const [name, text] of Object.entries(files)) writeFileChecked(join(tmp, name), text);
+    const put = (name: string, text: string) => writeFileChecked(join(tmp, name), text, join(dir, name)); // errors name the destination
+    put("config.json", json(hfConfig));
+    put("tokenizer.json", JSON.stringify(tokenizer.toJSON()));
+    put("tokenizer_config.json", json(tokenizerConfig(tokenizer, config.maxPositionEmbeddings)));
+    put("generation_config.json", json({ eos_token_id: eosId, pad_token_id: padId, max_new_tokens: 256, do_sample: false }));
+    if (meta) put("sft-mlx.json", json({ ...meta, files: digests }));
+    for (const [name, text] of Object.entries(files)) put(name, text);
     swapDir(tmp, dir);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });

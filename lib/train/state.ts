@@ -88,8 +88,8 @@ export function writeState(dir: string, arrays: Record<string, mx.array>, state:
     throw asFileError(e, dir, "create the trainer state folder");
   }
   try {
-    const digest = saveArrays(join(tmp, STATE_ARRAYS), arrays);
-    writeFileChecked(join(tmp, STATE_JSON), JSON.stringify({ ...state, arrays: digest }, null, 2) + "\n");
+    const digest = saveArrays(join(tmp, STATE_ARRAYS), arrays, { shown: join(dir, STATE_ARRAYS) });
+    writeFileChecked(join(tmp, STATE_JSON), JSON.stringify({ ...state, arrays: digest }, null, 2) + "\n", join(dir, STATE_JSON));
     swapDir(tmp, dir);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
