@@ -318,6 +318,17 @@ describe("running and resuming", () => {
     ]);
   });
 
+  test("Ctrl-C during a run's probes: recorded as interrupted, and --resume continues it (train.ts --resume runs the probes)", async () => {
+    const dir = freshDir();
+    const plan = buildPlan({ param: "mask", values: ["assistant"], passthrough: [] });
+    await runSweep(plan, dir, { spawn: fakeTrain({ "mask-assistant": { status: "completed", exitCode: 130, summary: { probeStatus: "pending" } } }, []) });
+    expect(plan.runs.map((r) => [r.status, r.reason])).toEqual([["interrupted", "interrupted during the probes"]]);
+    const calls: string[] = [];
+    await runSweep(plan, dir, { spawn: fakeTrain({}, calls) });
+    expect(calls).toEqual([`resume ${plan.runs[0]!.dir}`]);
+    expect(plan.runs[0]!.status).toBe("completed");
+  });
+
   test("Ctrl-C: the interrupted run is recorded and no further run starts", async () => {
     const dir = freshDir();
     const plan = buildPlan({ param: "lr", values: ["1e-4", "3e-4"], passthrough: [] });

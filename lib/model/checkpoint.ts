@@ -14,7 +14,7 @@ import { LlamaModel } from "./llama.ts";
 import { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { flattenParams } from "../mlx/autodiff.ts";
 import { loadArrays, saveArrays } from "../mlx/arrays-file.ts";
-import { asFileError, FileError, swapDir, tempSibling, writeFileChecked } from "../io/files.ts";
+import { asFileError, FileError, readJSON as readFileJSON, swapDir, tempSibling, writeFileChecked } from "../io/files.ts";
 import { SafetensorsError, type FileDigest } from "../io/safetensors.ts";
 import { int, object, optional, record, string, type Schema } from "../util/schema.ts";
 import { CHAT_TEMPLATE_JINJA } from "../format/template.ts";
@@ -54,11 +54,13 @@ export function setNamedParameters(model: nn.Module, named: [string, mx.array][]
   model.update(nested);
 }
 
+/** A JSON file of a checkpoint; a damaged one is a CheckpointError naming it. */
 function readJSON(path: string): any {
   try {
-    return JSON.parse(readFileSync(path, "utf8"));
+    return readFileJSON(path);
   } catch (e) {
-    throw new CheckpointError(`${path}: not valid JSON (${(e as Error).message})`);
+    if (e instanceof FileError) throw new CheckpointError(e.message);
+    throw e;
   }
 }
 

@@ -173,24 +173,20 @@ export async function executeRun(p: PreparedRun, runDir: string, { resumed = fal
   // and an earlier state is removed only after all of them are on disk.
   const stateDir = join(runDir, STATE_DIR);
   const ckptDir = join(runDir, "checkpoint");
-  const saved: string[] = [];
-  const release = interrupt.protect(`saving ${h.status === "interrupted" ? "the resumable state, " : ""}the checkpoint and summary.json first`, () =>
-    saved.length === 3 || (saved.length === 2 && h.status !== "interrupted")
-      ? `everything is saved${probeStatus === "pending" ? `; the probes did not run: \`bun scripts/train.ts --resume ${shown(runDir)}\` runs them` : ""}`
-      : `not saved: ${["trainer state", "checkpoint", "summary"].filter((x) => !saved.includes(x) && (x !== "trainer state" || h.status === "interrupted")).join(", ")}` +
-        (resumed ? "; the state saved at the last interruption is kept unless replaced above" : ""));
+  // Saves are synchronous, so a press is handled once the saving below has ended: what it loses
+  // is known by then.
+  let afterSave = "the save did not complete (see the error above)";
+  const release = interrupt.protect(`saving ${h.status === "interrupted" ? "the resumable state, " : ""}the checkpoint and summary.json first`, () => afterSave);
   let summary: RunSummary;
   const baseHashAfter = hashCheckpoint(cfg.base);
   try {
     if (h.status === "interrupted") {
       trainer.saveState(stateDir);
-      saved.push("trainer state");
     }
     saveCheckpoint(ckptDir, p.model, p.tokenizer, {
       replace: true, // this run's own checkpoint (an earlier attempt's best weights, now superseded), never the base
       meta: { kind: "sft", base: cfg.base, baseHash: p.baseHash, runDir, status: h.status, bestStep: h.bestStep, bestEvalLoss: finite(h.bestEvalLoss), addedTokens: p.addedTokens, config: cfg },
     });
-    saved.push("checkpoint");
     const trainPeakMemMB = peakRssMB();
     summary = {
       ...runSummary(h, cfg, trainer.step),
@@ -204,8 +200,8 @@ export async function executeRun(p: PreparedRun, runDir: string, { resumed = fal
       probeStatus,
     };
     writeSummary(runDir, summary);
-    saved.push("summary");
     if (h.status !== "interrupted") rmSync(stateDir, { recursive: true, force: true }); // only now: the new checkpoint is in place
+    afterSave = `everything is saved${probeStatus === "pending" ? `; the probes did not run: \`bun scripts/train.ts --resume ${shown(runDir)}\` runs them` : ""}`;
   } catch (e) {
     if (!(e instanceof FileError)) throw e;
     await release();
