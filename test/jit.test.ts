@@ -2,7 +2,7 @@
 // directory, with vector instructions, and give the same values as MLX's precompiled ops, also for
 // ±inf and NaN, which is where fast_exp branches.
 //   bun test test/jit.test.ts
-import { describe, expect, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
@@ -12,6 +12,7 @@ import { cpuSignature, KERNEL_FLAGS, useFastCpuKernels } from "../lib/mlx/jit.ts
 import { silu } from "../lib/model/llama.ts";
 import { compileFlat } from "../lib/mlx/autodiff.ts";
 
+setDefaultTimeout(60_000); // ms: the planted-folder case builds kernels in two child processes
 const CAN_BUILD = process.platform === "linux" && Bun.which("g++") !== null;
 if (!CAN_BUILD) console.log("jit: skipping the kernel tests: they need Linux and g++ (MLX builds CPU kernels with it)");
 const OBJDUMP = Bun.which("objdump");

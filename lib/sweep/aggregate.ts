@@ -9,6 +9,7 @@ import { FileError } from "../io/files.ts";
 import type { ProbeReport } from "../probes/types.ts";
 import { formatDuration } from "../run/folder.ts";
 import { readMetrics } from "../run/metrics.ts";
+import { FINISHED } from "../run/summary.ts";
 import { PARAMS, PRESETS, xOf } from "./params.ts";
 import { commandLine, type SweepPlan } from "./plan.ts";
 import { runSummary } from "./run.ts";
@@ -186,7 +187,7 @@ export function markdownTable(plan: SweepPlan, rows: SweepRow[], base?: ProbeNum
 export function toMarkdown(plan: SweepPlan, rows: SweepRow[], base: ProbeNumbers | undefined, plots: { file: string; title: string }[]): string {
   const spec = PARAMS[plan.param];
   const preset = plan.preset ? PRESETS[plan.preset] : undefined;
-  const done = rows.filter((r) => r.status === "completed" || r.status === "stopped-early").length;
+  const done = rows.filter((r) => (FINISHED as readonly string[]).includes(r.status)).length;
   const out = [
     `# Sweep: ${plan.preset ? `${plan.preset} (${plan.param})` : plan.param}`,
     "",
