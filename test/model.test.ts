@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { countParameters } from "../lib/model/config.ts";
 import { loadCheckpoint, loadModel, namedParameters, saveCheckpoint } from "../lib/model/checkpoint.ts";
 import { addChatTokens } from "../lib/model/vocab.ts";
-import { CHAT_TOKENS, SPECIAL_TOKENS } from "../lib/format/tokens.ts";
+import { CHAT_TOKENS, COURSE_TOKENS, SPECIAL_TOKENS, TOOL_TOKENS } from "../lib/format/tokens.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
 import { makeCaches } from "../lib/model/cache.ts";
 import type { LlamaModel } from "../lib/model/llama.ts";
@@ -171,20 +171,38 @@ const rowsOf = (w: mx.array, start: number, end?: number) => w.index(mx.Slice(st
 const maxAbs = (a: mx.array, b: mx.array) => mx.max(mx.abs(mx.subtract(a, b))).item() as number;
 const equal = (a: mx.array, b: mx.array) => mx.arrayEqual(a, b).item() as boolean;
 
+// What baseTokenizer() lacks of the course's set, in the course's order: `<|endoftext|>` and
+// `<|system|>` are already there (ids 1 and 5) and keep their ids.
+const NEW = ["<|user|>", "<|assistant|>", "<|tool_call|>", "<|tool_result|>", "<|end|>", "<|pad|>"];
+const NEW_IDS = [360, 361, 362, 363, 364, 365];
+
 describe("addChatTokens", () => {
   const ROOT = mkdtempSync(join(tmpdir(), "sft-mlx-vocab-"));
   afterAll(() => rmSync(ROOT, { recursive: true, force: true }));
 
+  test("adds the course's special tokens in the course's order, keeping those the tokenizer has", () => {
+    expect(COURSE_TOKENS).toEqual(["<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|tool_call|>", "<|tool_result|>", "<|end|>", "<|pad|>"]);
+    const { tokenizer, added } = addChatTokens(tinyModel(360), baseTokenizer(), { noise: 0 });
+    expect(added).toEqual(NEW);
+    expect(NEW.map((t) => tokenizer.tokenId(t))).toEqual(NEW_IDS);
+    expect([tokenizer.tokenId(SPECIAL_TOKENS.doc), tokenizer.tokenId(SPECIAL_TOKENS.system)]).toEqual([1, 5]);
+  });
+
+  test("a tokenizer with the chat tokens but not the tool tokens gets only those", () => {
+    const { model, tokenizer, added } = addChatTokens(tinyModel(360), tinyTokenizer(), { noise: 0 });
+    expect(added).toEqual([TOOL_TOKENS.call, TOOL_TOKENS.result]);
+    expect(COURSE_TOKENS.map((t) => tokenizer.tokenId(t))).toEqual([1, 5, 2, 3, 360, 361, 4, 0]);
+    expect(model.config.vocabSize).toBe(362);
+  });
+
   test.each([
     ["tied", true],
     ["untied", false],
-  ])("%s: ids, shapes, old rows unchanged, new rows at the mean", (_name, tied) => {
+  ])("%s, rows must grow: ids, shapes, old rows unchanged, new rows at the mean", (_name, tied) => {
     const base = tinyModel(360, { tied, seed: 1 });
-    const { model, tokenizer, added } = addChatTokens(base, baseTokenizer(), { noise: 0 });
-    expect(added).toEqual([...CHAT_TOKENS]);
-    expect(CHAT_TOKENS.map((t) => tokenizer.tokenId(t))).toEqual([360, 361, 362, 363]);
-    expect(tokenizer.vocabSize).toBe(364);
-    expect(model.config).toEqual({ ...base.config, vocabSize: 364 });
+    const { model, tokenizer } = addChatTokens(base, baseTokenizer(), { noise: 0 });
+    expect(tokenizer.vocabSize).toBe(366);
+    expect(model.config).toEqual({ ...base.config, vocabSize: 366 });
     const before = new Map(namedParameters(base));
     const grownNames = tied ? ["model.embed_tokens.weight"] : ["model.embed_tokens.weight", "lm_head.weight"];
     for (const [name, value] of namedParameters(model)) {
@@ -193,10 +211,10 @@ describe("addChatTokens", () => {
         expect({ name, equal: equal(value, old) }).toEqual({ name, equal: true });
         continue;
       }
-      expect(value.shape).toEqual([364, 32]);
+      expect(value.shape).toEqual([366, 32]);
       expect(equal(rowsOf(value, 0, 360), old)).toBe(true);
       const mean = mx.mean(old, 0, true);
-      expect(maxAbs(rowsOf(value, 360), mx.broadcastTo(mean, [4, 32]))).toBeLessThan(1e-6);
+      expect(maxAbs(rowsOf(value, 360), mx.broadcastTo(mean, [6, 32]))).toBeLessThan(1e-6);
     }
     // Logits of the old ids are unchanged: the head only gained columns.
     const ids = mx.array([[7, 8, 9]], mx.int32);
@@ -210,45 +228,55 @@ describe("addChatTokens", () => {
     const c = addChatTokens(base, baseTokenizer(), { seed: 8 }).model.model.embedTokens.weight;
     expect(equal(a, b)).toBe(true);
     expect(equal(a, c)).toBe(false);
-    const mean = mx.broadcastTo(mx.mean(base.model.embedTokens.weight, 0, true), [4, 32]);
+    const mean = mx.broadcastTo(mx.mean(base.model.embedTokens.weight, 0, true), [6, 32]);
     const std = mx.std(base.model.embedTokens.weight).item() as number;
     expect(maxAbs(rowsOf(a, 360), mean)).toBeLessThan(0.01 * std); // noise is 1e-3 std
     expect(equal(rowsOf(a, 360, 361), rowsOf(a, 361, 362))).toBe(false);
   });
 
-  test("a tokenizer that already has the chat tokens changes nothing", () => {
-    const base = tinyModel(360);
-    const out = addChatTokens(base, tinyTokenizer());
+  test("a tokenizer that already has all the course's tokens changes nothing", () => {
+    const full = tinyTokenizer().withAddedTokens(COURSE_TOKENS).tokenizer;
+    const base = tinyModel(362);
+    const out = addChatTokens(base, full);
     expect(out.added).toEqual([]);
     expect(out.model).toBe(base);
-    expect(out.tokenizer.toJSON()).toEqual(tinyTokenizer().toJSON());
+    expect(out.tokenizer.toJSON()).toEqual(full.toJSON());
   });
 
-  test("a model with spare rows (padded vocab) is not grown: new ids reuse them at the mean", () => {
+  test("rows fit (a padded vocab, like Qwen3's): not grown, the new ids reuse spare rows at the mean", () => {
     const base = tinyModel(384, { seed: 2 });
     const { model, tokenizer } = addChatTokens(base, baseTokenizer(), { noise: 0 });
     const w = model.model.embedTokens.weight;
     const old = base.model.embedTokens.weight;
     expect(w.shape).toEqual([384, 32]);
-    expect(tokenizer.tokenId(SPECIAL_TOKENS.pad)).toBe(363);
+    expect(model.config.vocabSize).toBe(384);
+    expect(tokenizer.tokenId(SPECIAL_TOKENS.pad)).toBe(365);
     expect(equal(rowsOf(w, 0, 360), rowsOf(old, 0, 360))).toBe(true);
-    expect(equal(rowsOf(w, 364), rowsOf(old, 364))).toBe(true); // spare rows kept
-    const mean = mx.broadcastTo(mx.mean(rowsOf(old, 0, 360), 0, true), [4, 32]); // mean of real tokens only
-    expect(maxAbs(rowsOf(w, 360, 364), mean)).toBeLessThan(1e-6);
+    expect(equal(rowsOf(w, 366), rowsOf(old, 366))).toBe(true); // spare rows kept
+    const mean = mx.broadcastTo(mx.mean(rowsOf(old, 0, 360), 0, true), [6, 32]); // mean of real tokens only
+    expect(maxAbs(rowsOf(w, 360, 366), mean)).toBeLessThan(1e-6);
   });
 
-  test("round-trips through saveCheckpoint/loadCheckpoint with `added` recorded", async () => {
-    const { model, tokenizer, added } = addChatTokens(tinyModel(360, { tied: false }), baseTokenizer());
-    const dir = join(ROOT, "grown");
+  test.each([
+    ["rows grow", 360, 366],
+    ["rows fit", 384, 384],
+  ])("%s: the saved checkpoint's tokenizer.json and tokenizer_config.json carry the course's tokens", async (_name, rows, savedRows) => {
+    const { model, tokenizer, added } = addChatTokens(tinyModel(rows, { tied: false }), baseTokenizer());
+    const dir = join(ROOT, `grown-${rows}`);
     saveCheckpoint(dir, model, tokenizer, { meta: { addedTokens: added } });
     const ckpt = await loadCheckpoint(dir);
-    expect(ckpt.meta).toEqual({ addedTokens: [...CHAT_TOKENS] });
-    expect(ckpt.config.vocabSize).toBe(364);
-    expect(ckpt.tokenizer.tokenId(SPECIAL_TOKENS.end)).toBe(362);
+    expect(ckpt.meta).toEqual({ addedTokens: NEW });
+    expect(ckpt.config.vocabSize).toBe(savedRows);
+    expect(COURSE_TOKENS.map((t) => ckpt.tokenizer.tokenId(t))).toEqual([1, 5, 360, 361, 362, 363, 364, 365]);
     const saved = new Map(namedParameters(ckpt.model));
     for (const [name, value] of namedParameters(model)) expect({ name, equal: equal(saved.get(name)!, value) }).toEqual({ name, equal: true });
+    const tokJSON = JSON.parse(readFileSync(join(dir, "tokenizer.json"), "utf8")) as TokenizerJSON;
+    for (const t of COURSE_TOKENS) expect(tokJSON.added_tokens.filter((a) => a.content === t && a.special)).toHaveLength(1);
+    const tokCfg = JSON.parse(readFileSync(join(dir, "tokenizer_config.json"), "utf8"));
+    expect([tokCfg.eos_token, tokCfg.pad_token]).toEqual(["<|end|>", "<|pad|>"]); // stop on <|end|>, pad with <|pad|>
+    expect(tokCfg.additional_special_tokens).toEqual(COURSE_TOKENS);
     const hf = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
-    expect([hf.vocab_size, hf.eos_token_id, hf.pad_token_id]).toEqual([364, 362, 363]);
+    expect([hf.vocab_size, hf.eos_token_id, hf.pad_token_id]).toEqual([savedRows, 364, 365]);
   });
 
   test("text containing the chat tokens still encodes without special ids", () => {
@@ -258,6 +286,6 @@ describe("addChatTokens", () => {
     expect(ids.some((id) => tokenizer.specialIds.has(id))).toBe(false);
     expect(ids.every((id) => id < 360)).toBe(true);
     expect(tokenizer.decode(ids)).toBe(text);
-    expect(tokenizer.decode([362])).toBe("<|end|>");
+    expect(tokenizer.decode([364])).toBe("<|end|>");
   });
 });

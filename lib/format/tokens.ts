@@ -11,5 +11,26 @@ export const SPECIAL_TOKENS = {
   system: "<|system|>", // id 5: reserved for later
 } as const;
 
+/** The course's tool-use markers (its Module 19). This project never renders them; it only gives them
+ * ids, so that a checkpoint made here has the course's full set for its later modules. */
+export const TOOL_TOKENS = {
+  call: "<|tool_call|>",
+  result: "<|tool_result|>",
+} as const;
+
 /** The tokens every chat checkpoint must have, each as exactly one id. */
 export const CHAT_TOKENS = [SPECIAL_TOKENS.user, SPECIAL_TOKENS.assistant, SPECIAL_TOKENS.end, SPECIAL_TOKENS.pad];
+
+/** The course's special tokens in the course's order (g2c's `COURSE_SPECIAL_TOKENS`): what
+ * `--add-chat-tokens` gives a foreign tokenizer, so new ids come out in the order the course's own
+ * setup adds them. A superset of CHAT_TOKENS. */
+export const COURSE_TOKENS = [
+  SPECIAL_TOKENS.doc,
+  SPECIAL_TOKENS.system,
+  SPECIAL_TOKENS.user,
+  SPECIAL_TOKENS.assistant,
+  TOOL_TOKENS.call,
+  TOOL_TOKENS.result,
+  SPECIAL_TOKENS.end,
+  SPECIAL_TOKENS.pad,
+];

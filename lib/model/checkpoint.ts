@@ -18,7 +18,7 @@ import { asFileError, FileError, readJSON as readFileJSON, swapDir, tempSibling,
 import { SafetensorsError, type FileDigest } from "../io/safetensors.ts";
 import { int, object, optional, record, string, type Schema } from "../util/schema.ts";
 import { CHAT_TEMPLATE_JINJA } from "../format/template.ts";
-import { SPECIAL_TOKENS } from "../format/tokens.ts";
+import { COURSE_TOKENS, SPECIAL_TOKENS } from "../format/tokens.ts";
 import { ChatFormat } from "../format/chat-format.ts";
 
 export class CheckpointError extends Error {
@@ -182,7 +182,9 @@ function tokenizerConfig(tokenizer: Tokenizer, maxLength: number): Record<string
     eos_token: has(SPECIAL_TOKENS.end),
     pad_token: has(SPECIAL_TOKENS.pad),
     unk_token: null,
-    additional_special_tokens: [SPECIAL_TOKENS.user, SPECIAL_TOKENS.assistant].filter((t) => tokenizer.hasToken(t)),
+    // The course's whole set, in its order, as its setup registers them: its later modules look each
+    // one up by string (`convert_tokens_to_ids`).
+    additional_special_tokens: COURSE_TOKENS.filter((t) => tokenizer.hasToken(t)),
     model_max_length: maxLength,
     clean_up_tokenization_spaces: false,
   };

@@ -1,11 +1,13 @@
-// Vocabulary growth for base checkpoints whose tokenizer lacks the chat tokens: add `<|user|>`,
-// `<|assistant|>`, `<|end|>` and `<|pad|>` as special tokens and grow the embedding (and untied
-// head) rows to match, new rows starting at the mean of the old ones.
+// Vocabulary growth for base checkpoints whose tokenizer lacks the chat tokens: add the course's
+// special tokens (COURSE_TOKENS: `<|endoftext|>`, `<|system|>`, `<|user|>`, `<|assistant|>`,
+// `<|tool_call|>`, `<|tool_result|>`, `<|end|>`, `<|pad|>`, in that order) and give each new id a row
+// at the mean of the old ones, growing the embedding (and untied head) only when the new ids do not
+// fit in the rows the model already has.
 import { core as mx } from "@frost-beta/mlx";
 import { LlamaModel } from "./llama.ts";
 import { namedParameters, setNamedParameters } from "./checkpoint.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
-import { CHAT_TOKENS } from "../format/tokens.ts";
+import { COURSE_TOKENS } from "../format/tokens.ts";
 import { seededRandom } from "../util/random.ts";
 
 export interface GrowOptions {
@@ -23,21 +25,24 @@ export interface GrownVocab {
 const NOISE = 1e-3; // × the rows' std: tells the new tokens apart without moving them off the mean
 
 /**
- * Make sure the tokenizer has every chat token as one special id and the model has a row for it.
+ * Make sure the tokenizer has every one of the course's special tokens as one special id (those it
+ * already has keep theirs) and the model has a row for each.
  *
  * New ids (`tokenizer.vocabSize` and up) get the mean of the tokenizer's old rows plus tiny seeded
  * noise: a new token then starts as an "average" token whose logit is an average logit, instead of a
  * random row that could dominate or vanish (the mean-resizing rule of transformers). A string that
- * already had an id (a trained vocabulary entry) keeps its row. The vocabulary is not rounded up to a
- * multiple of 64: the matmul gain is nil at this size, and every extra row is an id the model can
- * sample but the tokenizer cannot decode. Returns the inputs unchanged when nothing was missing.
+ * already had an id (a trained vocabulary entry) keeps its row. A model with spare rows beyond its
+ * tokenizer (Qwen3: 151,936 rows for ~151,669 tokens) keeps its shape: the new ids take spare rows,
+ * reset to the mean. Otherwise the matrix grows to exactly the new vocabulary, not rounded up to a
+ * multiple of 64 (the matmul gain is nil at this size, and every extra row is an id the model can
+ * sample but the tokenizer cannot decode). Returns the inputs unchanged when nothing was missing.
  */
 export function addChatTokens(
   model: LlamaModel,
   tokenizer: Tokenizer,
   { seed = 0, noise = NOISE }: GrowOptions = {},
 ): GrownVocab {
-  const { tokenizer: grown, added } = tokenizer.withAddedTokens(CHAT_TOKENS);
+  const { tokenizer: grown, added } = tokenizer.withAddedTokens(COURSE_TOKENS);
   const oldIds = tokenizer.vocabSize; // rows of real tokens; new ids start here
   const newIds = grown.vocabSize;
   if (newIds === oldIds) return { model, tokenizer: grown, added };

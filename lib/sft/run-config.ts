@@ -56,7 +56,7 @@ export const RUN_OPTIONS: OptionTable<RunSettings> = {
     default: RUNS_DIR,
   },
   addChatTokens: {
-    type: "bool", help: "if the base's tokenizer lacks <|user|> <|assistant|> <|end|> <|pad|>, add them and grow the embedding",
+    type: "bool", help: "if the base's tokenizer lacks <|user|> <|assistant|> <|end|> <|pad|>, add the course's special tokens (those, <|endoftext|> <|system|> <|tool_call|> <|tool_result|>) and grow the embedding if their ids do not fit",
     default: false, // a base without chat tokens is refused unless asked to grow its vocabulary
   },
 };

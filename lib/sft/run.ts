@@ -78,11 +78,11 @@ export async function prepareRun(cfg: RunConfig): Promise<PreparedRun> {
     if (!cfg.addChatTokens) {
       throw new UsageError(
         `--base ${shown(cfg.base)}: its tokenizer lacks the chat token(s) ${missing.map((t) => `\`${t}\``).join(", ")}, so the template cannot be one id per marker. ` +
-          "Fix: add --add-chat-tokens (adds them as special tokens and grows the embedding; the base on disk is not changed)",
+          "Fix: add --add-chat-tokens (adds them, with the rest of the course's special tokens, and grows the embedding if their ids do not fit; the base on disk is not changed)",
       );
     }
     ({ model, tokenizer, added: addedTokens } = addChatTokens(model, tokenizer, { seed: cfg.seed }));
-    log.info(`added chat tokens ${addedTokens.map((t) => `\`${t}\``).join(", ")}: vocabulary ${tokenizer.vocabSize}`);
+    log.info(`added the course's special tokens ${addedTokens.map((t) => `\`${t}\``).join(", ")}: vocabulary ${tokenizer.vocabSize}, embedding rows ${model.config.vocabSize}`);
   }
 
   const train = loadConversations(cfg.data); // DataError: file, record index, line and the fix
