@@ -2,6 +2,7 @@
 //   bun scripts/train.ts                                   (the bundled base, the bundled data)
 //   bun scripts/train.ts --base /tmp/devbase --steps 30 --eval-every 10 --name try
 //   bun scripts/train.ts --config my-run.json --lr 1e-4     (flags > config file > defaults)
+//   bun scripts/train.ts --data instructions.json --course-split   (the course notebook's data and split)
 //   bun scripts/train.ts --resume runs/<dir>                (continue an interrupted run)
 // Nothing is written until the flags, base, tokenizer and data have all been checked.
 import { prepareProcess } from "../lib/mlx/startup.ts";

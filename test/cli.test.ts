@@ -113,16 +113,16 @@ describe("one table of options", () => {
     expect(defaultSFTConfig()).toEqual({
       steps: 500, lr: 3e-4, warmup: 20, minLrRatio: 0.1, batchSize: 8, maxSeqLen: 256, padMultiple: 16, evalEvery: 50,
       patience: 0, minDelta: 1e-3, gradClip: 1, weightDecay: 0, seed: 0, maskMode: "assistant", keep: "last",
-      groupByLength: true, dropOverlength: false, logEvery: 10,
+      groupByLength: true, dropOverlength: false, truncate: false, logEvery: 10,
     });
     expect(defaultSFTConfig()).not.toBe(defaultSFTConfig()); // a fresh object each time
-    expect(defaultsOf(RUN_OPTIONS)).toMatchObject({ probeTokens: 96, name: "sft", addChatTokens: false });
+    expect(defaultsOf(RUN_OPTIONS)).toMatchObject({ probeTokens: 96, name: "sft", addChatTokens: false, courseSplit: false, splitSeed: 13 });
   });
 
   test("train.ts has one flag per option of the table, plus --config and --resume", () => {
     const flags = Object.entries(TRAIN_OPTIONS).map(([k, s]) => flagOf(k, s as OptionSpec));
     expect(Object.keys(TRAIN_ARGS).sort()).toEqual([...flags, "config", "resume"].sort());
-    expect(flags).toEqual(expect.arrayContaining(["steps", "lr", "mask", "eval-data", "max-seq-len", "group-by-length", "add-chat-tokens"]));
+    expect(flags).toEqual(expect.arrayContaining(["steps", "lr", "mask", "eval-data", "max-seq-len", "group-by-length", "add-chat-tokens", "truncate", "course-split", "split-seed"]));
     expect(TRAIN_ARGS["drop-overlength"]).toMatchObject({ type: "boolean" });
     expect(TRAIN_ARGS.steps).toMatchObject({ type: "string", description: "optimizer steps (default: 500)" });
     expect(TRAIN_ARGS.base!.description).toMatch(/\(default: models\/gutenberg-base\)$/);

@@ -12,9 +12,8 @@ import {
   normalizePrompt,
   offPatternRate,
   parseConversations,
-  splitConversations,
-  subsetConversations,
 } from "../lib/data/data.ts";
+import { splitConversations, subsetConversations } from "../lib/data/split.ts";
 import type { Conversation } from "../lib/format/types.ts";
 
 const u = (content: unknown) => ({ role: "user", content });
@@ -45,7 +44,7 @@ describe("invalid data", () => {
     ["JSONL content in a .json file", "d.json", `${GOOD}\n${GOOD}\n`, undefined, 1, /name the file \.jsonl/],
     ["not an array", "d.json", GOOD, undefined, undefined, /expected a JSON array of records.*got object: wrap the records in \[ \]/],
     ["no records", "d.json", "[]", undefined, undefined, /holds no records/],
-    ["neither form", "d.json", jsonFile(GOOD, `{"prompt": "a", "completion": "b"}`), 1, 3, /neither "messages" nor "instruction"\/"response" \(keys: "prompt", "completion"\): write \{"messages"/],
+    ["neither form", "d.json", jsonFile(GOOD, `{"prompt": "a", "completion": "b"}`), 1, 3, /neither "messages" nor "instruction"\/"response" nor "user"\/"assistant" \(keys: "prompt", "completion"\): write \{"messages"/],
     ["record not an object", "d.jsonl", `${GOOD}\n"just text"`, 1, 2, /expected an object with "messages"/],
     ["missing role", "d.json", jsonFile(GOOD, GOOD, JSON.stringify({ messages: [u("q"), { content: "x" }] })), 2, 4, /messages\[1\] has no "role": add "role": "assistant"/],
     ["unknown role", "d.json", jsonFile(rec(u("q"), { role: "bot", content: "x" })), 0, 2, /messages\[1\] has role "bot": the role must be "user" or "assistant"; rename it to "assistant"/],
@@ -60,7 +59,7 @@ describe("invalid data", () => {
     ["empty messages", "d.json", jsonFile(JSON.stringify({ messages: [] })), 0, 2, /"messages" is empty/],
     ["shorthand without response", "d.jsonl", `{"instruction": "Name a colour."}`, 0, 1, /has "instruction" but no "response": add "response"/],
     ["shorthand with empty instruction", "d.json", jsonFile(`{"instruction": " ", "response": "Red."}`), 0, 2, /"instruction" is empty/],
-    ["both forms in one record", "d.json", jsonFile(`{"instruction": "q", "response": "x", "messages": []}`), 0, 2, /both "messages" and "instruction": keep one form/],
+    ["both forms in one record", "d.json", jsonFile(`{"instruction": "q", "response": "x", "messages": []}`), 0, 2, /both "messages" and "instruction"\/"response": keep one form/],
     ["unknown extension", "d.txt", GOOD, undefined, undefined, /unknown extension `\.txt`: name the file \.json .* or \.jsonl/],
   ])("%s", (_name, file, text, index, line, message) => {
     const e = dataError(text, file);
@@ -195,7 +194,7 @@ describe("noise injection", () => {
 describe("shipped data files", () => {
   const train = loadConversations("data/sft/instructions.json");
   const held = loadConversations("data/sft/eval.json");
-  const probes = JSON.parse(readFileSync("data/sft/probes.json", "utf8")) as { id: string; kind: string; prompt: string }[];
+  const probes = JSON.parse(readFileSync("data/sft/probes.json", "utf8")) as { id: string; kind: string; prompt: string; prefill?: string }[];
   const userPrompts = (cs: Conversation[]) => cs.flatMap((c) => c.filter((m) => m.role === "user").map((m) => normalizePrompt(m.content)));
   const trainPrompts = new Set(userPrompts(train));
 
@@ -212,10 +211,11 @@ describe("shipped data files", () => {
     expect(new Set(userPrompts(train)).size).toBe(userPrompts(train).length); // no duplicate questions
   });
 
-  test("probes: unique ids, three kinds, the France question", () => {
+  test("probes: unique ids, four kinds, the France question, the course's prefilled poem", () => {
     expect(new Set(probes.map((p) => p.id)).size).toBe(probes.length);
-    for (const p of probes) expect(["question", "instruction", "prose"]).toContain(p.kind);
+    for (const p of probes) expect(["question", "instruction", "prose", "prefill"]).toContain(p.kind);
     expect(probes.find((p) => p.id === "q-capital-france")?.prompt).toBe("What is the capital of France?");
+    expect(probes.find((p) => p.id === "f-stars-poem")).toEqual({ id: "f-stars-poem", kind: "prefill", prompt: "Continue this poem:", prefill: "The stars above shine bright at night," });
   });
 
   const retention = JSON.parse(readFileSync("data/probes/retention.json", "utf8")) as {

@@ -11,8 +11,9 @@ import { core as mx } from "@frost-beta/mlx";
 import type { LlamaModel } from "../lib/model/llama.ts";
 import { DEFAULT_NOISE } from "../lib/util/paths.ts";
 import { loadNoiseTemplates } from "../lib/data/data.ts";
-import { loadProbes, probePrompts } from "../lib/probes/generation.ts";
-import { describeOutput, generationMetrics, hasRoleMarker, proseOutcome, repeatedNgramShare, type ChatIds } from "../lib/probes/metrics.ts";
+import { loadProbes, probePrompts, promptIds } from "../lib/probes/generation.ts";
+import { ChatTemplate } from "../lib/format/template.ts";
+import { categoryMetrics, describeOutput, generationMetrics, hasRoleMarker, proseOutcome, repeatedNgramShare, type ChatIds } from "../lib/probes/metrics.ts";
 import { proseLoss } from "../lib/probes/prose.ts";
 import { candidateLogLikelihood, scoreItem } from "../lib/probes/retention.ts";
 import { verdictText } from "../lib/probes/verdict.ts";
@@ -81,8 +82,9 @@ describe("generation metrics", () => {
     expect(raw.tokens).toBe(1);
   });
 
+  const o = (p: Partial<ProbeOutput>): ProbeOutput => ({ text: "", stopReason: "max-tokens", tokens: 0, leaked: false, repetition: 0, offPattern: false, ...p });
+
   test("generationMetrics on hand-made replies: exact numbers", () => {
-    const o = (p: Partial<ProbeOutput>): ProbeOutput => ({ text: "", stopReason: "max-tokens", tokens: 0, leaked: false, repetition: 0, offPattern: false, ...p });
     const replies = [
       { mode: "chat" as const, output: o({ text: "Paris.", stopReason: "end-token", tokens: 2 }) },
       { mode: "chat" as const, output: o({ text: "Sure! It is 12.", stopReason: "end-token", tokens: 6, repetition: 0.5 }) },
@@ -107,7 +109,36 @@ describe("generation metrics", () => {
       continuationRate: 2 / 3,
       answered: 1,
       answeredRate: 1 / 3,
+      prefillProbes: 0,
+      prefillCompleted: 0,
+      prefillCompletedRate: 0,
     });
+  });
+
+  test("prefilled replies: completed = went on 2+ tokens, no role marker, closed with <|end|>", () => {
+    const replies = [
+      { mode: "prefill" as const, output: o({ tokens: 9, stopReason: "end-token" }) }, // continued and stopped
+      { mode: "prefill" as const, output: o({ tokens: 1, stopReason: "end-token" }) }, // stopped too quickly
+      { mode: "prefill" as const, output: o({ tokens: 12, stopReason: "end-token", leaked: true }) }, // veered into a new turn
+      { mode: "prefill" as const, output: o({ tokens: 96 }) }, // never stopped
+    ];
+    const m = generationMetrics(replies, detectors);
+    expect([m.prefillProbes, m.prefillCompleted, m.prefillCompletedRate]).toEqual([4, 1, 0.25]);
+    expect([m.chatProbes, m.stops]).toEqual([0, 0]); // prefilled replies stay out of the chat numbers
+  });
+
+  test("per category: chat numbers of the held-out prompts grouped by their data kind, in first-seen order", () => {
+    const sample = (category: string | undefined, sftStops: boolean, leaked = false) => ({
+      id: "x", kind: "eval" as const, prompt: "p", mode: "chat" as const, ...(category ? { category } : {}),
+      base: o({ tokens: 96 }),
+      sft: o({ tokens: 4, stopReason: sftStops ? "end-token" : "max-tokens", leaked }),
+    });
+    const cats = categoryMetrics([sample("format", true), sample("grounded_qa", false, true), sample("format", false), sample(undefined, true)]);
+    expect(cats.map((c) => [c.category, c.prompts, c.sft.stops, c.sft.stopRate, c.sft.leaks, c.base.stopRate])).toEqual([
+      ["format", 2, 1, 0.5, 0, 0],
+      ["grounded_qa", 1, 0, 0, 1, 0],
+    ]);
+    expect(categoryMetrics([sample(undefined, true)])).toEqual([]);
   });
 
   test("no replies: zeros, not NaN", () => {
@@ -140,11 +171,33 @@ describe("probe prompts", () => {
     ]);
   });
 
+  test("a prefill probe keeps its reply start; eval prompts carry their data kind as category", () => {
+    const probes = loadProbes(file("prefill.json", [{ id: "f-stars", kind: "prefill", prompt: "Continue this poem:", prefill: "The stars above shine bright at night," }]));
+    const evalConvs = [[{ role: "user" as const, content: "Return exactly one color." }, { role: "assistant" as const, content: "Blue." }]];
+    expect(probePrompts(probes, evalConvs, ["format"])).toEqual([
+      { id: "f-stars", kind: "prefill", prompt: "Continue this poem:", prefill: "The stars above shine bright at night,", mode: "prefill" },
+      { id: "eval-0", kind: "eval", prompt: "Return exactly one color.", mode: "chat", category: "format" },
+    ]);
+  });
+
+  test("a prefill prompt's ids end inside the assistant turn: the generation prompt, then the reply's start", () => {
+    const [p] = probePrompts(loadProbes(file("prefill2.json", [{ id: "f", kind: "prefill", prompt: "Continue this poem:", prefill: "The stars above shine bright at night," }])), []);
+    const template = new ChatTemplate();
+    const head = template.renderPromptIds([{ role: "user", content: "Continue this poem:" }], tok);
+    const ids = promptIds(p!, tok, template);
+    expect(ids).toEqual([...head, ...tok.encode("The stars above shine bright at night,")]);
+    expect(tok.decode(ids)).toBe("<|user|>\nContinue this poem:\n<|assistant|>\nThe stars above shine bright at night,");
+    // and it is the start of the training render of that reply: nothing between the header and the text
+    const full = template.renderWithMask([{ role: "user", content: "Continue this poem:" }, { role: "assistant", content: "The stars above shine bright at night," }], tok).ids;
+    expect(full.slice(0, ids.length)).toEqual(ids);
+  });
+
   test.each([
     ["not an array", { id: "x" }, /expected a JSON array/],
     ["missing id", [{ kind: "prose", prompt: "x" }], /probe 0 has no string "id"/],
     ["duplicate id", [{ id: "a", kind: "prose", prompt: "x" }, { id: "a", kind: "prose", prompt: "y" }], /probe 1 repeats the id `a`/],
-    ["bad kind", [{ id: "a", kind: "poem", prompt: "x" }], /kind `poem`, expected one of question, instruction, prose/],
+    ["bad kind", [{ id: "a", kind: "poem", prompt: "x" }], /kind `poem`, expected one of question, instruction, prose, prefill/],
+    ["prefill without its start", [{ id: "a", kind: "prefill", prompt: "Continue this poem:" }], /`a`\) is a prefill probe without "prefill": add the start of the assistant's reply/],
     ["empty prompt", [{ id: "a", kind: "question", prompt: " " }], /empty or missing "prompt"/],
     ["not JSON", "[{", /cannot read the probe file/],
   ])("loadProbes rejects %s with its index and the fix", (name, value, message) => {
@@ -155,7 +208,7 @@ describe("probe prompts", () => {
 describe("verdict", () => {
   const gm = (p: Partial<GenerationMetrics>): GenerationMetrics => ({
     chatProbes: 24, stops: 0, stopRate: 0, leaks: 0, roleLeakage: 0, meanLength: 96, repetition: 0.1, offPattern: 0, offPatternRate: 0,
-    proseProbes: 8, continued: 8, continuationRate: 1, answered: 0, answeredRate: 0, ...p,
+    proseProbes: 8, continued: 8, continuationRate: 1, answered: 0, answeredRate: 0, prefillProbes: 0, prefillCompleted: 0, prefillCompletedRate: 0, ...p,
   });
   const score = (correct: number) => ({ correct, total: 30, accuracy: correct / 30, meanMargin: 0.5 });
   const prose = (baseLoss: number, sftLoss: number) => ({ baseLoss, sftLoss, delta: sftLoss - baseLoss, relative: (sftLoss - baseLoss) / baseLoss, ntoks: 1000, windows: 4, windowLen: 256 });
@@ -257,6 +310,7 @@ describe("probeRun on a tiny model", () => {
     { id: "q-fox", kind: "question", prompt: "What does the fox do?" },
     { id: "i-sea", kind: "instruction", prompt: "Write one sentence about the sea." },
     { id: "p-alice", kind: "prose", prompt: "Alice was beginning to get very tired" },
+    { id: "f-sea", kind: "prefill", prompt: "Write one sentence about the sea.", prefill: "The sea is" },
   ]);
   const prosePath = write("prose.txt", "It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a wife.");
   const retentionPath = write("retention.json", [
@@ -268,9 +322,11 @@ describe("probeRun on a tiny model", () => {
   test("same model as base and SFT: identical sides, zero deltas, plain JSON", async () => {
     const model = tinyModel(tok.vocabSize, { seed: 5 });
     const progress: string[] = [];
-    const report: ProbeReport = await probeRun({ base: model, sft: model, tokenizer: tok, probesPath, evalConversations, seed: 0, maxTokens: 20, prosePath, retentionPath, onProgress: (m) => progress.push(m) });
-    expect(report.samples.map((s) => [s.id, s.mode])).toEqual([["q-fox", "chat"], ["i-sea", "chat"], ["p-alice", "raw"], ["eval-0", "chat"]]);
-    expect(report.settings).toMatchObject({ maxTokens: 20, temperature: 0, seed: 0, stopToken: "<|end|>", probePrompts: 3, evalPrompts: 1 });
+    const report: ProbeReport = await probeRun({ base: model, sft: model, tokenizer: tok, probesPath, evalConversations, evalKinds: ["arithmetic"], seed: 0, maxTokens: 20, prosePath, retentionPath, onProgress: (m) => progress.push(m) });
+    expect(report.samples.map((s) => [s.id, s.mode])).toEqual([["q-fox", "chat"], ["i-sea", "chat"], ["p-alice", "raw"], ["f-sea", "prefill"], ["eval-0", "chat"]]);
+    expect(report.settings).toMatchObject({ maxTokens: 20, temperature: 0, seed: 0, stopToken: "<|end|>", probePrompts: 4, evalPrompts: 1 });
+    expect(report.base.prefillProbes).toBe(1);
+    expect(report.categories).toEqual([{ category: "arithmetic", prompts: 1, base: report.categories![0]!.sft, sft: report.categories![0]!.base }]);
     expect(report.sft).toEqual(report.base);
     expect(report.base.chatProbes).toBe(3);
     expect(report.base.proseProbes).toBe(1);
@@ -280,7 +336,7 @@ describe("probeRun on a tiny model", () => {
     expect(report.retention.sft).toEqual(report.retention.base);
     expect(report.verdict).toContain(`on ${report.sft.stops} of 3 chat prompts`);
     expect(JSON.parse(JSON.stringify(report))).toEqual(report);
-    expect(progress[0]).toBe("generate 1/4: q-fox");
+    expect(progress[0]).toBe("generate 1/5: q-fox");
   });
 
   test("a bad path fails before any model runs", async () => {

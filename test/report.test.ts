@@ -13,7 +13,7 @@ import { barChart, escapeXml, formatTick, lineChart, niceTicks, scatter, seriesC
 
 const gm = (p: Partial<GenerationMetrics> = {}): GenerationMetrics => ({
   chatProbes: 3, stops: 0, stopRate: 0, leaks: 0, roleLeakage: 0, meanLength: 96, repetition: 0.1, offPattern: 0, offPatternRate: 0,
-  proseProbes: 1, continued: 1, continuationRate: 1, answered: 0, answeredRate: 0, ...p,
+  proseProbes: 1, continued: 1, continuationRate: 1, answered: 0, answeredRate: 0, prefillProbes: 0, prefillCompleted: 0, prefillCompletedRate: 0, ...p,
 });
 const out = (p: Partial<ProbeOutput> = {}): ProbeOutput => ({ text: "and so on", stopReason: "max-tokens", tokens: 96, leaked: false, repetition: 0, offPattern: false, ...p });
 
@@ -101,6 +101,42 @@ describe("report.html", () => {
     for (const s of report().samples) expect(html).toContain(`id="${s.id}"`);
     expect(html).toContain("bestEvalLoss");
     expect(html).not.toContain("big"); // the probe report is shown as such, not as raw JSON
+  });
+});
+
+describe("the course's kinds and the prefilled turn", () => {
+  const withKinds = (): ProbeReport => {
+    const r = report();
+    r.samples.push({ id: "f-stars", kind: "prefill", prompt: "Continue this poem:", prefill: "The stars above shine bright at night,", mode: "prefill", base: out(), sft: out({ text: " the moon is bright.", stopReason: "end-token", tokens: 5 }) });
+    r.samples[3]!.category = "format";
+    r.sft.prefillProbes = r.base.prefillProbes = 1;
+    r.sft.prefillCompleted = 1;
+    r.sft.prefillCompletedRate = 1;
+    const n = (stopRate: number) => ({ stops: stopRate, stopRate, leaks: 0, roleLeakage: 0, meanLength: 2 });
+    r.categories = [{ category: "format", prompts: 1, base: n(0), sft: n(1) }];
+    return r;
+  };
+  const byKind = { format: { loss: 1.234, ntoks: 9, conversations: 1 } };
+
+  test("samples.md: the prefilled start, the category, a by-kind table with the held-out loss, the prefill row", () => {
+    const md = samplesMarkdown(withKinds(), byKind);
+    expect(md).toContain("### `f-stars` · prefill · chat template + prefilled reply");
+    expect(md).toContain("Prefilled start of the reply:\n\n```text\nThe stars above shine bright at night,\n```");
+    expect(md).toContain("### `eval-0` · eval (format) · chat template");
+    expect(md).toContain("| format | 1 | 0% → 100% | 0% → 0% | 2.0 → 2.0 | 1.234 |");
+    expect(md).toContain("| prefilled reply completed | 0/1 (0%) | 1/1 (100%) |");
+  });
+
+  test("report.html: the same by-kind table, escaped", () => {
+    const html = reportHtml({ runDir: "runs/x", config: {}, summary: summary({ evalLossByKind: byKind }), metrics, probes: withKinds() });
+    expect(html).toContain("<h2>By kind</h2>");
+    expect(html).toContain('<td>format</td><td class="num">1</td><td class="num">0% → 100%</td>');
+    expect(html).toContain('<td class="num">1.234</td>');
+    expect(html).toContain("prefilled start of the reply");
+  });
+
+  test("no kinds, no table", () => {
+    expect(samplesMarkdown(report())).not.toContain("## By kind");
   });
 });
 

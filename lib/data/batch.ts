@@ -10,12 +10,17 @@
 
 import { core as mx } from "@frost-beta/mlx";
 import type { SFTExample } from "../format/types.ts";
+import { SPECIAL_TOKENS } from "../format/tokens.ts";
 import { seededRandom } from "../util/random.ts";
 
 export interface CollateOptions {
-  maxSeqLen: number; // tokens per row after the shift; longer examples are an error, never truncated
+  maxSeqLen: number; // tokens per row after the shift; longer examples are an error unless `truncate`
   padId: number; // filler id for inputs and targets; its mask is 0 by position
   padMultiple?: number; // round T up to a multiple of this (fewer distinct shapes), still capped at maxSeqLen
+  // The course's pad_and_collate: every row padded to exactly maxSeqLen (its `max_seq_len - 1`:
+  // the course counts ids before the shift, this counts targets after it), longer rows cut from the end.
+  fixedLength?: boolean; // T = maxSeqLen whatever the batch holds
+  truncate?: boolean; // cut rows longer than maxSeqLen targets from the end (keep the start) instead of refusing them
 }
 
 /** A collated batch as plain numbers (what tests and self-checks read). */
@@ -40,7 +45,7 @@ export interface Batch {
  * --max-seq-len only as far as the model's `context` allows (when known), else leave such rows out
  * with --drop-overlength or shorten them. Rows are never cut. */
 export function overLengthFix(targets: number, context?: number): string {
-  const drop = "pass --drop-overlength to leave such conversations out (they are counted), or shorten the conversation; rows are never truncated";
+  const drop = "pass --drop-overlength to leave such conversations out (they are counted), --truncate to cut them from the end as the course does, or shorten the conversation";
   if (context === undefined) return `raise --max-seq-len to at least ${targets} if the model's context allows it, or ${drop}`;
   if (targets <= context) return `raise --max-seq-len to at least ${targets} (the model's context is ${context}), or ${drop}`;
   return `it does not fit the model's context (${context}) at any --max-seq-len: ${drop}`;
@@ -63,14 +68,48 @@ export function checkLengths(examples: SFTExample[], maxSeqLen: number, context?
   });
 }
 
-/** Shift, pad to the batch's longest row (rounded up to `padMultiple`, capped at `maxSeqLen`) and
- * collate, as plain number arrays. */
-export function collateArrays(examples: SFTExample[], { maxSeqLen, padId, padMultiple = 1 }: CollateOptions): CollatedArrays {
+/** What `truncateExamples` did: the rows it cut, and those whose cut removed a supervised `<|end|>`. */
+export interface Truncation {
+  examples: SFTExample[]; // every example, over-long ones cut to maxSeqLen + 1 ids
+  cut: number[]; // indices of the examples that were cut
+  endLost: number[]; // indices whose cut removed an assistant turn's `<|end|>`: that row no longer teaches stopping there
+}
+
+/** Cut examples longer than `maxSeqLen` targets from the end (the course's head-truncation: keep the
+ * start), reporting which rows lost a supervised `endId` (if given). Examples that fit are returned as they are. */
+export function truncateExamples(examples: SFTExample[], maxSeqLen: number, endId?: number): Truncation {
+  const cut: number[] = [];
+  const endLost: number[] = [];
+  const out = examples.map((ex, i) => {
+    if (ex.ids.length - 1 <= maxSeqLen) return ex;
+    cut.push(i);
+    const keep = maxSeqLen + 1; // ids for maxSeqLen targets
+    if (endId !== undefined && ex.ids.some((id, t) => t >= keep && id === endId && ex.mask[t] === 1)) endLost.push(i);
+    return { ids: ex.ids.slice(0, keep), mask: ex.mask.slice(0, keep) };
+  });
+  return { examples: out, cut, endLost };
+}
+
+/** The warnings a truncation deserves: how many rows were cut, and which lost a supervised `<|end|>`. */
+export function truncationWarnings({ cut, endLost }: Truncation, total: number, what: string, maxSeqLen: number): string[] {
+  const out: string[] = [];
+  if (cut.length) out.push(`cut ${cut.length} of ${total} ${what} examples to max-seq-len ${maxSeqLen} targets (from the end, as the course's pad_and_collate does)`);
+  if (endLost.length) {
+    out.push(`the cut removed an assistant turn's ${SPECIAL_TOKENS.end} from ${what} example${endLost.length > 1 ? "s" : ""} ${endLost.join(", ")} (counted from 0): ` +
+      "those rows no longer teach the model to stop there; raise --max-seq-len or shorten them");
+  }
+  return out;
+}
+
+/** Shift, pad to the batch's longest row (rounded up to `padMultiple`, capped at `maxSeqLen`; or to
+ * exactly `maxSeqLen` with `fixedLength`) and collate, as plain number arrays. */
+export function collateArrays(examples: SFTExample[], { maxSeqLen, padId, padMultiple = 1, fixedLength = false, truncate = false }: CollateOptions): CollatedArrays {
   if (examples.length === 0) throw new Error("cannot collate an empty batch");
   if (!Number.isInteger(padMultiple) || padMultiple < 1) throw new Error(`padMultiple must be a positive integer, got \`${padMultiple}\``);
+  if (truncate) examples = truncateExamples(examples, maxSeqLen).examples;
   checkLengths(examples, maxSeqLen);
   const longest = Math.max(...examples.map((ex) => ex.ids.length - 1));
-  const T = Math.min(Math.ceil(longest / padMultiple) * padMultiple, maxSeqLen);
+  const T = fixedLength ? maxSeqLen : Math.min(Math.ceil(longest / padMultiple) * padMultiple, maxSeqLen);
   const inputs: number[][] = [];
   const targets: number[][] = [];
   const mask: number[][] = [];

@@ -1,10 +1,12 @@
-// SFT data: JSON / JSONL records -> validated conversations; seeded train/eval splits and nested
-// subsets; and the noise-injection ablation (chatty filler spliced into a fraction of answers).
+// SFT data: JSON / JSONL records -> validated conversations (splits are in ./split.ts), and the
+// noise-injection ablation (chatty filler spliced into a fraction of answers).
 //
-// A record is either {"messages": [{"role": "user", "content": ...}, ...]} (mlx-lm / TRL) or the
-// Alpaca-style shorthand {"instruction": ..., "input"?: ..., "response": ...}. Every problem in a
-// file is collected (up to MAX_PROBLEMS) and thrown as one DataError, so a user fixes a file in one
-// pass instead of one error per run.
+// A record is {"messages": [{"role": "user", "content": ...}, ...]} (mlx-lm / TRL), the Alpaca-style
+// shorthand {"instruction": ..., "input"?: ..., "response": ...}, or the course notebook's pair
+// {"kind"?: ..., "user": ..., "assistant": ...} (what it writes to instructions.json). Any record may
+// carry a "kind" (a category): it is kept, and the probes and summary report per kind. Every problem
+// in a file is collected (up to MAX_PROBLEMS) and thrown as one DataError, so a user fixes a file in
+// one pass instead of one error per run.
 
 import { readFileSync } from "node:fs";
 import { extname } from "node:path";
@@ -59,8 +61,19 @@ class Problems {
   }
 }
 
+/** A conversation and the category its record gave it (the course's `kind`), if any. */
+export interface LabeledConversation {
+  messages: Conversation;
+  kind?: string;
+}
+
 /** Read a .json (array of records) or .jsonl (one record per line) file of conversations. */
 export function loadConversations(path: string): Conversation[] {
+  return loadLabeled(path).map((c) => c.messages);
+}
+
+/** `loadConversations`, keeping each record's "kind". */
+export function loadLabeled(path: string): LabeledConversation[] {
   let bytes: Uint8Array;
   try {
     bytes = readFileSync(path);
@@ -70,12 +83,17 @@ export function loadConversations(path: string): Conversation[] {
   // Not decoded with replacement characters: a record would silently train on U+FFFD.
   const bad = utf8Problem(bytes);
   if (bad) throw new DataError(path, [{ line: bad.line, message: `not valid UTF-8 at byte ${bad.offset} (bytes ${bad.hex}): ${UTF8_FIX}` }]);
-  return parseConversations(new TextDecoder().decode(bytes), path);
+  return parseLabeled(new TextDecoder().decode(bytes), path);
 }
 
 /** Parse conversations from `text`; the format is chosen by the extension of `file` (which also
  * names the file in errors). Throws one DataError listing every problem found. */
 export function parseConversations(text: string, file: string): Conversation[] {
+  return parseLabeled(text, file).map((c) => c.messages);
+}
+
+/** `parseConversations`, keeping each record's "kind". */
+export function parseLabeled(text: string, file: string): LabeledConversation[] {
   const ext = extname(file).toLowerCase();
   text = text.replace(/^\uFEFF/, ""); // a byte-order mark (some Windows editors add one) is not JSON
   if (ext === ".jsonl") return parseJsonl(text, file);
@@ -83,9 +101,14 @@ export function parseConversations(text: string, file: string): Conversation[] {
   throw new DataError(file, [{ message: `unknown extension \`${ext || "(none)"}\`: name the file .json (an array of records) or .jsonl (one record per line)` }]);
 }
 
-function parseJsonl(text: string, file: string): Conversation[] {
+/** The kinds present, in first-seen order (empty when no record has one). */
+export function kindsOf(convs: LabeledConversation[]): string[] {
+  return [...new Set(convs.flatMap((c) => (c.kind === undefined ? [] : [c.kind])))];
+}
+
+function parseJsonl(text: string, file: string): LabeledConversation[] {
   const problems = new Problems(file);
-  const convs: Conversation[] = [];
+  const convs: LabeledConversation[] = [];
   let index = 0;
   text.split(/\r?\n/).forEach((raw, i) => {
     if (raw.trim() === "") return; // blank lines are allowed and are not records
@@ -107,7 +130,7 @@ function parseJsonl(text: string, file: string): Conversation[] {
   return convs;
 }
 
-function parseJsonArray(text: string, file: string): Conversation[] {
+function parseJsonArray(text: string, file: string): LabeledConversation[] {
   let records: unknown;
   try {
     records = JSON.parse(text);
@@ -121,7 +144,7 @@ function parseJsonArray(text: string, file: string): Conversation[] {
   if (records.length === 0) throw new DataError(file, [{ message: "the array holds no records: add conversations to it" }]);
   const problems = new Problems(file);
   const lines = linesAt(text, scanArray(text).starts);
-  const convs: Conversation[] = [];
+  const convs: LabeledConversation[] = [];
   records.forEach((record, index) => {
     const conv = toConversation(record, (message) => problems.add({ index, line: lines[index], message }));
     if (conv) convs.push(conv);
@@ -209,42 +232,63 @@ function locateJsonError(text: string, reason: string): DataProblem {
 const ROLE_HINTS: Record<string, Role> = { human: "user", gpt: "assistant", bot: "assistant", model: "assistant" };
 
 /** Validate one record; report each problem through `report` and return null if there were any. */
-function toConversation(record: unknown, report: (message: string) => void): Conversation | null {
+function toConversation(record: unknown, report: (message: string) => void): LabeledConversation | null {
   if (typeof record !== "object" || record === null || Array.isArray(record)) {
-    report(`expected an object with "messages" or with "instruction" and "response", got ${Array.isArray(record) ? "an array" : JSON.stringify(record)}`);
+    report(`expected an object with "messages", with "instruction" and "response", or with "user" and "assistant", got ${Array.isArray(record) ? "an array" : JSON.stringify(record)}`);
     return null;
   }
   const r = record as Record<string, unknown>;
-  if ("messages" in r && "instruction" in r) {
-    report(`has both "messages" and "instruction": keep one form per record`);
+  const forms = [
+    "messages" in r ? `"messages"` : null,
+    "instruction" in r || "response" in r ? `"instruction"/"response"` : null,
+    "user" in r || "assistant" in r ? `"user"/"assistant"` : null,
+  ].filter((f) => f !== null);
+  if (forms.length > 1) {
+    report(`has both ${forms.join(" and ")}: keep one form per record`);
     return null;
   }
-  if ("messages" in r) return messagesRecord(r.messages, report);
-  if ("instruction" in r || "response" in r) return shorthandRecord(r, report);
-  const keys = Object.keys(r).map((k) => `"${k}"`).join(", ") || "none";
-  report(`has neither "messages" nor "instruction"/"response" (keys: ${keys}): write {"messages": [{"role": "user", "content": ...}, {"role": "assistant", "content": ...}]} or {"instruction": ..., "response": ...}`);
-  return null;
+  let kind: string | undefined;
+  if ("kind" in r) {
+    if (typeof r.kind === "string" && r.kind.trim() !== "") kind = r.kind;
+    else {
+      report(`"kind" (the record's category) must be a non-empty string, got ${describe(r.kind)}: fix it or remove the key`);
+      return null;
+    }
+  }
+  let messages: Conversation | null;
+  if ("messages" in r) messages = messagesRecord(r.messages, report);
+  else if ("instruction" in r || "response" in r) messages = pairRecord(r, "instruction", "response", report);
+  else if ("user" in r || "assistant" in r) messages = pairRecord(r, "user", "assistant", report);
+  else {
+    const keys = Object.keys(r).map((k) => `"${k}"`).join(", ") || "none";
+    report(`has neither "messages" nor "instruction"/"response" nor "user"/"assistant" (keys: ${keys}): write {"messages": [{"role": "user", "content": ...}, {"role": "assistant", "content": ...}]}, {"instruction": ..., "response": ...} or {"user": ..., "assistant": ...}`);
+    return null;
+  }
+  if (!messages) return null;
+  return kind === undefined ? { messages } : { messages, kind };
 }
 
-function shorthandRecord(r: Record<string, unknown>, report: (message: string) => void): Conversation | null {
+/** A one-exchange record: Alpaca's {"instruction", "input"?, "response"} or the course's
+ * {"user", "assistant"}. */
+function pairRecord(r: Record<string, unknown>, userKey: "instruction" | "user", replyKey: "response" | "assistant", report: (message: string) => void): Conversation | null {
   let ok = true;
-  for (const key of ["instruction", "response"] as const) {
+  for (const key of [userKey, replyKey]) {
     const v = r[key];
-    if (v === undefined) report(`has "${key === "instruction" ? "response" : "instruction"}" but no "${key}": add "${key}": "..."`);
+    if (v === undefined) report(`has "${key === userKey ? replyKey : userKey}" but no "${key}": add "${key}": "..."`);
     else if (typeof v !== "string") report(`"${key}" must be a string, got ${describe(v)}`);
     else if (v.trim() === "") report(`"${key}" is empty: write the text or remove the record`);
     else continue;
     ok = false;
   }
-  const input = r.input;
+  const input = userKey === "instruction" ? r.input : undefined;
   if (input !== undefined && typeof input !== "string") {
     report(`"input" must be a string, got ${describe(input)}`);
     ok = false;
   }
   if (!ok) return null;
   // Alpaca style: a non-empty input is appended to the instruction after a blank line
-  const user = typeof input === "string" && input.trim() !== "" ? `${r.instruction}\n\n${input}` : (r.instruction as string);
-  return [{ role: "user", content: user }, { role: "assistant", content: r.response as string }];
+  const user = typeof input === "string" && input.trim() !== "" ? `${r[userKey]}\n\n${input}` : (r[userKey] as string);
+  return [{ role: "user", content: user }, { role: "assistant", content: r[replyKey] as string }];
 }
 
 function messagesRecord(messages: unknown, report: (message: string) => void): Conversation | null {
@@ -297,30 +341,6 @@ function describe(v: unknown): string {
 /** Case- and whitespace-insensitive form of a prompt, for overlap checks between data sets. */
 export function normalizePrompt(text: string): string {
   return text.toLowerCase().replace(/\s+/g, " ").trim();
-}
-
-export interface SplitOptions {
-  evalFraction: number; // in [0, 1): share of conversations held out for evaluation
-  seed: number;         // the split is a function of this
-}
-
-/** A seeded train/eval split. With `evalFraction > 0` and at least two conversations, both sides
- * get at least one. */
-export function splitConversations(convs: Conversation[], { evalFraction, seed }: SplitOptions): { train: Conversation[]; eval: Conversation[] } {
-  if (!(evalFraction >= 0 && evalFraction < 1)) throw new Error(`evalFraction must be in [0, 1), got \`${evalFraction}\``);
-  let nEval = Math.round(evalFraction * convs.length);
-  if (evalFraction > 0 && convs.length >= 2) nEval = Math.min(Math.max(nEval, 1), convs.length - 1);
-  const order = shuffled(convs, seed);
-  return { eval: order.slice(0, nEval), train: order.slice(nEval) };
-}
-
-/** The first `n` conversations of one seeded shuffle: for a fixed seed, the subset of 10 is inside
- * the subset of 25, which is inside the subset of 50, so data-size sweeps only ever add data. */
-export function subsetConversations(convs: Conversation[], n: number, seed: number): Conversation[] {
-  if (!Number.isInteger(n) || n < 0 || n > convs.length) {
-    throw new Error(`subset size must be an integer in [0, ${convs.length}] (the number of conversations), got \`${n}\``);
-  }
-  return shuffled(convs, seed).slice(0, n);
 }
 
 /** Chat filler for the noise ablation (data/sft/noise.json). Detectors are regex sources, matched

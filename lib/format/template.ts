@@ -38,9 +38,13 @@ interface Segment {
 }
 
 export class ChatTemplate {
-  readonly USER = SPECIAL_TOKENS.user;
-  readonly ASSISTANT = SPECIAL_TOKENS.assistant;
-  readonly END = SPECIAL_TOKENS.end;
+  // On the class, as the course reads them (`ChatTemplate.USER`, no instance), and on every instance.
+  static readonly USER = SPECIAL_TOKENS.user;
+  static readonly ASSISTANT = SPECIAL_TOKENS.assistant;
+  static readonly END = SPECIAL_TOKENS.end;
+  readonly USER = ChatTemplate.USER;
+  readonly ASSISTANT = ChatTemplate.ASSISTANT;
+  readonly END = ChatTemplate.END;
 
   /** The exact training text of a conversation. */
   render(messages: Message[]): string {
@@ -122,8 +126,10 @@ export class ChatTemplate {
   }
 }
 
-/** Conversations start with a user turn and alternate; anything else is a data bug. */
+/** Conversations start with a user turn and alternate; anything else is a data bug. An empty list
+ * is a programming error (the course raises on it too), not an empty render. */
 function checkConversation(messages: Message[]): void {
+  if (messages.length === 0) throw new Error("no messages to render: a conversation needs at least one message (a user turn)");
   messages.forEach((m, i) => {
     const expected = i % 2 === 0 ? "user" : "assistant";
     if (m.role !== expected) {

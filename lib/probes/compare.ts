@@ -13,7 +13,7 @@ import type { Conversation } from "../format/types.ts";
 import { DEFAULT_NOISE, HELDOUT_PROSE, PROJECT_ROOT, RETENTION_ITEMS } from "../util/paths.ts";
 import { releaseMemory } from "../mlx/memory.ts";
 import { generateReply, loadProbes, probePrompts, promptIds } from "./generation.ts";
-import { describeOutput, generationMetrics } from "./metrics.ts";
+import { categoryMetrics, describeOutput, generationMetrics } from "./metrics.ts";
 import { proseLoss } from "./prose.ts";
 import { loadRetentionItems, retentionProbe } from "./retention.ts";
 import { verdictText } from "./verdict.ts";
@@ -28,6 +28,7 @@ export interface ProbeRunOptions {
   tokenizer: Tokenizer; // shared by both models
   probesPath: string; // data/sft/probes.json layout
   evalConversations: Conversation[]; // their first user prompts join the chat probes
+  evalKinds?: (string | undefined)[]; // each eval conversation's data "kind": reported per category
   seed: number;
   maxTokens?: number;
   temperature?: number; // 0 = greedy, the default: differences come from the weights, not the dice
@@ -45,6 +46,7 @@ export async function probeRun({
   tokenizer,
   probesPath,
   evalConversations,
+  evalKinds = [],
   seed,
   maxTokens = DEFAULT_PROBE_TOKENS,
   temperature = 0,
@@ -53,7 +55,7 @@ export async function probeRun({
   noisePath = DEFAULT_NOISE,
   onProgress = () => {},
 }: ProbeRunOptions): Promise<ProbeReport> {
-  const prompts = probePrompts(loadProbes(probesPath), evalConversations);
+  const prompts = probePrompts(loadProbes(probesPath), evalConversations, evalKinds);
   const { detectors } = loadNoiseTemplates(noisePath);
   const items = loadRetentionItems(retentionPath);
   const proseText = readTextFile(prosePath);
@@ -125,6 +127,8 @@ export async function probeRun({
     },
     samples,
   };
+  const categories = categoryMetrics(samples);
+  if (categories.length) report.categories = categories;
   return { ...report, verdict: verdictText(report) };
 }
 

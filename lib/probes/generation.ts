@@ -16,9 +16,10 @@ import type { Conversation } from "../format/types.ts";
 import type { RawGeneration } from "./metrics.ts";
 import type { Probe, ProbePrompt } from "./types.ts";
 
-const KINDS = ["question", "instruction", "prose"] as const;
+const KINDS = ["question", "instruction", "prose", "prefill"] as const;
 
-/** Read and check a probe file: a JSON array of `{id, kind, prompt}` with unique ids. */
+/** Read and check a probe file: a JSON array of `{id, kind, prompt}` with unique ids (a "prefill"
+ * probe also has the start of the reply in "prefill"). */
 export function loadProbes(path: string): Probe[] {
   let raw: unknown;
   try {
@@ -35,30 +36,38 @@ export function loadProbes(path: string): Probe[] {
     seen.add(p.id);
     if (!KINDS.includes(p.kind)) throw new Error(`${where} (\`${p.id}\`) has kind \`${p.kind}\`, expected one of ${KINDS.join(", ")}`);
     if (typeof p.prompt !== "string" || !p.prompt.trim()) throw new Error(`${where} (\`${p.id}\`) has an empty or missing "prompt"`);
-    return { id: p.id, kind: p.kind, prompt: p.prompt };
+    if (p.kind !== "prefill") return { id: p.id, kind: p.kind, prompt: p.prompt };
+    if (typeof p.prefill !== "string" || !p.prefill.trim()) throw new Error(`${where} (\`${p.id}\`) is a prefill probe without "prefill": add the start of the assistant's reply, e.g. "prefill": "The stars above shine bright at night,"`);
+    return { id: p.id, kind: p.kind, prompt: p.prompt, prefill: p.prefill };
   });
 }
 
+const MODES: Record<Probe["kind"], ProbePrompt["mode"]> = { question: "chat", instruction: "chat", prose: "raw", prefill: "prefill" };
+
 /** The prompts to run: every probe, then the first user message of each eval conversation
- * (`eval-<index>`), skipping eval prompts that repeat a probe prompt. */
-export function probePrompts(probes: Probe[], evalConversations: Conversation[]): ProbePrompt[] {
-  const out: ProbePrompt[] = probes.map((p) => ({ ...p, mode: p.kind === "prose" ? "raw" : "chat" }));
-  const known = new Set(probes.map((p) => normalizePrompt(p.prompt)));
+ * (`eval-<index>`, with its data "kind" from `evalKinds` as its category), skipping eval prompts
+ * that repeat a probe prompt. */
+export function probePrompts(probes: Probe[], evalConversations: Conversation[], evalKinds: (string | undefined)[] = []): ProbePrompt[] {
+  const out: ProbePrompt[] = probes.map((p) => ({ ...p, mode: MODES[p.kind] }));
+  const known = new Set(probes.filter((p) => p.kind !== "prefill").map((p) => normalizePrompt(p.prompt)));
   evalConversations.forEach((conv, i) => {
     const first = conv.find((m) => m.role === "user");
     if (!first || known.has(normalizePrompt(first.content))) return;
     known.add(normalizePrompt(first.content));
-    out.push({ id: `eval-${i}`, kind: "eval", prompt: first.content, mode: "chat" });
+    const category = evalKinds[i];
+    out.push({ id: `eval-${i}`, kind: "eval", prompt: first.content, mode: "chat", ...(category !== undefined ? { category } : {}) });
   });
   return out;
 }
 
-/** Prompt ids: the chat generation prompt (`<|user|>\n…\n<|assistant|>\n`), or the raw text with
- * quotes normalised the way pretraining saw them. */
+/** Prompt ids: the chat generation prompt (`<|user|>\n…\n<|assistant|>\n`), that prompt followed
+ * by the start of the reply (prefill: the prompt ends inside the assistant turn, as the course's
+ * `chat_prompt(user, assistant_prefix)` does), or the raw text with quotes normalised the way
+ * pretraining saw them. */
 export function promptIds(prompt: ProbePrompt, tokenizer: Tokenizer, template = new ChatTemplate()): number[] {
-  return prompt.mode === "chat"
-    ? template.renderPromptIds([{ role: "user", content: prompt.prompt }], tokenizer)
-    : tokenizer.encode(normalizeText(prompt.prompt));
+  if (prompt.mode === "raw") return tokenizer.encode(normalizeText(prompt.prompt));
+  const ids = template.renderPromptIds([{ role: "user", content: prompt.prompt }], tokenizer);
+  return prompt.mode === "prefill" ? [...ids, ...tokenizer.encode(prompt.prefill ?? "")] : ids;
 }
 
 export interface ReplyOptions {

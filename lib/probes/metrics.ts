@@ -5,12 +5,13 @@
 import type { StopReason } from "../generate/generate.ts";
 import { offPatternRate } from "../data/data.ts";
 import { SPECIAL_TOKENS } from "../format/tokens.ts";
-import type { GenerationMetrics, ProbeMode, ProbeOutput, ProseOutcome } from "./types.ts";
+import type { CategoryMetrics, CategoryNumbers, GenerationMetrics, ProbeMode, ProbeOutput, ProbeSample, ProseOutcome } from "./types.ts";
 import type { ChatFormat } from "../format/chat-format.ts";
 
 export const REPETITION_N = 3; // n-gram order for repetition: 3 tokens is a phrase, not a common pair
 export const CONTINUATION_TOKENS = 16; // a prose opening counts as continued after this many marker-free tokens
 export const LOOPING = 0.25; // share of repeated 3-grams from which a reply loops on a phrase (reports flag it)
+export const PREFILL_MIN_TOKENS = 2; // a prefilled reply closed sooner did not continue it: it stopped too quickly
 
 /** The ids that mark chat structure in a reply. */
 /** The marker ids the metrics look for (a ChatFormat has them). */
@@ -72,11 +73,20 @@ export function describeOutput(gen: RawGeneration, mode: ProbeMode, chat: ChatId
 const share = (k: number, n: number) => (n === 0 ? 0 : k / n);
 const mean = (xs: number[]) => (xs.length === 0 ? 0 : xs.reduce((a, b) => a + b, 0) / xs.length);
 
+/** Whether a reply to a prefilled assistant turn went on in the assistant's voice and stopped: at
+ * least PREFILL_MIN_TOKENS tokens, no role marker, closed with `<|end|>`. */
+export function prefillCompleted(o: ProbeOutput): boolean {
+  return o.stopReason === "end-token" && o.tokens >= PREFILL_MIN_TOKENS && !o.leaked;
+}
+
 /** Aggregate one model's replies. Chat metrics come from chat-mode replies, continuation from raw
- * (prose) replies; the off-pattern rate is lib/data/data.ts `offPatternRate` over chat replies. */
+ * (prose) replies, the prefill numbers from prefilled replies; the off-pattern rate is
+ * lib/data/data.ts `offPatternRate` over chat replies. */
 export function generationMetrics(replies: { mode: ProbeMode; output: ProbeOutput }[], detectors: string[]): GenerationMetrics {
   const chat = replies.filter((r) => r.mode === "chat").map((r) => r.output);
   const prose = replies.filter((r) => r.mode === "raw").map((r) => r.output);
+  const prefill = replies.filter((r) => r.mode === "prefill").map((r) => r.output);
+  const completed = prefill.filter(prefillCompleted).length;
   const stops = chat.filter((o) => o.stopReason === "end-token").length;
   const leaks = chat.filter((o) => o.leaked).length;
   const offPatternShare = offPatternRate(chat.map((o) => o.text), detectors);
@@ -97,5 +107,27 @@ export function generationMetrics(replies: { mode: ProbeMode; output: ProbeOutpu
     continuationRate: share(continued, prose.length),
     answered,
     answeredRate: share(answered, prose.length),
+    prefillProbes: prefill.length,
+    prefillCompleted: completed,
+    prefillCompletedRate: share(completed, prefill.length),
   };
+}
+
+function categoryNumbers(outputs: ProbeOutput[]): CategoryNumbers {
+  const stops = outputs.filter((o) => o.stopReason === "end-token").length;
+  const leaks = outputs.filter((o) => o.leaked).length;
+  return { stops, stopRate: share(stops, outputs.length), leaks, roleLeakage: share(leaks, outputs.length), meanLength: mean(outputs.map((o) => o.tokens)) };
+}
+
+/** Stop rate, role leakage and reply length per category of the held-out prompts (the eval data's
+ * "kind"), in first-seen order; empty when no prompt has a category. */
+export function categoryMetrics(samples: ProbeSample[]): CategoryMetrics[] {
+  const groups = new Map<string, ProbeSample[]>();
+  for (const s of samples) if (s.category !== undefined && s.mode === "chat") groups.set(s.category, [...(groups.get(s.category) ?? []), s]);
+  return [...groups].map(([category, group]) => ({
+    category,
+    prompts: group.length,
+    base: categoryNumbers(group.map((s) => s.base)),
+    sft: categoryNumbers(group.map((s) => s.sft)),
+  }));
 }

@@ -3,25 +3,30 @@
 // by the sweep, and rendered by lib/report/ (samples.md, report.html).
 
 import type { StopReason } from "../generate/generate.ts";
-import { array, boolean, int, literal, measure, object, optional, string, type Schema } from "../util/schema.ts";
+import { array, boolean, defaulted, int, literal, measure, object, optional, string, type Schema } from "../util/schema.ts";
 
-/** A prompt from data/sft/probes.json. */
+/** A prompt from data/sft/probes.json. A "prefill" probe is a user prompt plus the start of the
+ * assistant's reply (`prefill`): the prompt ends inside an assistant turn (the course's exercise 4). */
 export interface Probe {
   id: string;
-  kind: "question" | "instruction" | "prose";
+  kind: "question" | "instruction" | "prose" | "prefill";
   prompt: string;
+  prefill?: string;
 }
 
 /** "chat": rendered with the chat template up to `<|assistant|>\n`; "raw": plain text, no template
- * (prose openings: the format-collapse probe). */
-export type ProbeMode = "chat" | "raw";
+ * (prose openings: the format-collapse probe); "prefill": the chat prompt followed by the start of
+ * the reply, which the model should continue in the assistant's voice and close with `<|end|>`. */
+export type ProbeMode = "chat" | "raw" | "prefill";
 
 /** A prompt as it is run: probe-file prompts plus held-out eval prompts (kind "eval"). */
 export interface ProbePrompt {
   id: string;
   kind: Probe["kind"] | "eval";
   prompt: string;
+  prefill?: string;
   mode: ProbeMode;
+  category?: string; // an eval prompt's "kind" in its data file (the course's categories), if any
 }
 
 /** What a prose opening led to: continued the passage, answered it (a chat marker early), or
@@ -62,6 +67,26 @@ export interface GenerationMetrics {
   continuationRate: number;
   answered: number;
   answeredRate: number;
+  prefillProbes: number; // prompts ending inside an assistant turn
+  prefillCompleted: number; // of those, replies that went on (PREFILL_MIN_TOKENS+), held no role marker and closed with `<|end|>`
+  prefillCompletedRate: number;
+}
+
+/** The chat metrics of the prompts of one category (the eval data's "kind"), for one model. */
+export interface CategoryNumbers {
+  stops: number;
+  stopRate: number;
+  leaks: number;
+  roleLeakage: number;
+  meanLength: number;
+}
+
+/** Both models on one category of held-out prompts. */
+export interface CategoryMetrics {
+  category: string;
+  prompts: number;
+  base: CategoryNumbers;
+  sft: CategoryNumbers;
 }
 
 /** Plain-text loss on held-out prose (no template): the forgetting probe. */
@@ -127,6 +152,7 @@ export interface ProbeReport {
   prose: ProseLossReport;
   retention: RetentionReport;
   samples: ProbeSample[];
+  categories?: CategoryMetrics[]; // per "kind" of the eval data, when it has kinds
   verdict: string;
 }
 
@@ -136,7 +162,10 @@ export interface ProbeReport {
 const GENERATION_METRICS: Schema<GenerationMetrics> = object<GenerationMetrics>({
   chatProbes: int(0), stops: int(0), stopRate: measure(), leaks: int(0), roleLeakage: measure(), meanLength: measure(), repetition: measure(),
   offPattern: int(0), offPatternRate: measure(), proseProbes: int(0), continued: int(0), continuationRate: measure(), answered: int(0), answeredRate: measure(),
+  // absent in reports written before the prefill probes existed
+  prefillProbes: defaulted(int(0), 0), prefillCompleted: defaulted(int(0), 0), prefillCompletedRate: defaulted(measure(), 0),
 });
+const CATEGORY_NUMBERS: Schema<CategoryNumbers> = object<CategoryNumbers>({ stops: int(0), stopRate: measure(), leaks: int(0), roleLeakage: measure(), meanLength: measure() });
 const PROBE_OUTPUT: Schema<ProbeOutput> = object<ProbeOutput>({
   text: string(), stopReason: literal("end-token", "max-tokens", "stop-string", "context", "interrupted"), tokens: int(0), leaked: boolean(),
   repetition: measure(), offPattern: boolean(), outcome: optional(literal("continued", "answered", "short")),
@@ -158,7 +187,9 @@ export const PROBE_REPORT: Schema<ProbeReport> = object<ProbeReport>({
     items: array(object<RetentionItemResult>({ id: string(), source: optional(string()), prompt: string(), answer: string(), base: RETENTION_PICK, sft: RETENTION_PICK })),
   }),
   samples: array(object<ProbeSample>({
-    id: string(), kind: literal("question", "instruction", "prose", "eval"), prompt: string(), mode: literal("chat", "raw"), base: PROBE_OUTPUT, sft: PROBE_OUTPUT,
+    id: string(), kind: literal("question", "instruction", "prose", "prefill", "eval"), prompt: string(), prefill: optional(string()),
+    mode: literal("chat", "raw", "prefill"), category: optional(string()), base: PROBE_OUTPUT, sft: PROBE_OUTPUT,
   })),
+  categories: optional(array(object<CategoryMetrics>({ category: string(), prompts: int(0), base: CATEGORY_NUMBERS, sft: CATEGORY_NUMBERS }))),
   verdict: string(),
 });

@@ -45,6 +45,10 @@ export function verdictText({ base, sft, prose, retention }: Pick<ProbeReport, "
         : sft.continued === p ? `, answering none: the chat format has not taken over plain text` : "";
     out.push(`Given ${p} prose openings as plain text, it continues ${sft.continued} (base: ${base.continued})${answers}.`);
   }
+  const f = sft.prefillProbes;
+  if (f > 0) {
+    out.push(`Given ${f} prompt${f > 1 ? "s" : ""} that end${f > 1 ? "" : "s"} inside an assistant turn, it continues the reply and closes it with ${SPECIAL_TOKENS.end} on ${sft.prefillCompleted} (base: ${base.prefillCompleted}).`);
+  }
   if (prose.ntoks > 0) {
     const r = prose.relative;
     const what =

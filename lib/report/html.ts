@@ -6,7 +6,7 @@ import { basename } from "node:path";
 import type { ProbeOutput, ProbeReport, ProbeSample } from "../probes/types.ts";
 import type { EvalRow, MetricsRow, TrainRow } from "../run/metrics.ts";
 import type { RunSummary } from "../run/summary.ts";
-import { metricRows, outputNote, settingsLine } from "./rows.ts";
+import { categoryRows, metricRows, modeLabel, outputNote, settingsLine } from "./rows.ts";
 import { barChart, escapeXml as esc, lineChart } from "./svg.ts";
 
 export interface ReportInput {
@@ -126,8 +126,18 @@ function replyBlock(who: string, o: ProbeOutput): string {
 }
 
 function sampleCard(s: ProbeSample): string {
-  return `<div class="sample" id="${esc(s.id)}"><h3>${esc(s.id)}<span class="tag">${esc(s.kind)}</span><span class="tag">${s.mode === "chat" ? "chat template" : "raw text"}</span></h3>` +
-    `<pre class="prompt">${esc(s.prompt)}</pre><div class="pair">${replyBlock("Base", s.base)}${replyBlock("SFT", s.sft)}</div></div>`;
+  const category = s.category ? `<span class="tag">${esc(s.category)}</span>` : "";
+  const prefill = s.prefill !== undefined ? `<div class="who">prefilled start of the reply</div><pre class="prompt">${esc(s.prefill)}</pre>` : "";
+  return `<div class="sample" id="${esc(s.id)}"><h3>${esc(s.id)}<span class="tag">${esc(s.kind)}</span>${category}<span class="tag">${esc(modeLabel(s.mode))}</span></h3>` +
+    `<pre class="prompt">${esc(s.prompt)}</pre>${prefill}<div class="pair">${replyBlock("Base", s.base)}${replyBlock("SFT", s.sft)}</div></div>`;
+}
+
+/** Held-out prompts by their data "kind" (only when the eval data has kinds). */
+function categoryTable(probes: ProbeReport, summary: RunSummary): string {
+  if (!probes.categories?.length) return "";
+  const { header, rows } = categoryRows(probes.categories, summary.evalLossByKind);
+  const body = rows.map((r) => `<tr>${r.map((c, i) => `<td${i > 0 ? ' class="num"' : ""}>${esc(c)}</td>`).join("")}</tr>`).join("");
+  return `<h2>By kind</h2><table><thead><tr>${header.map((h) => `<th>${esc(h)}</th>`).join("")}</tr></thead><tbody>${body}</tbody></table>`;
 }
 
 function retentionTable({ retention }: ProbeReport): string {
@@ -169,6 +179,7 @@ ${keyNumbers(input)}
 <h2>Probe metrics</h2>
 ${metricTable(probes)}
 <p class="sub">${markMarkers(esc(settingsLine(probes)))}</p>
+${categoryTable(probes, summary)}
 <h2>Samples: base vs SFT</h2>
 ${probes.samples.map(sampleCard).join("\n")}
 <h2>Knowledge retention</h2>

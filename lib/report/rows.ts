@@ -2,7 +2,7 @@
 // report.html so both show the same numbers with the same wording.
 
 import { LOOPING } from "../probes/metrics.ts";
-import type { GenerationMetrics, ProbeOutput, ProbeReport } from "../probes/types.ts";
+import type { CategoryMetrics, GenerationMetrics, ProbeMode, ProbeOutput, ProbeReport } from "../probes/types.ts";
 
 export interface MetricRow {
   metric: string;
@@ -27,6 +27,7 @@ export function metricRows(r: ProbeReport): MetricRow[] {
     g("off-pattern", (m) => ratio(m.offPattern, m.chatProbes), "chat replies with chat filler (noise detectors)"),
     g("prose continued", (m) => ratio(m.continued, m.proseProbes), "raw prose openings continued for 16+ tokens"),
     g("prose answered", (m) => ratio(m.answered, m.proseProbes), "raw prose openings met with <|end|> or a role marker"),
+    g("prefilled reply completed", (m) => ratio(m.prefillCompleted, m.prefillProbes), "replies begun in the prompt, continued and closed with <|end|>"),
     {
       metric: "held-out prose loss",
       base: `${prose.baseLoss.toFixed(3)} nats/token`,
@@ -57,4 +58,24 @@ export function settingsLine(r: ProbeReport): string {
   const s = r.settings;
   const sampling = s.temperature > 0 ? `temperature ${s.temperature}` : "greedy";
   return `${sampling}, at most ${s.maxTokens} tokens, seed ${s.seed}, stop ${s.stopToken}; ${s.probePrompts} probe prompts (${s.probesPath}) + ${s.evalPrompts} held-out eval prompts`;
+}
+
+/** How a prompt was put to the models, in a few words. */
+export function modeLabel(mode: ProbeMode): string {
+  return mode === "chat" ? "chat template" : mode === "raw" ? "raw text" : "chat template + prefilled reply";
+}
+
+/** The per-category table (the eval data's "kind"): header and formatted rows, shared by samples.md
+ * and report.html. `evalLossByKind` is summary.json's held-out loss per kind, when present. */
+export function categoryRows(categories: CategoryMetrics[], evalLossByKind?: Record<string, { loss: number }>): { header: string[]; rows: string[][] } {
+  const header = ["kind", "prompts", "stop rate (base → SFT)", "role leakage (base → SFT)", "mean length (base → SFT)", "held-out loss"];
+  const rows = categories.map((c) => [
+    c.category,
+    String(c.prompts),
+    `${pct(c.base.stopRate)} → ${pct(c.sft.stopRate)}`,
+    `${pct(c.base.roleLeakage)} → ${pct(c.sft.roleLeakage)}`,
+    `${c.base.meanLength.toFixed(1)} → ${c.sft.meanLength.toFixed(1)}`,
+    evalLossByKind?.[c.category] ? evalLossByKind[c.category]!.loss.toFixed(3) : "n/a",
+  ]);
+  return { header, rows };
 }

@@ -3,7 +3,7 @@
 // `<|end|>` and markdown-looking text show as written.
 
 import type { ProbeOutput, ProbeReport } from "../probes/types.ts";
-import { metricRows, outputNote, settingsLine } from "./rows.ts";
+import { categoryRows, metricRows, modeLabel, outputNote, settingsLine } from "./rows.ts";
 
 /** A fenced block that no backtick run inside `text` can close early. */
 function fenced(text: string): string {
@@ -23,8 +23,8 @@ function reply(label: string, o: ProbeOutput): string {
   return `**${label}** — ${outputNote(o)}\n\n${body}`;
 }
 
-/** The samples.md of a probe report. */
-export function samplesMarkdown(report: ProbeReport): string {
+/** The samples.md of a probe report (`evalLossByKind`: summary.json's held-out loss per kind). */
+export function samplesMarkdown(report: ProbeReport, evalLossByKind?: Record<string, { loss: number }>): string {
   const out: string[] = [];
   out.push("# Probe samples: base vs SFT", "");
   out.push(`Same prompts, seed and settings for both models: ${settingsLine(report)}.`);
@@ -32,8 +32,9 @@ export function samplesMarkdown(report: ProbeReport): string {
   out.push("## Verdict", "", markers(report.verdict), "");
   out.push("## Samples", "");
   for (const s of report.samples) {
-    out.push(`### \`${s.id}\` · ${s.kind} · ${s.mode === "chat" ? "chat template" : "raw text"}`, "");
+    out.push(`### \`${s.id}\` · ${s.kind}${s.category ? ` (${s.category})` : ""} · ${modeLabel(s.mode)}`, "");
     out.push(fenced(s.prompt), "");
+    if (s.prefill !== undefined) out.push("Prefilled start of the reply:", "", fenced(s.prefill), "");
     out.push(reply("Base", s.base), "");
     out.push(reply("SFT", s.sft), "");
   }
@@ -41,6 +42,13 @@ export function samplesMarkdown(report: ProbeReport): string {
   out.push("| metric | base | SFT | note |", "| --- | --- | --- | --- |");
   for (const r of metricRows(report)) out.push(`| ${cell(r.metric)} | ${cell(r.base)} | ${cell(r.sft)} | ${cell(r.note)} |`);
   out.push("");
+  if (report.categories?.length) {
+    const { header, rows } = categoryRows(report.categories, evalLossByKind);
+    out.push("## By kind", "", "Held-out prompts grouped by their data file's `kind`.", "");
+    out.push(`| ${header.map(cell).join(" | ")} |`, `| ${header.map(() => "---").join(" | ")} |`);
+    for (const r of rows) out.push(`| ${r.map(cell).join(" | ")} |`);
+    out.push("");
+  }
   out.push("## Knowledge retention items", "");
   out.push("| item | answer | base pick (margin) | SFT pick (margin) |", "| --- | --- | --- | --- |");
   const pick = (p: { correct: boolean; pick: string; margin: number }) => `${p.correct ? "✓" : "✗"} ${cell(JSON.stringify(p.pick))} (${p.margin.toFixed(2)})`;

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { readJSON, writeJSON } from "../io/files.ts";
 import { PROBE_REPORT, type ProbeReport } from "../probes/types.ts";
 import { TRAIN_STATUSES, type TrainStatus } from "../train/state.ts";
-import { boolean, finite, int, literal, measure, nullable, object, optional, string, type Schema } from "../util/schema.ts";
+import { boolean, defaulted, finite, int, literal, measure, nullable, object, optional, record, string, type Schema } from "../util/schema.ts";
 
 export const SUMMARY_FILE = "summary.json";
 
@@ -23,6 +23,13 @@ export interface SummaryHead {
 /** Where the probes stand: "pending" until they have run (an interrupted run, or Ctrl-C during the
  * probes: `train.ts --resume` runs them), "skipped" when they will not (--probe-tokens 0, a crash). */
 export type ProbeStatus = "done" | "pending" | "skipped";
+
+/** Held-out loss of one data "kind": token-weighted over its conversations. */
+export interface KindLoss {
+  loss: number; // nats/token
+  ntoks: number;
+  conversations: number;
+}
 
 /** An SFT run's summary.json. */
 export interface RunSummary extends SummaryHead {
@@ -43,6 +50,8 @@ export interface RunSummary extends SummaryHead {
   stepSec: number; // seconds spent in optimizer steps (evaluations excluded)
   skippedBatches: number;
   droppedExamples: number;
+  truncatedExamples: number; // over-long rows cut (--truncate)
+  evalLossByKind?: Record<string, KindLoss>; // when the eval data has kinds
   peakMemMB: number; // the whole run's peak resident memory (probes included once they ran)
   trainPeakMemMB: number;
   base: { path: string; hashBefore: string; hashAfter: string; unchanged: boolean };
@@ -73,6 +82,8 @@ export const RUN_SUMMARY: Schema<RunSummary> = object<RunSummary>({
   stepSec: measure(),
   skippedBatches: int(0),
   droppedExamples: int(0),
+  truncatedExamples: defaulted(int(0), 0), // absent in summaries written before --truncate existed
+  evalLossByKind: optional(record(object<KindLoss>({ loss: measure(), ntoks: int(0), conversations: int(0) }))),
   peakMemMB: measure(),
   trainPeakMemMB: measure(),
   base: object<RunSummary["base"]>({ path: string(), hashBefore: string(), hashAfter: string(), unchanged: boolean() }),

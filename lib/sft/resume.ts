@@ -10,11 +10,10 @@ import { consola } from "consola";
 import { UsageError } from "../util/cli.ts";
 import { FileError, recoverDir, refuseSymlinks } from "../io/files.ts";
 import { CheckpointError, hashCheckpoint, loadCheckpoint } from "../model/checkpoint.ts";
-import { loadConversations } from "../data/data.ts";
 import { truncateMetrics } from "../run/metrics.ts";
 import { probeStatusOf, readSummary, type RunSummary } from "../run/summary.ts";
 import { readConfigFile } from "./config-file.ts";
-import { executeRun, prepareRun, probe, shown, STATE_DIR } from "./run.ts";
+import { executeRun, loadRunData, prepareRun, probe, shown, STATE_DIR } from "./run.ts";
 
 const log = consola.withTag("train");
 
@@ -68,5 +67,6 @@ async function probesOnly(runDir: string, cfg: Parameters<typeof prepareRun>[0],
   }
   log.info(`${shown(runDir)}: ${summary.status} at step ${summary.step}; running the probes it has not run`);
   const t0 = performance.now();
-  return probe({ cfg, sft: sft.model, tokenizer: sft.tokenizer, addedTokens, evalConversations: loadConversations(cfg.evalData) }, runDir, summary, t0, summary.wallSec);
+  const held = loadRunData(cfg).eval; // --course-split: the same held-out set as the run's
+  return probe({ cfg, sft: sft.model, tokenizer: sft.tokenizer, addedTokens, evalConversations: held.map((c) => c.messages), evalKinds: held.map((c) => c.kind) }, runDir, summary, t0, summary.wallSec);
 }

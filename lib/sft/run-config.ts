@@ -10,6 +10,7 @@ import { UsageError } from "../util/cli.ts";
 import { cittyArgs, defaultsOf, describeOption, findOption, isValidOption, optionsFromFlags, type OptionSpec, type OptionTable } from "../util/options.ts";
 import { DEFAULT_BASE, DEFAULT_EVAL_DATA, DEFAULT_PROBES, DEFAULT_TRAIN_DATA, PROJECT_ROOT, RUNS_DIR } from "../util/paths.ts";
 import { resolveSFTConfig, SFT_OPTIONS, SFTConfigError, type SFTConfig } from "../train/config.ts";
+import { COURSE_SPLIT_SEED } from "../data/split.ts";
 
 export interface RunSettings {
   base: string;
@@ -20,6 +21,8 @@ export interface RunSettings {
   name: string;
   out: string;
   addChatTokens: boolean;
+  courseSplit: boolean;
+  splitSeed: number;
 }
 
 export type RunConfig = SFTConfig & RunSettings;
@@ -58,6 +61,14 @@ export const RUN_OPTIONS: OptionTable<RunSettings> = {
   addChatTokens: {
     type: "bool", help: "if the base's tokenizer lacks <|user|> <|assistant|> <|end|> <|pad|>, add the course's special tokens (those, <|endoftext|> <|system|> <|tool_call|> <|tool_result|>) and grow the embedding if their ids do not fit",
     default: false, // a base without chat tokens is refused unless asked to grow its vocabulary
+  },
+  courseSplit: {
+    type: "bool", help: "hold out the course notebook's split of --data (20%, torch.randperm with --split-seed) instead of reading --eval-data",
+    default: false, // the bundled data comes with its own held-out file
+  },
+  splitSeed: {
+    type: "int", min: 0, max: 0xffffffff, help: "seed of --course-split",
+    default: COURSE_SPLIT_SEED, // the notebook's DATA_SPLIT_SEED
   },
 };
 

@@ -24,12 +24,14 @@ import { reportHtml } from "../report/html.ts";
 import { samplesMarkdown } from "../report/samples.ts";
 import { formatDuration, gitCommit, machineInfo } from "../run/folder.ts";
 import { appendMetrics, readMetrics } from "../run/metrics.ts";
-import { writeSummary, type ProbeStatus, type RunSummary } from "../run/summary.ts";
+import { writeSummary, type KindLoss, type ProbeStatus, type RunSummary } from "../run/summary.ts";
 import { FileError, writeFileAtomic } from "../io/files.ts";
 import { readConfigFile, writeConfigFile, type Provenance } from "./config-file.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { CHAT_TOKENS } from "../format/tokens.ts";
-import { loadConversations } from "../data/data.ts";
+import { loadLabeled, type LabeledConversation } from "../data/data.ts";
+import { courseSplit } from "../data/split.ts";
+import { truncateExamples } from "../data/batch.ts";
 import { sftPart, type RunConfig } from "./run-config.ts";
 import { formatFailure, selfCheck } from "../data/selfcheck.ts";
 import { ChatSession } from "../chat/session.ts";
@@ -48,6 +50,7 @@ export interface PreparedRun {
   tokenizer: Tokenizer;
   addedTokens: string[];
   evalConversations: Conversation[];
+  evalKinds: (string | undefined)[]; // each eval conversation's "kind" in its data file, if any
   evalExamples: SFTExample[];
   trainer: SFTTrainer;
   hooks: TrainerHooks; // filled in by executeRun: the trainer keeps this object
@@ -85,9 +88,11 @@ export async function prepareRun(cfg: RunConfig): Promise<PreparedRun> {
     log.info(`added the course's special tokens ${addedTokens.map((t) => `\`${t}\``).join(", ")}: vocabulary ${tokenizer.vocabSize}, embedding rows ${model.config.vocabSize}`);
   }
 
-  const train = loadConversations(cfg.data); // DataError: file, record index, line and the fix
-  const evalConversations = loadConversations(cfg.evalData);
-  for (const [what, convs, file] of [["training", train, cfg.data], ["eval", evalConversations, cfg.evalData]] as const) {
+  const data = loadRunData(cfg);
+  const train = data.train.map((c) => c.messages);
+  const evalConversations = data.eval.map((c) => c.messages);
+  const evalKinds = data.eval.map((c) => c.kind);
+  for (const [what, convs, file] of [["training", train, cfg.data], ["eval", evalConversations, data.evalFile]] as const) {
     // The chat REPL's own prompt builder is checked against the training render, not a copy of it.
     const chat = new ChatSession(tokenizer, { contextLength: model.config.maxPositionEmbeddings });
     const check = selfCheck({
@@ -98,13 +103,13 @@ export async function prepareRun(cfg: RunConfig): Promise<PreparedRun> {
       maskMode: what === "eval" ? "assistant" : cfg.maskMode,
       renderChatPrompt: (history) => chat.promptIds(history),
     });
-    // Over-length rows are the trainer's to drop when asked; every other failure stops the run.
-    const failures = check.failures.filter((f) => !(cfg.dropOverlength && f.check === "length"));
+    // Over-length rows are the trainer's to drop or cut when asked; every other failure stops the run.
+    const failures = check.failures.filter((f) => !((cfg.dropOverlength || cfg.truncate) && f.check === "length"));
     if (failures.length) {
       throw new UsageError([`self-check of the ${what} data ${shown(file)} failed (conversations counted from 0):`, ...failures.slice(0, 12).map((f) => `  ${formatFailure(f)}`)].join("\n"));
     }
     const over = check.failures.length - failures.length;
-    log.info(`self-check ${what}: ${over ? `passed but for ${over} conversation(s) longer than max-seq-len ${cfg.maxSeqLen}, left out (--drop-overlength)` : check.summary}`);
+    log.info(`self-check ${what}: ${over ? `passed but for ${over} conversation(s) longer than max-seq-len ${cfg.maxSeqLen}, ${cfg.truncate ? "cut from the end (--truncate)" : "left out (--drop-overlength)"}` : check.summary}`);
   }
 
   const template = new ChatTemplate();
@@ -120,7 +125,22 @@ export async function prepareRun(cfg: RunConfig): Promise<PreparedRun> {
     throw new UsageError(`${shown(cfg.data)}: ${(e as Error).message}`);
   }
   const sha = (p: string) => createHash("sha256").update(readFileSync(p)).digest("hex");
-  return { cfg, baseHash, model, tokenizer, addedTokens, evalConversations, evalExamples, trainer, hooks, dataSha256: { train: sha(cfg.data), eval: sha(cfg.evalData) } };
+  return { cfg, baseHash, model, tokenizer, addedTokens, evalConversations, evalKinds, evalExamples, trainer, hooks, dataSha256: { train: sha(cfg.data), eval: sha(data.evalFile) } };
+}
+
+/** A run's training and held-out conversations with their kinds: `data` and `evalData`, or with
+ * `courseSplit` the course notebook's split of `data` (`evalFile` is the file the held-out set came
+ * from). DataError for a bad file, UsageError for a split that cannot be made. */
+export function loadRunData(cfg: RunConfig): { train: LabeledConversation[]; eval: LabeledConversation[]; evalFile: string } {
+  const train = loadLabeled(cfg.data);
+  if (!cfg.courseSplit) return { train, eval: loadLabeled(cfg.evalData), evalFile: cfg.evalData };
+  try {
+    const split = courseSplit(train, cfg.splitSeed);
+    log.info(`course split of ${shown(cfg.data)} (seed ${cfg.splitSeed}): ${split.train.length} training, ${split.eval.length} held out; --eval-data is not read`);
+    return { ...split, evalFile: cfg.data };
+  } catch (e) {
+    throw new UsageError(`--course-split of ${shown(cfg.data)}: ${(e as Error).message}`);
+  }
 }
 
 /** Train in `runDir` (made by createRunDir, or an interrupted run's folder when `resumed`) and
@@ -130,7 +150,8 @@ export async function executeRun(p: PreparedRun, runDir: string, { resumed = fal
   const t0 = performance.now();
   if (!resumed) writeConfigFile(runDir, cfg, provenance(p, runDir));
   log.info(`run folder: ${shown(runDir)}`);
-  log.info(`base ${shown(cfg.base)} · ${(trainer.history.droppedExamples ? `${trainer.history.droppedExamples} over-length dropped · ` : "")}` +
+  const { droppedExamples: dropped, truncatedExamples: cut } = trainer.history;
+  log.info(`base ${shown(cfg.base)} · ${dropped ? `${dropped} over-length dropped · ` : ""}${cut ? `${cut} over-length cut · ` : ""}` +
     `steps ${cfg.steps} · lr ${cfg.lr} · batch ${cfg.batchSize} · mask ${cfg.maskMode} · seed ${cfg.seed}`);
 
   const progress = new ProgressLine(cfg.steps);
@@ -179,6 +200,9 @@ export async function executeRun(p: PreparedRun, runDir: string, { resumed = fal
   const release = interrupt.protect(`saving ${h.status === "interrupted" ? "the resumable state, " : ""}the checkpoint and summary.json first`, () => afterSave);
   let summary: RunSummary;
   const baseHashAfter = hashCheckpoint(cfg.base);
+  // Held-out loss per kind goes into the summary written below (a few batches: it only reads the model).
+  const byKind = !crashed && h.status !== "interrupted" ? await evalLossByKind(p) : null;
+  if (byKind) log.info(`held-out loss by kind: ${Object.entries(byKind).map(([k, v]) => `${k} ${v.loss.toFixed(3)}`).join(", ")}`);
   try {
     if (h.status === "interrupted") {
       trainer.saveState(stateDir);
@@ -198,6 +222,7 @@ export async function executeRun(p: PreparedRun, runDir: string, { resumed = fal
       checkpoint: "checkpoint",
       probes: null,
       probeStatus,
+      ...(byKind ? { evalLossByKind: byKind } : {}),
     };
     writeSummary(runDir, summary);
     if (h.status !== "interrupted") rmSync(stateDir, { recursive: true, force: true }); // only now: the new checkpoint is in place
@@ -231,7 +256,7 @@ export async function executeRun(p: PreparedRun, runDir: string, { resumed = fal
     return 130;
   }
   if (probeStatus === "pending") {
-    const code = await probe({ cfg, sft: p.model, tokenizer: p.tokenizer, addedTokens: p.addedTokens, evalConversations: p.evalConversations }, runDir, summary, t0, priorSec);
+    const code = await probe({ cfg, sft: p.model, tokenizer: p.tokenizer, addedTokens: p.addedTokens, evalConversations: p.evalConversations, evalKinds: p.evalKinds }, runDir, summary, t0, priorSec);
     if (code !== 0) return code;
   }
   const probed = probeStatus === "pending";
@@ -247,6 +272,25 @@ export interface ProbeInput {
   tokenizer: Tokenizer;
   addedTokens: string[];
   evalConversations: Conversation[];
+  evalKinds: (string | undefined)[];
+}
+
+/** Held-out loss per data "kind" (token-weighted within each kind) on the weights the run ends with,
+ * over-length rows handled as in training; null when the eval data has no kinds. */
+async function evalLossByKind({ cfg, trainer, evalExamples, evalKinds }: PreparedRun): Promise<Record<string, KindLoss> | null> {
+  const groups = new Map<string, SFTExample[]>();
+  evalExamples.forEach((ex, i) => {
+    const kind = evalKinds[i];
+    if (kind === undefined) return;
+    const fitted = ex.ids.length - 1 <= cfg.maxSeqLen ? ex : cfg.truncate ? truncateExamples([ex], cfg.maxSeqLen).examples[0]! : null; // null: dropped
+    if (fitted) groups.set(kind, [...(groups.get(kind) ?? []), fitted]);
+  });
+  const out: Record<string, KindLoss> = {};
+  for (const [kind, examples] of groups) {
+    const ntoks = examples.reduce((n, ex) => n + ex.mask.slice(1).reduce((a, b) => a + b, 0), 0);
+    if (ntoks > 0) out[kind] = { loss: await trainer.evaluate(examples), ntoks, conversations: examples.length };
+  }
+  return Object.keys(out).length ? out : null;
 }
 
 /** Probe the base (a second, untouched load) against the fine-tuned model, then write the probe
@@ -265,13 +309,13 @@ export async function probe(input: ProbeInput, runDir: string, summary: RunSumma
     log.start(`probing base vs SFT (${cfg.probeTokens} tokens per reply)`);
     const tp = performance.now();
     const report = await probeRun({
-      base, sft: input.sft, tokenizer, probesPath: cfg.probes, evalConversations: input.evalConversations, seed: cfg.seed, maxTokens: cfg.probeTokens,
+      base, sft: input.sft, tokenizer, probesPath: cfg.probes, evalConversations: input.evalConversations, evalKinds: input.evalKinds, seed: cfg.seed, maxTokens: cfg.probeTokens,
       onProgress: (m) => process.stderr.isTTY && process.stderr.write(`\r\x1b[2K[probes] ${m}`),
     });
     if (process.stderr.isTTY) process.stderr.write("\r\x1b[2K");
     const wallSec = priorSec + (performance.now() - t0) / 1000;
     Object.assign(summary, { probes: report, probeStatus: "done", probeSec: (performance.now() - tp) / 1000, wallSec, wallTime: formatDuration(wallSec), peakMemMB: peakRssMB() });
-    writeFileAtomic(join(runDir, "samples.md"), samplesMarkdown(report));
+    writeFileAtomic(join(runDir, "samples.md"), samplesMarkdown(report, summary.evalLossByKind));
     const config = readConfigFile(runDir);
     const metrics = readMetrics(runDir, { warn: (m) => log.warn(m) });
     writeFileAtomic(join(runDir, "report.html"), reportHtml({ runDir, config: { ...config, base: shown(cfg.base) }, summary, metrics, probes: report }));
@@ -327,6 +371,7 @@ function runSummary(h: History, cfg: RunConfig, step: number) {
     stepSec, // seconds spent in optimizer steps (evaluations excluded)
     skippedBatches: h.skippedBatches,
     droppedExamples: h.droppedExamples,
+    truncatedExamples: h.truncatedExamples,
   };
 }
 

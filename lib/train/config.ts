@@ -23,6 +23,7 @@ export interface SFTConfig {
   keep: "best" | "last";
   groupByLength: boolean;
   dropOverlength: boolean;
+  truncate: boolean;
   logEvery: number;
 }
 
@@ -49,7 +50,7 @@ export const SFT_OPTIONS: OptionTable<SFTConfig> = {
     default: 8, // ~20 steps per pass over 154 conversations
   },
   maxSeqLen: {
-    type: "int", min: 2, help: "max targets per conversation, at most the base's context; longer ones are refused, never cut",
+    type: "int", min: 2, help: "max targets per conversation, at most the base's context; longer ones are refused unless --drop-overlength or --truncate",
     default: 256, // the bundled base's context
   },
   padMultiple: {
@@ -103,6 +104,10 @@ export const SFT_OPTIONS: OptionTable<SFTConfig> = {
     type: "bool", help: "drop conversations longer than --max-seq-len (counted) instead of refusing the data",
     default: false, // refuse: a silently smaller data set is a surprise
   },
+  truncate: {
+    type: "bool", help: "cut conversations longer than --max-seq-len from the end, as the course's pad_and_collate does (counted; warns naming the rows whose cut removes an <|end|>) instead of refusing the data",
+    default: false, // refuse: a cut can remove the <|end|> a row was meant to teach
+  },
   logEvery: {
     type: "int", positive: true, help: "steps per report line",
     default: 10, // one metrics.jsonl row per window
@@ -128,5 +133,6 @@ export function resolveSFTConfig(partial: Partial<SFTConfig>): SFTConfig {
     if (!isValidOption(spec, value)) throw new SFTConfigError(`${key} must be ${describeOption(spec)}, got \`${JSON.stringify(value)}\``);
     cfg[key] = value;
   }
+  if (cfg.dropOverlength && cfg.truncate) throw new SFTConfigError("dropOverlength and truncate both say what to do with over-length examples: choose one (--drop-overlength or --truncate)");
   return cfg as unknown as SFTConfig;
 }

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { asFileError, FileError, readJSON, recoverDir, swapDir, tempSibling, writeFileChecked } from "../io/files.ts";
 import { SafetensorsError, type FileDigest } from "../io/safetensors.ts";
 import { loadArrays, saveArrays } from "../mlx/arrays-file.ts";
-import { array, boolean, finite, int, json, literal, measure, nullable, object, optional, string, type Schema } from "../util/schema.ts";
+import { array, boolean, defaulted, finite, int, json, literal, measure, nullable, object, optional, string, type Schema } from "../util/schema.ts";
 
 export const STATE_ARRAYS = "trainer-state.safetensors";
 export const STATE_JSON = "trainer-state.json";
@@ -46,6 +46,7 @@ export interface History {
   reason?: string;
   skippedBatches: number;
   droppedExamples: number;
+  truncatedExamples: number; // cut to maxSeqLen (cfg.truncate), training and eval
 }
 
 /** trainer-state.json. */
@@ -74,6 +75,7 @@ const STATE_FILE: Schema<StateFile> = object<StateFile>({
   history: object<StateFile["history"]>({
     train: array(STEP_METRICS), eval: array(EVAL_RECORD), bestStep: int(-1), bestEvalLoss: nullable(finite()),
     status: literal(...TRAIN_STATUSES), reason: optional(string()), skippedBatches: int(0), droppedExamples: int(0),
+    truncatedExamples: defaulted(int(0), 0), // absent in states written before --truncate existed
   }),
   arrays: FILE_DIGEST,
 });

@@ -9,7 +9,7 @@ import type { TextTokenizer } from "../tokenizer/types.ts";
 import { learningRate } from "./schedule.ts";
 import { defaultOptimizerConfig, shardedLossSum, TrainStep } from "./step.ts";
 import { releaseMemory } from "../mlx/memory.ts";
-import { checkLengths, iterateBatches, padAndCollate, type IndexBatch } from "../data/batch.ts";
+import { checkLengths, iterateBatches, padAndCollate, truncateExamples, truncationWarnings, type IndexBatch } from "../data/batch.ts";
 import { SFTConfigError, type SFTConfig } from "./config.ts";
 import type { SFTExample } from "../format/types.ts";
 import { readState, writeState, type EvalRecord, type History, type StepMetrics } from "./state.ts";
@@ -38,6 +38,7 @@ export class SFTTrainer {
   private best: mx.array[] | null = null; // references: MLX arrays are immutable values
   private trained: mx.array[] | null = null; // where training left off, before restoreBest()
   private readonly trainDropped: number;
+  private readonly trainTruncated: number;
 
   constructor(
     readonly model: LlamaModel,
@@ -50,10 +51,11 @@ export class SFTTrainer {
     if (cfg.maxSeqLen > context) {
       throw new SFTConfigError(`maxSeqLen ${cfg.maxSeqLen} is longer than the model's context (${context}): use --max-seq-len ${context} or less`);
     }
-    this.history = { train: [], eval: [], bestStep: -1, bestEvalLoss: Infinity, status: "completed", skippedBatches: 0, droppedExamples: 0 };
+    this.history = { train: [], eval: [], bestStep: -1, bestEvalLoss: Infinity, status: "completed", skippedBatches: 0, droppedExamples: 0, truncatedExamples: 0 };
     const fitted = this.fit(train, "training");
     this.examples = fitted.kept;
     this.trainDropped = this.history.droppedExamples = fitted.dropped;
+    this.trainTruncated = this.history.truncatedExamples = fitted.truncated;
     if (this.examples.every((ex) => ex.mask.slice(1).every((m) => m === 0))) {
       throw new Error(`none of the ${this.examples.length} training examples has a supervised target: check the loss mask (maskMode \`${cfg.maskMode}\`)`);
     }
@@ -133,6 +135,7 @@ export class SFTTrainer {
       const fitted = this.fit(evalExamples, "eval");
       evalSet = fitted.kept;
       h.droppedExamples = this.trainDropped + fitted.dropped;
+      h.truncatedExamples = this.trainTruncated + fitted.truncated;
     }
     const runEval = async () => {
       const rec = { step: this.step, evalLoss: await this.evaluate(evalSet!), ntoks: this.countTargets(evalSet!) };
@@ -257,17 +260,24 @@ export class SFTTrainer {
     return iterateBatches(this.examples, { batchSize: this.cfg.batchSize, seed: this.cfg.seed, groupByLength: this.cfg.groupByLength });
   }
 
-  /** Over-length examples: refused with their index (checkLengths), or dropped and counted. */
-  private fit(examples: SFTExample[], what: string): { kept: SFTExample[]; dropped: number } {
+  /** Over-length examples: refused with their index (checkLengths), dropped and counted, or cut from
+   * the end and counted (warning by index where the cut removed an assistant turn's `<|end|>`). */
+  private fit(examples: SFTExample[], what: string): { kept: SFTExample[]; dropped: number; truncated: number } {
     if (examples.length === 0) throw new Error(`no ${what} examples`);
     const context = this.model.config.maxPositionEmbeddings;
+    if (this.cfg.truncate) {
+      const t = truncateExamples(examples, this.cfg.maxSeqLen, ChatFormat.of(this.tokenizer).end);
+      for (const warning of truncationWarnings(t, examples.length, what, this.cfg.maxSeqLen)) log.warn(warning);
+      checkLengths(t.examples, this.cfg.maxSeqLen, context);
+      return { kept: t.examples, dropped: 0, truncated: t.cut.length };
+    }
     if (!this.cfg.dropOverlength) {
       try {
         checkLengths(examples, this.cfg.maxSeqLen, context);
       } catch (e) {
         throw new Error(`${what} ${(e as Error).message}`);
       }
-      return { kept: examples, dropped: 0 };
+      return { kept: examples, dropped: 0, truncated: 0 };
     }
     const kept = examples.filter((ex) => ex.ids.length - 1 <= this.cfg.maxSeqLen);
     const dropped = examples.length - kept.length;
@@ -278,7 +288,7 @@ export class SFTTrainer {
       throw new Error(`every ${what} example is longer than maxSeqLen ${this.cfg.maxSeqLen}, so --drop-overlength leaves none: ${fix}`);
     }
     checkLengths(kept, this.cfg.maxSeqLen, context);
-    return { kept, dropped };
+    return { kept, dropped, truncated: 0 };
   }
 
   private countTargets(examples: SFTExample[]): number {

@@ -78,6 +78,11 @@ export function optional<T>(inner: Schema<T>): Schema<T | undefined> {
   return { expected: inner.expected, optional: true, parse: (v, at = "") => (v === undefined ? undefined : inner.parse(v, at)) };
 }
 
+/** An object key added later: a file written before it existed reads as `fallback`. */
+export function defaulted<T>(inner: Schema<T>, fallback: T): Schema<T> {
+  return { expected: inner.expected, parse: (v, at = "") => (v === undefined ? fallback : inner.parse(v, at)) };
+}
+
 export function array<T>(inner: Schema<T>): Schema<T[]> {
   return {
     expected: `a list of ${inner.expected}`,
