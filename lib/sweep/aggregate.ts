@@ -21,6 +21,8 @@ export interface ProbeNumbers {
   offPatternRate?: number;
   proseContinued?: number; // share of raw prose openings continued (the format-collapse probe)
   proseAnswered?: number; // share answered instead
+  prefillCompleted?: number; // share of prefilled assistant turns continued and closed with <|end|>
+  proseLoss?: number; // held-out plain-prose loss, nats/token: the base's is "before SFT", a run's "after"
   retention?: number; // cloze accuracy on corpus facts
 }
 
@@ -50,6 +52,8 @@ function probeNumbers(probes: ProbeReport, who: "base" | "sft"): ProbeNumbers {
     offPatternRate: num(m.offPatternRate),
     proseContinued: num(m.continuationRate),
     proseAnswered: num(m.answeredRate),
+    prefillCompleted: m.prefillProbes > 0 ? num(m.prefillCompletedRate) : undefined, // no prefill probes (an older run): n/a
+    proseLoss: num(who === "base" ? probes.prose.baseLoss : probes.prose.sftLoss),
     retention: num(probes.retention[who].accuracy),
   };
 }
@@ -127,6 +131,8 @@ export const COLUMNS: Column[] = [
   { csv: "off_pattern_rate", md: "off-pattern", get: (r) => r.offPatternRate, csvDigits: 4, show: pct },
   { csv: "prose_continued", md: "prose continued", get: (r) => r.proseContinued, csvDigits: 4, show: pct },
   { csv: "prose_answered", md: "prose answered", get: (r) => r.proseAnswered, csvDigits: 4, show: pct },
+  { csv: "prefill_completed", md: "prefill completed", get: (r) => r.prefillCompleted, csvDigits: 4, show: pct },
+  { csv: "prose_loss", md: "prose loss", get: (r) => r.proseLoss, csvDigits: 4, show: (v) => v.toFixed(3) },
   { csv: "prose_loss_delta", md: "prose loss vs base", get: (r) => r.proseLossDelta, csvDigits: 4, show: (v, r) => `${signed(v, 3)}${r.proseLossRelative !== undefined ? ` (${signed(100 * r.proseLossRelative, 1)}%)` : ""}` },
   { csv: "prose_loss_relative", md: "", get: (r) => r.proseLossRelative, csvDigits: 4 },
   { csv: "retention", md: "retention", get: (r) => r.retention, csvDigits: 4, show: pct },
@@ -200,8 +206,8 @@ export function toMarkdown(plan: SweepPlan, rows: SweepRow[], base: ProbeNumbers
       ? `Data: nested subsets of \`${plan.sourceData}\` (${plan.sourceSize ?? "?"} conversations), seed ${plan.dataSeed}: each subset contains the smaller ones.`
       : `Data: \`${plan.sourceData}\` with chat filler from \`${plan.noisePath}\` in the given percent of the answers, seed ${plan.dataSeed}.`);
   }
-  out.push("", `**What to look at.** ${preset?.lookAt ?? spec.lookAt}`, "", markdownTable(plan, rows, base), "");
-  out.push("Probe metrics are measured on each run's checkpoint (train.ts keeps the last step's weights unless a run says `--keep best`; the `@step` is where the held-out loss was lowest), on the probe prompts (summary.json `probes`); the first row is the base model on the same prompts. `prose loss vs base` is held-out plain-prose loss, SFT minus base, nats/token; retention is cloze accuracy on corpus facts.");
+  out.push("", `**What to look at.** ${preset ? `Read \`${preset.headline}\` first. ` : ""}${preset?.lookAt ?? spec.lookAt}`, "", markdownTable(plan, rows, base), "");
+  out.push("Probe metrics are measured on each run's checkpoint (train.ts keeps the last step's weights unless a run says `--keep best`; the `@step` is where the held-out loss was lowest), on the probe prompts (summary.json `probes`); the first row is the base model on the same prompts. `prose loss` is held-out plain-prose loss in nats/token (the base row: before SFT) and `prose loss vs base` the change, SFT minus base; `prefill completed` is the share of prompts ending inside an assistant turn that the model continued and closed with `<|end|>`; retention is cloze accuracy on corpus facts.");
   const problems = rows.filter((r) => r.reason);
   if (problems.length) out.push("", ...problems.map((r) => `- \`${plan.param}=${r.value}\` ${r.status}: ${r.reason}`));
   if (plots.length) out.push("", "## Plots", "", ...plots.map((p) => `![${p.title}](${p.file})`));

@@ -14,7 +14,7 @@ import { injectNoise, loadConversations, loadNoiseTemplates } from "../data/data
 import { subsetConversations } from "../data/split.ts";
 import type { Conversation } from "../format/types.ts";
 import { flagRecord, flagValue, withoutFlag } from "./args.ts";
-import { PARAMS, type ParamName } from "./params.ts";
+import { PARAMS, PRESETS, type ParamName } from "./params.ts";
 
 export const PLAN_FILE = "sweep.json";
 export const PLAN_VERSION = 1;
@@ -71,7 +71,8 @@ export function buildPlan(
   if (spec.trainFlag && flagValue(passthrough, spec.trainFlag) !== undefined) {
     throw new UsageError(`--${spec.trainFlag} is what this sweep varies: drop it and list the values with --values`);
   }
-  for (const [flag, value] of Object.entries(spec.implied ?? {})) {
+  const implied = { ...spec.implied, ...(preset !== undefined ? PRESETS[preset]?.implied : {}) };
+  for (const [flag, value] of Object.entries(implied)) {
     if (flagValue(passthrough, flag) === undefined && configValue(passthrough, flag) === undefined) passthrough = [...passthrough, `--${flag}`, value];
   }
   const plan: SweepPlan = {

@@ -28,6 +28,8 @@ const METRIC_PLOTS: MetricPlot[] = [
   { key: "roleLeakage", title: "Role leakage (a role marker inside a reply)", yLabel: "share of chat probes", base: "roleLeakage" },
   { key: "offPatternRate", title: "Off-pattern replies (chat filler)", yLabel: "share of chat probes", base: "offPatternRate" },
   { key: "proseAnswered", title: "Format collapse: prose openings answered", yLabel: "share of prose probes", base: "proseAnswered" },
+  { key: "prefillCompleted", title: "Prefilled assistant turns continued and closed", yLabel: "share of prefill probes", base: "prefillCompleted" },
+  { key: "proseLoss", title: "Held-out prose loss (base: before SFT)", yLabel: "loss, nats/token", base: "proseLoss" },
   { key: "proseLossDelta", title: "Prose loss change vs base", yLabel: "Δ loss, nats/token" },
   { key: "retention", title: "Retention (cloze accuracy)", yLabel: "accuracy", base: "retention" },
 ];
