@@ -95,6 +95,10 @@ describe("values", () => {
     expect(resolveParam({ preset, values: other }).values).toEqual([other]);
   });
 
+  test("--course-split is refused in a data-size sweep: the held-out set would differ between runs", () => {
+    expect(usageError(() => buildPlan({ param: "data-size", values: ["10"], passthrough: ["--course-split"], preset: "data-size-10-50" }))).toMatch(/Give one held-out file with --eval-data instead/);
+  });
+
   test("a preset's implied flags: data-size-10-50 trains 300 steps as the course does, unless --steps is given", () => {
     expect(flagValue(buildPlan({ param: "data-size", values: ["10", "50"], passthrough: [], preset: "data-size-10-50" }).passthrough, "steps")).toBe("300");
     expect(flagValue(buildPlan({ param: "data-size", values: ["10", "50"], passthrough: ["--steps", "30"], preset: "data-size-10-50" }).passthrough, "steps")).toBe("30");

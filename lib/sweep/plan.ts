@@ -86,6 +86,9 @@ export function buildPlan(
     runs: values.map((value) => ({ value, name: `${param}-${value}`, status: "pending", attempts: 0 })),
   };
   if (param === "data-size" || param === "noise") {
+    if (flagValue(passthrough, "course-split") !== undefined || configValue(passthrough, "course-split") === true) {
+      throw new UsageError(`--course-split holds out part of each run's --data, and a ${param} sweep gives every run different data: the held-out set would change from run to run. Give one held-out file with --eval-data instead`);
+    }
     const fromConfig = configValue(passthrough, "data");
     plan.sourceData = resolve(flagValue(passthrough, "data") || (typeof fromConfig === "string" ? fromConfig : "") || DEFAULT_TRAIN_DATA);
     plan.passthrough = withoutFlag(passthrough, "data");
