@@ -1,10 +1,10 @@
 // Hand a run to something else, in a new folder (never overwriting one).
 //   bun scripts/export.ts --format course --run runs/<dir> --out ../g2c/artifacts/models/BaseLM-SFT
 // Formats: lib/export/formats.ts.
-import { defineCommand, runMain } from "citty";
+import { defineCommand } from "citty";
 import { consola } from "consola";
 import { relative } from "node:path";
-import { UsageError } from "../lib/util/cli.ts";
+import { runStrict, UsageError } from "../lib/util/cli.ts";
 import { prepareProcess } from "../lib/mlx/startup.ts";
 
 const log = consola.withTag("export");
@@ -34,4 +34,4 @@ const command = defineCommand({
   },
 });
 
-runMain(command);
+runStrict(command);

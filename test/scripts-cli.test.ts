@@ -34,6 +34,7 @@ describe("unknown flags", () => {
     ["doctor", ["--skp", "model", "--skip", "bun,mlx,device,blas,matmul,memory,model"], "--skp", "--skip"],
     ["bench", ["--step", "5", "--case", "nope"], "--step", "--steps"],
     ["export-base", ["--runs", NOPE, "--run", NOPE], "--runs", "--run"],
+    ["export", ["--fromat", "course", "--run", NOPE], "--fromat", "--format"],
     ["train-tokenizer", ["--vocab", "512", "--corpus", NOPE, "--out", join(tmp, "tok")], "--vocab", "--vocab-size"],
     ["dump-logits", [NOPE, "--token", "5", "--out", join(tmp, "logits.json")], "--token", "--tokens"],
   ])("%s %j: %s, did you mean %s? exit 2, before anything runs", (script, args, bad, near) => {
