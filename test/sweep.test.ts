@@ -370,7 +370,7 @@ describe("aggregation", () => {
   // whose summary lacks the probe fields and the eval losses (they come from metrics.jsonl).
   const dir = freshDir();
   const plan: SweepPlan = buildPlan({ param: "lr", values: ["1e-4", "3e-4", "1e-3", "3e-3"], passthrough: ["--steps", "30"] });
-  const sft = { stopRate: 0.9, roleLeakage: 0.05, offPatternRate: 0.1, continuationRate: 0.75, answeredRate: 0.25, prefillCompletedRate: 0.5 };
+  const sft = { stopRate: 0.9, roleLeakage: 0.05, offPatternRate: 0.1, continuationRate: 0.75, answeredRate: 0.25, prefillProbes: 2, prefillCompleted: 1, prefillCompletedRate: 0.5 };
   const script: Record<string, FakeRun> = {
     "lr-1e-4": { status: "completed", evals: [[10, 2.5], [20, 2.1], [30, 2.2]], summary: { bestEvalLoss: 2.1, finalEvalLoss: 2.2, bestStep: 20, wallSec: 61.24, probes: probes(sft) } },
     "lr-3e-4": { noFolder: true, exitCode: 1 },
