@@ -6,7 +6,7 @@
 //   bun test test/course-export.test.ts
 import { afterAll, describe, expect, test } from "bun:test";
 import { core as mx } from "@frost-beta/mlx";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModel, namedParameters, saveCheckpoint } from "../lib/model/checkpoint.ts";
@@ -14,6 +14,10 @@ import { Tokenizer } from "../lib/tokenizer/tokenizer.ts";
 import { writeCourseExport } from "../lib/export/course.ts";
 import { findFormat } from "../lib/export/formats.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
+import { createRunDir } from "../lib/run/folder.ts";
+import { readSummary, writeSummary, type RunSummary } from "../lib/run/summary.ts";
+import { resolveRunConfig } from "../lib/sft/run-config.ts";
+import { executeRun, prepareRun } from "../lib/sft/run.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
 
 /** g2c.tokenizer.COURSE_SPECIAL_TOKENS, as the course defines it. */
@@ -24,13 +28,21 @@ const tmp = mkdtempSync(join(tmpdir(), "course-export-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 const json = (path: string) => JSON.parse(readFileSync(path, "utf8"));
 
-/** A finished run folder as train.ts leaves it (only what the export reads). */
-function fakeRun(name: string, summary: Record<string, unknown> = { status: "completed", step: 6, finalTrainLoss: 2.25, finalEvalLoss: 2.5 }): string {
+// One real (tiny) run: its config.json and summary.json are what the export reads.
+const base = join(tmp, "gutenberg-base");
+saveCheckpoint(base, tinyModel(tinyTokenizer().vocabSize, { seed: 3 }), tinyTokenizer());
+const data = join(tmp, "train.json");
+writeFileSync(data, JSON.stringify([{ user: "What does the fox do?", assistant: "It jumps." }, { user: "Where does the dog sleep?", assistant: "In the sun." }]));
+const cfg = resolveRunConfig({}, { base, data, evalData: data, out: join(tmp, "runs"), steps: 2, evalEvery: 1, batchSize: 2, maxSeqLen: 64, probeTokens: 0 });
+const realRun = createRunDir(cfg.out, "real");
+if ((await executeRun(await prepareRun(cfg), realRun)) !== 0) throw new Error("the tiny run failed");
+const realSummary = readSummary(realRun)!;
+
+/** A copy of the real run, with `summary` patched. */
+function runCopy(name: string, summary: Partial<RunSummary> = {}): string {
   const dir = join(tmp, name);
-  mkdirSync(dir);
-  saveCheckpoint(join(dir, "checkpoint"), tinyModel(tinyTokenizer().vocabSize, { seed: 3 }), tinyTokenizer(), { meta: { kind: "sft" } });
-  writeFileSync(join(dir, "config.json"), JSON.stringify({ base: "/somewhere/models/gutenberg-base", steps: 6 }));
-  writeFileSync(join(dir, "summary.json"), JSON.stringify(summary));
+  cpSync(realRun, dir, { recursive: true });
+  writeSummary(dir, { ...realSummary, ...summary });
   return dir;
 }
 
@@ -42,7 +54,7 @@ function artifactPathOrModelId(root: string, config: Record<string, unknown>, ke
 }
 
 describe("--format course", () => {
-  const run = fakeRun("run-a");
+  const run = runCopy("run-a");
   const root = join(tmp, "artifacts", "models", "BaseLM-SFT");
   let added: string[] = [];
   test("writes the folder", async () => {
@@ -68,9 +80,9 @@ describe("--format course", () => {
       source: "SFT with sft-mlx (run run-a) from BaseLM",
       base_artifact: "BaseLM",
       tokenizer_artifact: null,
-      steps_completed: 6,
-      final_train_loss: 2.25,
-      final_val_loss: 2.5,
+      steps_completed: 2,
+      final_train_loss: realSummary.finalTrainLoss,
+      final_val_loss: realSummary.finalEvalLoss,
       notes: expect.stringContaining("Added the course's special tokens <|tool_call|> <|tool_result|>"),
     });
   });
@@ -115,23 +127,20 @@ describe("--format course", () => {
   });
 
   test("a checkpoint that has every course token (a Qwen3 run with --add-chat-tokens) is written without adding rows", async () => {
-    const dir = join(tmp, "run-full");
-    mkdirSync(dir);
+    const dir = runCopy("run-full", { status: "stopped-early" });
     const full = tinyTokenizer().withAddedTokens(COURSE_SPECIAL_TOKENS).tokenizer;
-    saveCheckpoint(join(dir, "checkpoint"), tinyModel(384, { seed: 4 }), full);
-    writeFileSync(join(dir, "config.json"), JSON.stringify({ base: "/m/qwen3-0.6b-base" }));
-    writeFileSync(join(dir, "summary.json"), JSON.stringify({ status: "stopped-early", step: 3 }));
+    saveCheckpoint(join(dir, "checkpoint"), tinyModel(384, { seed: 4 }), full, { replace: true });
     const out = join(tmp, "artifacts", "models", "qwen-SFT");
     const r = await findFormat("course").run({ run: dir, out }, "course");
     expect(r).toBe(out);
     expect(json(join(out, "hf_model", "config.json")).vocab_size).toBe(384);
-    expect(json(join(out, "manifest.json"))).toMatchObject({ base_artifact: "qwen3-0.6b-base", steps_completed: 3, final_train_loss: null });
+    expect(json(join(out, "manifest.json"))).toMatchObject({ base_artifact: "gutenberg-base", steps_completed: 2 }); // the base folder's name by default
   });
 
   test.each([
     ["an existing --out", () => ({ runDir: run, out: root }), /already exists: an export never overwrites/],
     ["a folder without a checkpoint", () => ({ runDir: tmp, out: join(tmp, "x") }), /no checkpoint\/ there; give a run folder made by bun scripts\/train.ts/],
-    ["an interrupted run", () => ({ runDir: fakeRun("run-int", { status: "interrupted" }), out: join(tmp, "y") }), /status is `interrupted`, not a finished run/],
+    ["an interrupted run", () => ({ runDir: runCopy("run-int", { status: "interrupted" }), out: join(tmp, "y") }), /status is `interrupted`, not a finished run/],
   ])("refuses %s", async (_name, opts, message) => {
     await expect(writeCourseExport(opts())).rejects.toThrow(message);
   });

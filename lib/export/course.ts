@@ -10,7 +10,9 @@
 import { existsSync, mkdirSync, renameSync, rmSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { UsageError } from "../util/cli.ts";
-import { readJSON, writeJSON } from "../io/files.ts";
+import { FileError, writeJSON } from "../io/files.ts";
+import { FINISHED, readSummary } from "../run/summary.ts";
+import { readConfigFile } from "../sft/config-file.ts";
 import { CheckpointError, loadCheckpoint, saveCheckpoint } from "../model/checkpoint.ts";
 import { addChatTokens } from "../model/vocab.ts";
 import { COURSE_TOKENS, SPECIAL_TOKENS } from "../format/tokens.ts";
@@ -38,14 +40,20 @@ export async function writeCourseExport({ runDir, out, baseArtifact }: CourseExp
   runDir = resolve(runDir);
   out = resolve(out);
   const ckptDir = join(runDir, "checkpoint");
-  for (const [path, what] of [[ckptDir, "checkpoint/"], [join(runDir, "config.json"), "config.json"]] as const) {
+  for (const [path, what] of [[ckptDir, "checkpoint/"], [join(runDir, "config.json"), "config.json"], [join(runDir, "summary.json"), "summary.json"]] as const) {
     if (!existsSync(path)) throw new UsageError(`--run ${runDir}: no ${what} there; give a run folder made by bun scripts/train.ts (runs/<time>-<name>)`);
   }
   if (existsSync(out)) throw new UsageError(`--out ${out} already exists: an export never overwrites; pick a new folder (the course loads artifacts/models/<name>/)`);
-  const runConfig = readJSON(join(runDir, "config.json"));
-  const summary = existsSync(join(runDir, "summary.json")) ? readJSON(join(runDir, "summary.json")) : {};
-  if (summary.status !== "completed" && summary.status !== "stopped-early") {
-    throw new UsageError(`--run ${runDir}: its status is \`${summary.status ?? "unknown"}\`, not a finished run; finish it (bun scripts/train.ts --resume) or export another run`);
+  const runConfig = readConfigFile(runDir); // UsageError naming the file if it is damaged
+  let summary;
+  try {
+    summary = readSummary(runDir);
+  } catch (e) {
+    if (e instanceof FileError) throw new UsageError(`--run ${runDir}: ${e.message}`);
+    throw e;
+  }
+  if (!summary || !FINISHED.includes(summary.status)) {
+    throw new UsageError(`--run ${runDir}: its status is \`${summary?.status ?? "unknown (no summary.json)"}\`, not a finished run; finish it (bun scripts/train.ts --resume) or export another run`);
   }
 
   let ckpt;
@@ -71,8 +79,8 @@ export async function writeCourseExport({ runDir, out, baseArtifact }: CourseExp
       pad_token: SPECIAL_TOKENS.pad,
       additional_special_tokens: COURSE_TOKENS,
     });
-    const base = typeof runConfig.base === "string" ? runConfig.base : "";
-    const baseName = baseArtifact ?? (basename(base) || "BaseLM");
+    const base = runConfig.base;
+    const baseName = baseArtifact ?? basename(base);
     // The fields g2c's save_huggingface_model_artifact writes, with the same names and values.
     writeJSON(join(tmp, "config.json"), {
       kind: COURSE_KIND,
@@ -92,10 +100,10 @@ export async function writeCourseExport({ runDir, out, baseArtifact }: CourseExp
       source: `SFT with sft-mlx (run ${basename(runDir)}) from ${baseName}`,
       base_artifact: baseName,
       tokenizer_artifact: null,
-      steps_completed: typeof summary.step === "number" ? summary.step : 0,
+      steps_completed: summary.step,
       final_train_loss: finite(summary.finalTrainLoss),
       final_val_loss: finite(summary.finalEvalLoss),
-      notes: `Instruction-tuned with sft-mlx: ${base ? `base ${base}, ` : ""}run ${runDir}.` +
+      notes: `Instruction-tuned with sft-mlx: base ${base}, run ${runDir}.` +
         (added.length ? ` Added the course's special tokens ${added.join(" ")} (rows at the mean embedding).` : ""),
     });
     renameSync(tmp, out);
