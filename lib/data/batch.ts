@@ -63,6 +63,9 @@ export function checkLengths(examples: SFTExample[], maxSeqLen: number, context?
   });
 }
 
+/** Whether an example forms a row of at most `maxSeqLen` targets (what --drop-overlength keeps). */
+export const fitsLength = (ex: SFTExample, maxSeqLen: number): boolean => ex.ids.length - 1 <= maxSeqLen;
+
 /** Shift, pad to the batch's longest row (rounded up to `padMultiple`, capped at `maxSeqLen`) and
  * collate, as plain number arrays. */
 export function collateArrays(examples: SFTExample[], { maxSeqLen, padId, padMultiple = 1 }: CollateOptions): CollatedArrays {

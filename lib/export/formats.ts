@@ -1,0 +1,54 @@
+// The export formats, one row each: `bun scripts/export.ts --format <name>` looks its name up here.
+// A format gets the resolved options and returns the folder it wrote; where the folder goes by
+// default (inside the run folder, `export-<name>/`) and the never-overwrite rule are shared.
+import { join, relative } from "node:path";
+import { UsageError } from "../util/cli.ts";
+import { loadExportJob, resolveExportConfig, type ExportSource } from "./job.ts";
+import { writeTrlExport } from "./trl.ts";
+import { writeMlxLmExport } from "./mlx-lm.ts";
+
+export interface ExportOptions extends ExportSource {
+  out?: string; // the new folder; default <run>/export-<format>/ (with --run), else required
+}
+
+export interface ExportFormat {
+  description: string;
+  run(opts: ExportOptions, format: string): Promise<string>; // the folder written
+}
+
+/** A format that hands the run's SFT job to another engine. */
+const jobFormat = (description: string, write: typeof writeTrlExport): ExportFormat => ({
+  description,
+  async run(opts, format) {
+    const { cfg, runDir } = resolveExportConfig(opts);
+    const out = exportDir(opts, format, runDir);
+    const job = await loadExportJob(cfg, runDir);
+    const source = runDir ? `the run ${shown(runDir)}` : opts.config ? `the config ${shown(opts.config)}` : "the default job (bun scripts/train.ts)";
+    return write(job, out, source);
+  },
+});
+
+export const EXPORT_FORMATS: Record<string, ExportFormat> = {
+  trl: jobFormat("Hugging Face TRL SFTTrainer + Accelerate (multi-GPU), the same loss and batches", writeTrlExport),
+  "mlx-lm": jobFormat("mlx-lm (mlx_lm.lora, full fine-tuning) chat JSONL and YAML config", writeMlxLmExport),
+};
+
+/** The folder to write: --out, or export-<format>/ inside the run folder. */
+export function exportDir(opts: ExportOptions, format: string, runDir?: string): string {
+  if (opts.out) return opts.out;
+  if (runDir) return join(runDir, `export-${format}`);
+  throw new UsageError(`--out <new folder> is needed without --run (with --run the export goes to <run>/export-${format}/)`);
+}
+
+export function findFormat(name: string | undefined): ExportFormat {
+  const known = Object.keys(EXPORT_FORMATS).join(", ");
+  if (!name) throw new UsageError(`--format is required: one of ${known}`);
+  const format = EXPORT_FORMATS[name];
+  if (!format) throw new UsageError(`--format \`${name}\` is not known; known: ${known}`);
+  return format;
+}
+
+function shown(path: string): string {
+  const rel = relative(process.cwd(), path);
+  return rel && !rel.startsWith("..") ? rel : path;
+}

@@ -1,0 +1,41 @@
+// Hand a run to another engine, in a new self-contained folder (never overwriting one).
+//   bun scripts/export.ts --format trl --run runs/<dir>            (-> runs/<dir>/export-trl/)
+//   bun scripts/export.ts --format mlx-lm --run runs/<dir>
+//   bun scripts/export.ts --format trl --config my-run.json --out /tmp/job   (a job never run here)
+//   bun scripts/export.ts --format trl --data my.jsonl --base models/gutenberg-base --out /tmp/job
+// Formats: lib/export/formats.ts.
+import { defineCommand, runMain } from "citty";
+import { consola } from "consola";
+import { UsageError } from "../lib/util/cli.ts";
+
+const log = consola.withTag("export");
+const str = (description: string) => ({ type: "string", description }) as const;
+
+const command = defineCommand({
+  meta: { name: "export", description: "Write a run's job for another engine (TRL + Accelerate, mlx-lm) into a new folder" },
+  args: {
+    format: str("trl or mlx-lm (lib/export/formats.ts)"),
+    run: str("a run folder (runs/<dir>): its config.json, base and data"),
+    config: str("without --run: a run config JSON, as bun scripts/train.ts --config takes (defaults otherwise)"),
+    data: str("training conversations (overrides the run's or config's)"),
+    "eval-data": str("held-out conversations (overrides the run's or config's)"),
+    base: str("starting checkpoint (overrides the run's or config's)"),
+    out: str("the new folder to write (default with --run: <run>/export-<format>/)"),
+  },
+  async run({ args }) {
+    try {
+      const { findFormat } = await import("../lib/export/formats.ts");
+      const format = findFormat(args.format);
+      const out = await format.run({ run: args.run, config: args.config, data: args.data, evalData: args["eval-data"], base: args.base, out: args.out }, args.format!);
+      log.success(`wrote \`${out}\` (${args.format}); its README.md says how to run it`);
+    } catch (e) {
+      if (e instanceof UsageError || (e as Error).name === "DataError" || (e as Error).name === "CheckpointError") {
+        log.error((e as Error).message);
+        process.exit(2);
+      }
+      throw e;
+    }
+  },
+});
+
+runMain(command);
