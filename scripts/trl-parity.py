@@ -1,4 +1,4 @@
-# /tmp/tv/bin/python scripts/trl-parity.py --export runs/<dir>/export-trl [--steps 20] [--tolerance 1e-3]
+# /tmp/tv/bin/python scripts/trl-parity.py --export runs/<dir>/export-trl [--steps 20] [--tolerance 1e-4]
 #
 # Does the exported TRL job (bun scripts/export.ts --format trl --run runs/<dir>) train what the
 # project trained? Run by hand, not by CI (it needs torch, transformers and trl). Checks, and prints:
@@ -59,7 +59,7 @@ def main():
     ap = argparse.ArgumentParser(description="Compare an exported TRL job with the project's run")
     ap.add_argument("--export", required=True, help="folder written by bun scripts/export.ts --format trl")
     ap.add_argument("--steps", type=int, default=20, help="steps of the TRL job to run and compare")
-    ap.add_argument("--tolerance", type=float, default=1e-3, help="max |TRL - project| loss of each of the first --steps steps, nats/token")
+    ap.add_argument("--tolerance", type=float, default=1e-4, help="max |TRL - project| loss of each of the first --steps steps, nats/token (measured: 1.3e-5 over 20 steps, 9.6e-4 over 500)")
     ap.add_argument("--metrics", help="the project's metrics.jsonl (default: the exported run's)")
     ap.add_argument("--checkpoint", help="checkpoint whose chat template the mask check uses (default: the export's start/)")
     args = ap.parse_args()

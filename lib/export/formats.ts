@@ -1,6 +1,7 @@
 // The export formats, one row each: `bun scripts/export.ts --format <name>` looks its name up here.
 // A format gets the resolved options and returns the folder it wrote; where the folder goes by
 // default (inside the run folder, `export-<name>/`) and the never-overwrite rule are shared.
+import { existsSync } from "node:fs";
 import { join, relative } from "node:path";
 import { UsageError } from "../util/cli.ts";
 import { loadExportJob, resolveExportConfig, type ExportSource } from "./job.ts";
@@ -22,6 +23,7 @@ const jobFormat = (description: string, write: typeof writeTrlExport): ExportFor
   async run(opts, format) {
     const { cfg, runDir } = resolveExportConfig(opts);
     const out = exportDir(opts, format, runDir);
+    if (existsSync(out)) throw new UsageError(`${out} already exists: exports are never overwritten; remove it or pass --out <new folder>`); // before any loading
     const job = await loadExportJob(cfg, runDir);
     const source = runDir ? `the run ${shown(runDir)}` : opts.config ? `the config ${shown(opts.config)}` : "the default job (bun scripts/train.ts)";
     return write(job, out, source);

@@ -172,26 +172,24 @@ class ProjectEvaluation(TrainerCallback):
         return control
 
 
-def build(out_dir: str, stop_after: int | None = None) -> ProjectSFTTrainer:
+def barrier():
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+def peft_config():
+    """PEFT_CONFIG (LoraConfig keyword arguments) when the run trains adapters, else None."""
+    if not PEFT_CONFIG:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(**PEFT_CONFIG)
+
+
+def build(out_dir: str, stop_after: int | None = None, cpu: bool = False) -> ProjectSFTTrainer:
     """The trainer for this export's job, writing into `out_dir` (which must not exist yet)."""
     if os.path.exists(out_dir):
         sys.exit(f"{out_dir} already exists: outputs are never overwritten; pass --output <new folder>")
-    os.makedirs(out_dir)
-    start = os.path.join(HERE, START)
-    tokenizer = AutoTokenizer.from_pretrained(start)
-    # The checkpoint's template marks what the project supervises with {% generation %}: TRL's
-    # assistant_only_loss takes its mask from it (set here explicitly, not from TRL's defaults).
-    if (tokenizer.eos_token, tokenizer.pad_token) != (EOS_TOKEN, PAD_TOKEN):
-        sys.exit(f"{start}: eos/pad tokens are {tokenizer.eos_token!r}/{tokenizer.pad_token!r}, expected {EOS_TOKEN!r}/{PAD_TOKEN!r}: re-export the job")
-    model = AutoModelForCausalLM.from_pretrained(start, dtype=torch.float32)  # fp32, as the project trains
-    model.config.use_cache = False
-
-    train_rows, eval_rows = read_jsonl(os.path.join(HERE, TRAIN_FILE)), read_jsonl(os.path.join(HERE, EVAL_FILE))
-    batches = read_jsonl(os.path.join(HERE, BATCHES_FILE))
-    if len(batches) < STEPS or any(not b or len(b) > BATCH or max(b) >= len(train_rows) or min(b) < 0 for b in batches):
-        sys.exit(f"{BATCHES_FILE} does not fit {TRAIN_FILE} ({len(train_rows)} rows), STEPS {STEPS} and BATCH {BATCH}: "
-                 "changing data, steps or batch size needs a new export (bun scripts/export.ts --format trl ...)")
-
     config = SFTConfig(
         output_dir=os.path.join(out_dir, "hf"),
         run_name=RUN_NAME,
@@ -225,7 +223,32 @@ def build(out_dir: str, stop_after: int | None = None) -> ProjectSFTTrainer:
         report_to="none",
         dataloader_num_workers=0,
         disable_tqdm=True,
+        use_cpu=cpu,  # the CPU even where GPUs are; with several processes: gloo
     )
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != config.world_size:
+        sys.exit(f"started as {launched} processes, but transformers runs {config.world_size}: on a machine without GPUs pass --cpu")
+    # Every rank has looked for the folder before the first one creates it.
+    barrier()
+    if config.process_index == 0:
+        os.makedirs(out_dir)
+    barrier()
+    start = os.path.join(HERE, START)
+    tokenizer = AutoTokenizer.from_pretrained(start)
+    # The checkpoint's template marks what the project supervises with {% generation %}: TRL's
+    # assistant_only_loss takes its mask from it (set here explicitly, not from TRL's defaults).
+    if (tokenizer.eos_token, tokenizer.pad_token) != (EOS_TOKEN, PAD_TOKEN):
+        sys.exit(f"{start}: eos/pad tokens are {tokenizer.eos_token!r}/{tokenizer.pad_token!r}, expected {EOS_TOKEN!r}/{PAD_TOKEN!r}: re-export the job")
+    model = AutoModelForCausalLM.from_pretrained(start, dtype=torch.float32)  # fp32, as the project trains
+    model.config.use_cache = False
+
+    train_rows, eval_rows = read_jsonl(os.path.join(HERE, TRAIN_FILE)), read_jsonl(os.path.join(HERE, EVAL_FILE))
+    batches = read_jsonl(os.path.join(HERE, BATCHES_FILE))
+    if len(batches) < STEPS or any(not b or len(b) > BATCH or max(b) >= len(train_rows) or min(b) < 0 for b in batches):
+        sys.exit(f"{BATCHES_FILE} does not fit {TRAIN_FILE} ({len(train_rows)} rows), STEPS {STEPS} and BATCH {BATCH} "
+                 f"(drawn with SEED {SEED}, GROUP_BY_LENGTH {GROUP_BY_LENGTH}): changing data, steps or batch size needs a new "
+                 "export (bun scripts/export.ts --format trl ...)")
+
     evaluation = ProjectEvaluation([], out_dir, stop_after)
     trainer = ProjectSFTTrainer(
         model=model,
@@ -233,7 +256,7 @@ def build(out_dir: str, stop_after: int | None = None) -> ProjectSFTTrainer:
         train_dataset=Dataset.from_list([{"messages": r["messages"]} for r in train_rows]),
         processing_class=tokenizer,
         callbacks=[evaluation],
-        peft_config=PEFT_CONFIG,
+        peft_config=peft_config(),
         batches=batches[:STEPS],
         metrics_path=os.path.join(out_dir, "metrics.jsonl"),
     )
@@ -269,9 +292,10 @@ def save(trainer: ProjectSFTTrainer, out_dir: str) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Run this export's SFT job in TRL (see README.md).")
     ap.add_argument("--output", default=os.path.join(HERE, "output"), help="new folder for metrics.jsonl and checkpoint/")
+    ap.add_argument("--cpu", action="store_true", help="train on the CPU (with torchrun --nproc_per_node N: N CPU processes)")
     ap.add_argument("--stop-after", type=int, default=None, help="stop after this many steps; the lr schedule still spans STEPS (parity checks)")
     args = ap.parse_args(argv)
-    trainer = build(os.path.abspath(args.output), args.stop_after)
+    trainer = build(os.path.abspath(args.output), args.stop_after, args.cpu)
     trainer.train()
     final = save(trainer, os.path.abspath(args.output))
     if trainer.is_world_process_zero():
