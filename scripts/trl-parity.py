@@ -123,7 +123,7 @@ def main():
     print(f"{'ok  ' if ntoks_same else 'FAIL'} supervised targets per {unit[:-1]}: " + ("identical" if ntoks_same else "differ") + f" ({sum(d[5] for d in diffs)} in all)")
     lr_err = max(abs(trl_steps[b]["lr"] - rec["lr"]) / rec["lr"] for a, b, _, rec, _, _ in diffs)
     ok &= lr_err < 1e-6
-    print(f"{'ok  ' if lr_err < 1e-6 else 'FAIL'} lr at the last step of each {unit[:-1]}: max relative difference {lr_err:.1e}")
+    print(f"{'ok  ' if lr_err < 1e-6 else 'FAIL'} lr of {'each step' if unit == 'steps' else 'the last step of each report window'}: max relative difference {lr_err:.1e}")
     for rec in (r for r in project if r["type"] == "eval"):
         mine = next((r for r in trl if r["type"] == "eval" and r["step"] == rec["step"]), None)
         if mine:

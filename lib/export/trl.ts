@@ -165,6 +165,7 @@ Set-up (any machine with Python 3.10+): \`pip install torch transformers trl acc
 
     python train_trl.py                                                        # one GPU, or the CPU
     accelerate launch --config_file accelerate.yaml --num_processes N train_trl.py   # N GPUs on one machine
+    torchrun --nproc_per_node N train_trl.py --cpu                             # N CPU processes: tries the multi-process path
 
 Several machines: the same command on each, with \`--num_machines M --machine_rank R
 --main_process_ip <first machine> --main_process_port 29500\` and \`--num_processes\` the total. Outputs go
