@@ -4,9 +4,10 @@
 //   bun scripts/export.ts --format trl --config my-run.json --out /tmp/job   (a job never run here)
 //   bun scripts/export.ts --format trl --data my.jsonl --base models/gutenberg-base --out /tmp/job
 // Formats: lib/export/formats.ts.
-import { defineCommand, runMain } from "citty";
+import { defineCommand } from "citty";
 import { consola } from "consola";
-import { UsageError } from "../lib/util/cli.ts";
+import { runStrict, UsageError } from "../lib/util/cli.ts";
+import { prepareProcess } from "../lib/mlx/startup.ts";
 
 const log = consola.withTag("export");
 const str = (description: string) => ({ type: "string", description }) as const;
@@ -23,19 +24,18 @@ const command = defineCommand({
     out: str("the new folder to write (default with --run: <run>/export-<format>/)"),
   },
   async run({ args }) {
+    prepareProcess(); // tcmalloc, kernel flags: lib/mlx/startup.ts (the export renders and saves with MLX)
+    const { findFormat } = await import("../lib/export/formats.ts");
+    const format = findFormat(args.format);
     try {
-      const { findFormat } = await import("../lib/export/formats.ts");
-      const format = findFormat(args.format);
       const out = await format.run({ run: args.run, config: args.config, data: args.data, evalData: args["eval-data"], base: args.base, out: args.out }, args.format!);
       log.success(`wrote \`${out}\` (${args.format}); its README.md says how to run it`);
     } catch (e) {
-      if (e instanceof UsageError || (e as Error).name === "DataError" || (e as Error).name === "CheckpointError") {
-        log.error((e as Error).message);
-        process.exit(2);
-      }
+      // A bad data file or base is the user's to fix, like a bad flag: the message, exit 2.
+      if ((e as Error).name === "DataError" || (e as Error).name === "CheckpointError") throw new UsageError((e as Error).message);
       throw e;
     }
   },
 });
 
-runMain(command);
+runStrict(command);
