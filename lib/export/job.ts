@@ -2,8 +2,9 @@
 // flags), its starting checkpoint, and the exact rows and batch order the project trains on. Each
 // format (lib/export/formats.ts) writes it in its engine's terms into a new folder that is built
 // under a temporary name and renamed in: an existing folder is never written into.
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { basename, dirname, join, resolve } from "node:path";
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { swapDir, tempSibling, writeFileChecked } from "../io/files.ts";
 import { UsageError } from "../util/cli.ts";
 import { readRunConfigFile, resolveRunConfig, type RunConfig } from "../sft/run-config.ts";
 import { loadRunInputs, type RunInputs } from "../sft/run.ts";
@@ -117,20 +118,22 @@ export function manifest(format: string, job: ExportJob, extra: Record<string, u
 }
 
 /** Write a new folder `out` from `files` (relative path → contents) and `fill` (writes more into
- * the folder, e.g. a checkpoint), under a temporary sibling name renamed in at the end. */
+ * the folder, e.g. a checkpoint): each file checked as written (a full disk says so), the folder
+ * built under a temporary sibling name and swapped in at the end, never over an existing one. */
 export function writeExportFolder(out: string, files: Record<string, string>, fill: (dir: string) => void = () => {}): string {
   out = resolve(out);
   if (existsSync(out)) throw new UsageError(`${out} already exists: exports are never overwritten; remove it or pass --out <new folder>`);
   mkdirSync(dirname(out), { recursive: true });
-  const tmp = join(dirname(out), `.${basename(out)}.tmp-${process.pid}-${Date.now()}`);
+  const tmp = tempSibling(out);
   mkdirSync(tmp);
   try {
     for (const [name, text] of Object.entries(files)) {
       mkdirSync(dirname(join(tmp, name)), { recursive: true });
-      writeFileSync(join(tmp, name), text);
+      writeFileChecked(join(tmp, name), text, join(out, name));
     }
     fill(tmp);
-    renameSync(tmp, out);
+    if (existsSync(out)) throw new UsageError(`${out} appeared while the export was written: it is left as it is; pass --out <new folder>`);
+    swapDir(tmp, out);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
     throw e;
