@@ -9,7 +9,7 @@ const LAYERS = [
   ["train", "generate"], // loss, step, schedule, trainer; token generation
   ["probes", "run"], // base-vs-SFT probes; the run folder
   ["report", "chat", "pretrain"], // samples and report.html; the chat REPL; pretraining
-  ["sft", "sweep", "export"], // one SFT run end to end; a series of runs; a run handed to another tool
+  ["sft", "sweep", "export"], // one SFT run end to end; a series of runs; a run handed to another engine
   ["bench"], // measurements
 ];
 const below = (i) => LAYERS.slice(0, i + 1).flat();

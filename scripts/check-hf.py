@@ -4,7 +4,8 @@
 # transformers and compute the same thing? Loads it with AutoModelForCausalLM and AutoTokenizer,
 # then compares with what the TypeScript side computed (scripts/dump-logits.ts, run here unless
 # --ts gives its JSON): max |logit difference| for fixed ids, the greedy continuation of a prompt,
-# apply_chat_template(...) against ChatTemplate.render / renderPrompt, and the chat tokens' ids.
+# apply_chat_template(...) against ChatTemplate.render / renderPrompt, its assistant-token mask against
+# renderWithMask's training mask, and the chat tokens' ids.
 # Exit code 1 if any check fails.
 #
 # Needs torch and transformers (install for the check only, e.g. in a venv):
@@ -97,6 +98,9 @@ def main():
                   "chat token (transformers turns it into the special id; this project does not)")
         else:
             check(f"chat {i} ids", hf_ids == chat["ids"], "tokenized render == renderWithMask ids" if hf_ids == chat["ids"] else f"HF {hf_ids}\n     TS {chat['ids']}")
+            # The template's {% generation %} markers: transformers' assistant mask is the training mask.
+            hf_mask = tok.apply_chat_template(chat["messages"], tokenize=True, return_dict=True, return_assistant_tokens_mask=True)["assistant_masks"]
+            check(f"chat {i} mask", hf_mask == chat["mask"], "return_assistant_tokens_mask == renderWithMask mask" if hf_mask == chat["mask"] else f"HF {hf_mask}\n     TS {chat['mask']}")
 
     print(f"{len(failures)} check(s) failed: {', '.join(failures)}" if failures else "all checks passed")
     sys.exit(1 if failures else 0)

@@ -2,7 +2,7 @@
 //
 // What this project computes for a checkpoint, as JSON, for scripts/check-hf.py to compare with
 // transformers: logits for fixed ids, the greedy continuation of a prompt, the chat template's
-// renders (training text and generation prompt) and their ids, and the chat tokens' ids.
+// renders (training text and generation prompt), their ids and training mask, and the chat tokens' ids.
 import { defineCommand } from "citty";
 import { consola } from "consola";
 import { writeFileSync } from "node:fs";
@@ -64,7 +64,7 @@ const main = defineCommand({
     const chats = CONVERSATIONS.map((messages) => ({
       messages,
       render: template.render(messages),
-      ids: template.renderWithMask(messages, tokenizer).ids,
+      ...template.renderWithMask(messages, tokenizer), // ids and the supervised mask
       promptMessages: messages.slice(0, -1),
       renderPrompt: template.renderPrompt(messages.slice(0, -1)),
     }));

@@ -146,7 +146,7 @@ describe("--format course", () => {
   });
 
   test("the format table names what it needs", async () => {
-    expect(() => findFormat("onnx")).toThrow(/--format `onnx` is not known; known: course/);
+    expect(() => findFormat("onnx")).toThrow(/--format `onnx` is not known; known: trl, mlx-lm, course/);
     await expect(findFormat("course").run({ run }, "course")).rejects.toThrow(/needs --out/);
   });
 });

@@ -68,6 +68,9 @@ export function checkLengths(examples: SFTExample[], maxSeqLen: number, context?
   });
 }
 
+/** Whether an example forms a row of at most `maxSeqLen` targets (what --drop-overlength keeps). */
+export const fitsLength = (ex: SFTExample, maxSeqLen: number): boolean => ex.ids.length - 1 <= maxSeqLen;
+
 /** What `truncateExamples` did: the rows it cut, and those whose cut removed a supervised `<|end|>`. */
 export interface Truncation {
   examples: SFTExample[]; // every example, over-long ones cut to maxSeqLen + 1 ids

@@ -21,11 +21,22 @@ export interface RenderOptions {
 
 /** The same layout as a Jinja chat template, written into every saved checkpoint's
  * tokenizer_config.json so that transformers' and mlx-lm's `apply_chat_template` agree with
- * `ChatTemplate.render` byte for byte. */
+ * `ChatTemplate.render` byte for byte.
+ *
+ * `{% generation %}` ... `{% endgeneration %}` wraps exactly what `renderWithMask` supervises
+ * (assistant content and its `<|end|>`, every turn), so the checkpoint carries its own training
+ * mask: `apply_chat_template(..., return_assistant_tokens_mask=True, return_dict=True)` and TRL's
+ * `assistant_only_loss=True` mark the same tokens as mask 1 here (scripts/trl-parity.py checks it
+ * row by row). The tag renders nothing. transformers defines it; llama.cpp treats it as a no-op
+ * (its own Jinja engine, common/jinja/parser.cpp, and the minja engine before it); Ollama never
+ * executes a checkpoint's Jinja (it matches it against known templates by edit distance). A plain
+ * jinja2 Environment without transformers' extension does reject it (`unknown tag 'generation'`):
+ * the README's "Scaling out" lists where that was seen and fixed. */
 export const CHAT_TEMPLATE_JINJA =
   "{% for message in messages %}" +
   "{% if message['role'] == 'user' %}{{ '<|user|>\\n' + message['content'] + '\\n' }}" +
-  "{% elif message['role'] == 'assistant' %}{{ '<|assistant|>\\n' + message['content'] + '<|end|>' }}" +
+  "{% elif message['role'] == 'assistant' %}{{ '<|assistant|>\\n' }}" +
+  "{% generation %}{{ message['content'] + '<|end|>' }}{% endgeneration %}" +
   "{% else %}{{ raise_exception('only user and assistant roles are supported') }}{% endif %}" +
   "{% endfor %}" +
   "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}";

@@ -42,24 +42,45 @@ import type { Conversation, SFTExample } from "../format/types.ts";
 const log = consola.withTag("train");
 export const STATE_DIR = "trainer-state"; // in the run folder; only while a run is resumable (interrupted)
 
-/** Everything checked and loaded before a run folder is made. */
-export interface PreparedRun {
+/** The base (with the chat tokens it needs) and the data of a run, loaded, self-checked and
+ * rendered: what the trainer gets, and what an export hands to another engine. */
+export interface RunInputs {
   cfg: RunConfig;
   baseHash: string;
   model: LlamaModel;
   tokenizer: Tokenizer;
   addedTokens: string[];
+  trainConversations: Conversation[];
   evalConversations: Conversation[];
   evalKinds: (string | undefined)[]; // each eval conversation's "kind" in its data file, if any
+  trainExamples: SFTExample[];
   evalExamples: SFTExample[];
+  dataSha256: { train: string; eval: string };
+}
+
+/** Everything checked and loaded before a run folder is made. */
+export interface PreparedRun extends RunInputs {
   trainer: SFTTrainer;
   hooks: TrainerHooks; // filled in by executeRun: the trainer keeps this object
-  dataSha256: { train: string; eval: string };
 }
 
 /** Load the base, tokenizer and data and check them; throws (UsageError for anything the user
  * fixes) before any training or any file is written. */
 export async function prepareRun(cfg: RunConfig): Promise<PreparedRun> {
+  const inputs = await loadRunInputs(cfg);
+  const hooks: TrainerHooks = {};
+  let trainer: SFTTrainer;
+  try {
+    trainer = new SFTTrainer(inputs.model, inputs.tokenizer, inputs.trainExamples, sftPart(cfg), hooks);
+  } catch (e) {
+    throw new UsageError(`${shown(cfg.data)}: ${(e as Error).message}`);
+  }
+  return { ...inputs, trainer, hooks };
+}
+
+/** The base (grown by the chat tokens when asked), the data self-checked and rendered with the
+ * run's mask; the base on disk is only read. */
+export async function loadRunInputs(cfg: RunConfig): Promise<RunInputs> {
   if (!existsSync(cfg.base)) {
     throw new UsageError(cfg.base === DEFAULT_BASE
       ? `the bundled base ${shown(cfg.base)} is missing: restore it (\`git checkout models/\`, or rebuild it with bun scripts/pretrain.ts), or pass --base <checkpoint folder>`
@@ -117,15 +138,8 @@ export async function prepareRun(cfg: RunConfig): Promise<PreparedRun> {
   // Held-out loss is always on assistant tokens, whatever the training mask: it measures the
   // replies, and stays comparable between the "assistant" and "all" runs of the mask ablation.
   const evalExamples = evalConversations.map((c) => template.renderWithMask(c, tokenizer, { maskMode: "assistant" }));
-  const hooks: TrainerHooks = {};
-  let trainer: SFTTrainer;
-  try {
-    trainer = new SFTTrainer(model, tokenizer, trainExamples, sftPart(cfg), hooks);
-  } catch (e) {
-    throw new UsageError(`${shown(cfg.data)}: ${(e as Error).message}`);
-  }
   const sha = (p: string) => createHash("sha256").update(readFileSync(p)).digest("hex");
-  return { cfg, baseHash, model, tokenizer, addedTokens, evalConversations, evalKinds, evalExamples, trainer, hooks, dataSha256: { train: sha(cfg.data), eval: sha(data.evalFile) } };
+  return { cfg, baseHash, model, tokenizer, addedTokens, trainConversations: train, evalConversations, evalKinds, trainExamples, evalExamples, dataSha256: { train: sha(cfg.data), eval: sha(data.evalFile) } };
 }
 
 /** A run's training and held-out conversations with their kinds: `data` and `evalData`, or with

@@ -9,7 +9,7 @@ import type { TextTokenizer } from "../tokenizer/types.ts";
 import { learningRate } from "./schedule.ts";
 import { defaultOptimizerConfig, shardedLossSum, TrainStep } from "./step.ts";
 import { releaseMemory } from "../mlx/memory.ts";
-import { checkLengths, iterateBatches, padAndCollate, truncateExamples, truncationWarnings, type IndexBatch } from "../data/batch.ts";
+import { checkLengths, fitsLength, iterateBatches, padAndCollate, truncateExamples, truncationWarnings, type IndexBatch } from "../data/batch.ts";
 import { SFTConfigError, type SFTConfig } from "./config.ts";
 import type { SFTExample } from "../format/types.ts";
 import { readState, writeState, type EvalRecord, type History, type StepMetrics } from "./state.ts";
@@ -279,7 +279,7 @@ export class SFTTrainer {
       }
       return { kept: examples, dropped: 0, truncated: 0 };
     }
-    const kept = examples.filter((ex) => ex.ids.length - 1 <= this.cfg.maxSeqLen);
+    const kept = examples.filter((ex) => fitsLength(ex, this.cfg.maxSeqLen));
     const dropped = examples.length - kept.length;
     if (dropped) log.warn(`dropped ${dropped} of ${examples.length} ${what} examples longer than maxSeqLen ${this.cfg.maxSeqLen}`);
     if (kept.length === 0) {
