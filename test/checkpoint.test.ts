@@ -49,6 +49,11 @@ describe("save → load round trip", () => {
     ["untied, GQA 4/2", { tied: false }],
     ["untied, no GQA (4/4)", { tied: false, overrides: { num_key_value_heads: 4 } }],
     ["qwen2 attention bias, tied", { tied: true, overrides: { model_type: "qwen2" } }],
+    ["qwen3 q/k norms, head_dim 16, tied", { tied: true, overrides: { model_type: "qwen3", head_dim: 16 } }],
+    ["qwen3 attention bias, untied", { tied: false, overrides: { model_type: "qwen3", head_dim: 8, attention_bias: true } }],
+    ["llama attention and MLP biases", { tied: false, overrides: { attention_bias: true, mlp_bias: true } }],
+    ["llama3 RoPE scaling", { tied: true, overrides: { rope_parameters: { rope_type: "llama3", rope_theta: 5e5, factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 } } }],
+    ["linear RoPE scaling", { tied: true, overrides: { rope_scaling: { type: "linear", factor: 2 } } }],
   ] as const)("%s: every tensor bit-exact, config equal", async (_name, opts) => {
     const model = tinyModel(360, { seed: 3, ...opts });
     const dir = fresh("rt");
@@ -144,6 +149,35 @@ describe("loading reports every mismatch by name", () => {
     expect(message.split("\n")).toHaveLength(5); // the header and exactly the four problems
   });
 
+  test("qwen3 without its q_norm: the tensor and the config field that wants it are named", () => {
+    const dir = fresh("qwen3-no-qnorm");
+    const model = tinyModel(360, { overrides: { model_type: "qwen3", head_dim: 8 } });
+    saveCheckpoint(dir, model, tinyTokenizer());
+    const weights = Object.fromEntries(namedParameters(model));
+    delete weights["model.layers.0.self_attn.q_norm.weight"];
+    rmSync(join(dir, "model.safetensors"));
+    mx.saveSafetensors(join(dir, "model.safetensors"), weights, { format: "pt" });
+    expect(() => loadModel(dir)).toThrow(
+      `${join(dir, "model.safetensors")} does not match ${join(dir, "config.json")}:\n  missing tensor model.layers.0.self_attn.q_norm.weight (config.json: model_type "qwen3"; q_norm and k_norm are qwen3's)`,
+    );
+  });
+
+  test("a head_dim that does not match the projections: each is named with the fields that shape it", () => {
+    const dir = fresh("head-dim");
+    saveCheckpoint(dir, tinyModel(360, { overrides: { model_type: "qwen3", head_dim: 16 } }), tinyTokenizer());
+    const hf = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
+    writeFileSync(join(dir, "config.json"), JSON.stringify({ ...hf, head_dim: 8 }));
+    let message = "";
+    try {
+      loadModel(dir);
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toContain("model.layers.0.self_attn.q_proj.weight: shape [64,32] in the file, [32,32] from config.json (config.json: num_attention_heads 4 × head_dim 8, hidden_size 32)");
+    expect(message).toContain("model.layers.1.self_attn.k_proj.weight: shape [32,32] in the file, [16,32] from config.json (config.json: num_key_value_heads 2 × head_dim 8, hidden_size 32)");
+    expect(message).toContain("model.layers.0.self_attn.q_norm.weight: shape [16] in the file, [8] from config.json");
+  });
+
   test("an unused lm_head copy in a tied checkpoint and rotary inv_freq buffers are ignored", () => {
     const dir = withWeights((w) => {
       w["lm_head.weight"] = w["model.embed_tokens.weight"];
@@ -180,7 +214,17 @@ describe("loading reports every mismatch by name", () => {
 describe("config errors name the key and the value", () => {
   test.each([
     ["unsupported model_type", { model_type: "gpt2" }, /model_type "gpt2" is not supported/],
-    ["rope_scaling", { rope_scaling: { type: "linear", factor: 2 } }, /rope_scaling=\{"type":"linear","factor":2\} is not supported/],
+    ["rope_scaling of an unsupported type", { rope_scaling: { type: "dynamic", factor: 2 } }, /rope_scaling\.type "dynamic" is not supported; supported: default, linear, llama3/],
+    ["rope_parameters of an unsupported type", { rope_parameters: { rope_type: "yarn", rope_theta: 1e6, factor: 4 } }, /rope_parameters\.rope_type "yarn" is not supported; supported: default, linear, llama3/],
+    ["llama3 scaling without low_freq_factor", { rope_parameters: { rope_type: "llama3", rope_theta: 5e5, factor: 8, high_freq_factor: 4 } }, /rope_parameters\.low_freq_factor must be a positive number for rope_type "llama3", got undefined/],
+    ["llama3 scaling with high <= low", { rope_scaling: { rope_type: "llama3", factor: 8, low_freq_factor: 4, high_freq_factor: 1 } }, /rope_scaling\.high_freq_factor \(1\) must be greater than rope_scaling\.low_freq_factor \(4\)/],
+    ["partial rotary embeddings", { partial_rotary_factor: 0.5 }, /partial_rotary_factor=0\.5 is not supported/],
+    ["RoPE per layer type with sliding layers", { rope_parameters: { full_attention: { rope_theta: 1e4 }, sliding_attention: { rope_theta: 1e4 } } }, /rope_parameters\.sliding_attention is not supported/],
+    ["qwen3 sliding window switched on", { model_type: "qwen3", sliding_window: 64, use_sliding_window: true }, /sliding_window=64 is not supported/],
+    ["mistral's default window (4096) shorter than the context", { model_type: "mistral", max_position_embeddings: 8192 }, /sliding_window=4096 is not supported/],
+    ["attention dropout", { attention_dropout: 0.1 }, /attention_dropout=0\.1 is not supported/],
+    ["a quantized checkpoint", { quantization_config: { bits: 4 } }, /quantization_config=\{"bits":4\} is not supported/],
+    ["a non-boolean tie_word_embeddings", { tie_word_embeddings: "yes" }, /tie_word_embeddings must be true or false, got "yes"/],
     ["sliding window shorter than the context", { sliding_window: 64 }, /sliding_window=64 is not supported/],
     ["qwen2 sliding window switched on", { model_type: "qwen2", sliding_window: 64, use_sliding_window: true }, /sliding_window=64/],
     ["heads not divisible by kv heads", { num_key_value_heads: 3 }, /num_attention_heads \(4\) must be a multiple of num_key_value_heads \(3\)/],
@@ -201,8 +245,46 @@ describe("config errors name the key and the value", () => {
     ["rope_scaling of the default type", { rope_scaling: { rope_type: "default" } }],
     ["a sliding window as long as the context", { sliding_window: 128 }],
     ["qwen2's unused sliding window", { model_type: "qwen2", sliding_window: 32, use_sliding_window: false }],
+    ["qwen3's unused sliding window", { model_type: "qwen3", sliding_window: 32, use_sliding_window: false, head_dim: 8 }],
   ])("accepted: %s", (_name, patch) => {
     expect(configFromHF({ ...BASE_HF, ...patch }).hiddenSize).toBe(32);
+  });
+});
+
+describe("config fields that change the computation are read", () => {
+  const parse = (patch: Record<string, unknown>) => configFromHF({ ...BASE_HF, ...patch });
+  const llama3 = { factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 };
+  const llama3Scaling = { type: "llama3", factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 64 };
+
+  test.each([
+    ["transformers 5's rope_parameters (theta)", { rope_parameters: { rope_theta: 5e5, rope_type: "default" } }, { theta: 5e5, scaling: null }],
+    ["the older top-level rope_theta", { rope_theta: 5e5, rope_scaling: null }, { theta: 5e5, scaling: null }],
+    ["no RoPE keys: theta 10000", {}, { theta: 10000, scaling: null }],
+    ["llama3 in rope_parameters", { rope_parameters: { rope_theta: 5e5, rope_type: "llama3", ...llama3 } }, { theta: 5e5, scaling: llama3Scaling }],
+    ["llama3 in rope_scaling, theta beside it", { rope_theta: 5e5, rope_scaling: { rope_type: "llama3", ...llama3 } }, { theta: 5e5, scaling: llama3Scaling }],
+    ["llama3 without original_max_position_embeddings: the context", { rope_parameters: { rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4 } }, { theta: 10000, scaling: { ...llama3Scaling, originalMaxPositionEmbeddings: 128 } }],
+    ["linear, legacy `type` key", { rope_scaling: { type: "linear", factor: 2 } }, { theta: 10000, scaling: { type: "linear", factor: 2 } }],
+    ["linear in rope_parameters", { rope_parameters: { rope_type: "linear", factor: 2, rope_theta: 1e4 } }, { theta: 10000, scaling: { type: "linear", factor: 2 } }],
+    ["rope_scaling wins over rope_parameters (as in transformers)", { rope_theta: 3e4, rope_scaling: { type: "linear", factor: 2 }, rope_parameters: { rope_theta: 1e6 } }, { theta: 3e4, scaling: { type: "linear", factor: 2 } }],
+    ["nested per layer type, all full attention", { rope_parameters: { full_attention: { rope_theta: 1e6, rope_type: "default" } } }, { theta: 1e6, scaling: null }],
+  ])("RoPE: %s", (_name, patch, rope) => {
+    expect(parse(patch).rope).toEqual(rope as any);
+  });
+
+  test.each([
+    // [patch, q/k/v bias, o_proj bias, MLP bias, q/k norm, head_dim]
+    ["llama", {}, false, false, false, false, 8],
+    ["llama attention_bias: q/k/v and o", { attention_bias: true }, true, true, false, false, 8],
+    ["llama mlp_bias", { mlp_bias: true }, false, false, true, false, 8],
+    ["qwen2: q/k/v bias always", { model_type: "qwen2" }, true, false, false, false, 8],
+    ["qwen2 ignores attention_bias and mlp_bias (as transformers)", { model_type: "qwen2", attention_bias: false, mlp_bias: true }, true, false, false, false, 8],
+    ["mistral: no biases", { model_type: "mistral", sliding_window: null, attention_bias: true }, false, false, false, false, 8],
+    ["qwen3: q/k norm, head_dim 128 when absent", { model_type: "qwen3" }, false, false, false, true, 128],
+    ["qwen3 with head_dim", { model_type: "qwen3", head_dim: 16 }, false, false, false, true, 16],
+    ["qwen3 attention_bias: q/k/v and o", { model_type: "qwen3", head_dim: 16, attention_bias: true }, true, true, false, true, 16],
+  ] as const)("%s", (_name, patch, qkv, o, mlp, qkNorm, headDim) => {
+    const c = parse(patch);
+    expect([c.attentionBias, c.outputBias, c.mlpBias, c.qkNorm, c.headDim]).toEqual([qkv, o, mlp, qkNorm, headDim]);
   });
 });
 

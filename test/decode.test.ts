@@ -25,6 +25,8 @@ describe("compiled decode", () => {
     ["tied, GQA 4/2", { tied: true }],
     ["untied, no GQA", { tied: false, overrides: { num_key_value_heads: 4 } }],
     ["q/k/v and MLP biases", { tied: true, overrides: { attention_bias: true, mlp_bias: true } }],
+    ["qwen3: per-head q/k norms, head_dim 16 (not 32/4)", { tied: true, overrides: { model_type: "qwen3", head_dim: 16 } }],
+    ["llama3 RoPE scaling", { tied: false, overrides: { rope_scaling: { rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 16 } } }],
   ])("logits equal the eager cached path step by step (%s)", (_, opts) => {
     const model = tinyModel(300, { seed: 3, ...opts });
     const prompt = [5, 17, 42, 7];
@@ -41,6 +43,26 @@ describe("compiled decode", () => {
       expect(maxAbsDiff(le, lc)).toBeLessThan(1e-4);
     }
     expect(dec.offset).toBe(prompt.length + 30);
+  });
+
+  test("one cache: the compiled step continues the prefill's KVCache in place, and eager steps can follow it", () => {
+    const model = tinyModel(300, { seed: 5 });
+    const prompt = [5, 17, 42, 7];
+    const ref = makeCaches(model.config.numHiddenLayers);
+    const caches = makeCaches(model.config.numHiddenLayers);
+    model.forward(mx.array([prompt], mx.int32), ref);
+    model.forward(mx.array([prompt], mx.int32), caches);
+    const dec = new CompiledDecoder(model);
+    dec.start(caches);
+    for (let i = 0; i < 12; i++) {
+      const next = (i * 53) % 300;
+      const want = model.forward(mx.array([[next]], mx.int32), ref).index(0, -1);
+      // alternate: compiled, eager, compiled, ... over the same caches
+      const got = i % 2 === 0 ? dec.next(next) : model.forward(mx.array([[next]], mx.int32), caches).index(0, -1);
+      expect(maxAbsDiff(want, got)).toBeLessThan(1e-4);
+      expect(caches[0]!.offset).toBe(prompt.length + i + 1);
+    }
+    expect(dec.offset).toBe(caches[0]!.offset);
   });
 
   test("generate uses the model's current weights after training", async () => {

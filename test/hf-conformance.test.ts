@@ -23,16 +23,7 @@ const PREFILL = 4; // input ids the cached and compiled paths take in one forwar
  * a family, its pending test below fails ("now conforms"): delete its entry here, and the family
  * runs the full conformance tests like the others.
  */
-const PENDING_FAMILIES: Record<string, RegExp | "wrong logits"> = {
-  qwen3: /model_type "qwen3" is not supported/,
-  "qwen3-untied": /model_type "qwen3" is not supported/,
-  "llama3-rope-legacy-config": /rope_scaling=\{.*"rope_type":"llama3".*\} is not supported/,
-  // transformers 5 writes RoPE settings as rope_parameters {rope_theta, rope_type, ...}, which the
-  // loader does not read: it runs plain RoPE with the default theta 10000 instead of 5e5 + llama3
-  // scaling, or qwen2's 1e6 (the mistral and llama fixtures use 10000 and so pass)
-  "llama3-rope": "wrong logits",
-  qwen2: "wrong logits",
-};
+const PENDING_FAMILIES: Record<string, RegExp | "wrong logits"> = {};
 
 interface Expected {
   family: string;

@@ -1,10 +1,12 @@
 // Rotary embeddings from tables (lib/model/rope.ts, the CPU path) against mx.fast.rope (the Metal
 // path, and MLX's reference): the same rotation forward and backward, at any offset, for query and
-// key head counts alike. The stories260K conformance (test/model.test.ts) runs through the tables too.
+// key head counts alike; scaled frequencies (linear, Llama-3) as transformers computes them; positions
+// given as an array (the compiled decode step) as by an offset. The stories260K conformance
+// (test/model.test.ts) and the transformers fixtures (test/hf-conformance.test.ts) run through the tables too.
 //   bun test test/rope.test.ts
 import { describe, expect, test } from "bun:test";
 import { core as mx } from "@frost-beta/mlx";
-import { rotaryHeads, rotateHalfMatrix } from "../lib/model/rope.ts";
+import { inverseFrequencies, rotaryHeads, rotateHalfMatrix, type RopeConfig } from "../lib/model/rope.ts";
 
 const maxAbs = (a: mx.array, b: mx.array) => mx.max(mx.abs(mx.subtract(a, b))).item() as number;
 // The tables' angles are computed in double precision, fast.rope's in float32: at position p the
@@ -43,4 +45,44 @@ test.each([4, 8, 64])("x·rotateHalfMatrix(%d) is rotate_half(x) = [-x2, x1], ex
   const half = D / 2;
   const expected = mx.concatenate([mx.negative(x.index(mx.Slice(), mx.Slice(half))), x.index(mx.Slice(), mx.Slice(0, half))], -1);
   expect(maxAbs(mx.matmul(x, rotateHalfMatrix(D)), expected)).toBe(0);
+});
+
+describe("scaled frequencies", () => {
+  // transformers 5.18's ROPE_INIT_FUNCTIONS for head_dim 16 (float32): llama3 with theta 5e5, factor 8,
+  // low 1, high 4, original context 64 (high, blended and low frequencies all occur); linear factor 2
+  const LLAMA3: RopeConfig = { theta: 5e5, scaling: { type: "llama3", factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 64 } };
+  const LLAMA3_HF = [1.0, 0.07940301299095154, 0.004700753837823868, 0.0009115831344388425, 0.00017677668074611574, 3.428102354519069e-5, 6.647869668086059e-6, 1.289173155782919e-6];
+  const LINEAR: RopeConfig = { theta: 1e4, scaling: { type: "linear", factor: 2 } };
+  const LINEAR_HF = [0.5, 0.15811388194561005, 0.05000000074505806, 0.015811389312148094, 0.004999999888241291, 0.0015811389312148094, 0.0005000000237487257, 0.00015811389312148094];
+
+  test.each([
+    ["llama3", LLAMA3, LLAMA3_HF],
+    ["linear", LINEAR, LINEAR_HF],
+  ] as const)("%s: inverse frequencies equal transformers' (to float32)", (_, rope, expected) => {
+    const got = inverseFrequencies(16, rope);
+    expect(got).toHaveLength(expected.length);
+    got.forEach((f, i) => expect(Math.abs(f - expected[i]!) / expected[i]!).toBeLessThan(1e-6));
+  });
+
+  test("linear: the tables as mx.fast.rope with its position scale", () => {
+    const y = mx.random.normal([2, 9, 2 * 16]);
+    expect(maxAbs(rotaryHeads(y, 2, 16, LINEAR, 3, true), rotaryHeads(y, 2, 16, LINEAR, 3, false))).toBeLessThan(TOL);
+  });
+
+  test("llama3 is never handed to mx.fast.rope, which cannot scale frequencies", () => {
+    const y = mx.random.normal([1, 5, 4 * 16]);
+    expect(maxAbs(rotaryHeads(y, 4, 16, LLAMA3, 2, false), rotaryHeads(y, 4, 16, LLAMA3, 2, true))).toBe(0);
+    expect(maxAbs(rotaryHeads(y, 4, 16, LLAMA3, 2, true), rotaryHeads(y, 4, 16, 5e5, 2, true))).toBeGreaterThan(1e-3);
+  });
+
+  test.each([
+    ["plain", 10000 as number | RopeConfig],
+    ["llama3", LLAMA3],
+  ])("%s: positions as an array (the compiled step) rotate as the same offset", (_, rope) => {
+    const y = mx.random.normal([1, 1, 2 * 16]);
+    for (const p of [0, 7, 300]) {
+      const byArray = rotaryHeads(y, 2, 16, rope, { at: mx.array([p], mx.int32), capacity: 512 }, true);
+      expect(maxAbs(byArray, rotaryHeads(y, 2, 16, rope, p, true))).toBe(0);
+    }
+  });
 });

@@ -117,18 +117,31 @@ export function loadModel(dir: string): { model: LlamaModel; config: LlamaConfig
     // A tied model may still carry a copy of the embedding as lm_head.weight: it is not used.
     if (name === "lm_head.weight" && config.tieWordEmbeddings) continue;
     const shape = expected.get(name);
-    if (!shape) problems.push(`unexpected tensor ${name} ${JSON.stringify(array.shape)}`);
+    if (!shape) problems.push(`unexpected tensor ${name} ${JSON.stringify(array.shape)}${configFields(config, name)}`);
     else if (JSON.stringify(shape) !== JSON.stringify(array.shape)) {
-      problems.push(`${name}: shape ${JSON.stringify(array.shape)} in the file, ${JSON.stringify(shape)} from config.json`);
+      problems.push(`${name}: shape ${JSON.stringify(array.shape)} in the file, ${JSON.stringify(shape)} from config.json${configFields(config, name)}`);
     } else named.push([name, array.dtype === mx.float32 ? array : array.astype(mx.float32)]);
   }
-  for (const name of expected.keys()) if (!(name in loaded)) problems.push(`missing tensor ${name}`);
+  for (const name of expected.keys()) if (!(name in loaded)) problems.push(`missing tensor ${name}${configFields(config, name)}`);
   if (problems.length) {
     throw new CheckpointError(`${weightsPath} does not match ${configPath}:\n  ${problems.join("\n  ")}`);
   }
   setNamedParameters(model, named);
   mx.eval(model.parameters());
   return { model, config };
+}
+
+/** Which config.json fields decide a tensor's presence or shape, for the error that lists it: the
+ * attention heads and head_dim for the projections, model_type for the per-head norms, the bias flags. */
+function configFields(c: LlamaConfig, name: string): string {
+  const proj = /self_attn\.([qkvo])_proj\.weight$/.exec(name)?.[1];
+  if (proj) {
+    const heads = proj === "q" || proj === "o" ? `num_attention_heads ${c.numAttentionHeads}` : `num_key_value_heads ${c.numKeyValueHeads}`;
+    return ` (config.json: ${heads} × head_dim ${c.headDim}, hidden_size ${c.hiddenSize})`;
+  }
+  if (/[qk]_norm\.weight$/.test(name)) return ` (config.json: model_type "${c.modelType}"; q_norm and k_norm are qwen3's)`;
+  if (/_proj\.bias$/.test(name)) return ` (config.json: model_type "${c.modelType}", attention_bias, mlp_bias)`;
+  return "";
 }
 
 export interface Checkpoint {

@@ -1,10 +1,12 @@
 // A Llama-family decoder in MLX: token embedding, RMSNorm, rotary position embeddings in the
-// Hugging Face "rotate-half" convention, grouped-query attention, SwiGLU MLP, tied or untied head.
-// Architecture only: loading and saving live in checkpoint.ts, decoding in generate.ts.
+// Hugging Face "rotate-half" convention, grouped-query attention (optionally with a per-head RMSNorm
+// of queries and keys, as Qwen3), SwiGLU MLP, tied or untied head. This is the only forward pass:
+// training, evaluation, prefill and single-token decoding (eager, and the compiled step of decode.ts)
+// all run these layers, with a different cache (cache.ts). Loading and saving live in checkpoint.ts.
 import { core as mx, nn } from "@frost-beta/mlx";
 import type { LlamaConfig } from "./config.ts";
-import type { KVCache } from "./cache.ts";
-import { rotaryHeads } from "./rope.ts";
+import type { AttentionInputs, LayerCache } from "./cache.ts";
+import { rotaryHeads, splitHeads, type Positions, type RopeConfig } from "./rope.ts";
 
 /** An additive causal mask for `t` new queries attending to `offset + t` keys: [t, offset + t].
  * Hidden keys get -inf rather than a large negative number: the CPU's expf returns 0 for -inf at
@@ -23,16 +25,57 @@ export function silu(x: mx.array): mx.array {
   return mx.divide(x, mx.add(1, mx.exp(mx.negative(x))));
 }
 
+/** x·Wᵀ (+ b) for x [..., in], W [out, in]. A single row (one token's decode step) runs as W·x, a
+ * matrix-vector product, which OpenBLAS does faster than x·Wᵀ (README "Performance"). */
+export function linear(x: mx.array, weight: mx.array, bias?: mx.array): mx.array {
+  const [out, inDim] = weight.shape as [number, number];
+  if (x.size === inDim) {
+    const y = mx.matmul(weight, x.reshape([inDim, 1])).reshape([...x.shape.slice(0, -1), out]);
+    return bias ? mx.add(y, bias) : y;
+  }
+  return bias ? mx.addmm(bias, x, weight.T) : mx.matmul(x, weight.T);
+}
+
+/** nn.Linear through `linear`. */
+export class Linear extends nn.Linear {
+  override forward(x: mx.array): mx.array {
+    return linear(x, this.weight, this.bias);
+  }
+}
+
+/** Attention of queries q [B, H, T, D] over `inputs` (grouped-query: H is a multiple of the
+ * key/value heads) → [B, H, T, D]. */
+export function attend(q: mx.array, { keys, values, past }: AttentionInputs, scale: number, mask: mx.array | null): mx.array {
+  if (!past) return mx.fast.scaledDotProductAttention(q, keys, values, scale, mask ?? undefined);
+  // One new position (the compiled step) beside the buffer of earlier ones, its softmax over
+  // [buffer, new] written out so that the two never need to be concatenated or sliced.
+  const [B, H, T, D] = q.shape as [number, number, number, number];
+  const hkv = keys.shape[1]!;
+  const qs = mx.multiply(q, scale).reshape([B, hkv, (H / hkv) * T, D]); // a key/value head's queries as rows
+  const sPast = mx.add(mx.matmul(qs, past.keys.transpose(0, 1, 3, 2)), past.mask); // [B, Hkv, rep, capacity]
+  // a matmul, not sum(q * k): fused into one kernel with k's rotation, that sum made the compiled
+  // step read out of bounds when k is also returned (without GQA; MLX 0.0.7 binding)
+  const sNew = mx.matmul(qs, keys.transpose(0, 1, 3, 2)); // [B, Hkv, rep, 1]
+  const m = mx.maximum(mx.max(sPast, -1, true), sNew);
+  const ePast = mx.exp(mx.subtract(sPast, m));
+  const eNew = mx.exp(mx.subtract(sNew, m));
+  const total = mx.add(mx.sum(ePast, -1, true), eNew);
+  const out = mx.divide(mx.add(mx.matmul(ePast, past.values), mx.multiply(eNew, values)), total); // [B, Hkv, rep, D]
+  return out.reshape([B, H, T, D]);
+}
+
 class Attention extends nn.Module {
-  qProj: nn.Linear;
-  kProj: nn.Linear;
-  vProj: nn.Linear;
-  oProj: nn.Linear;
+  qProj: Linear;
+  kProj: Linear;
+  vProj: Linear;
+  oProj: Linear;
+  qNorm?: nn.RMSNorm; // per-head RMSNorm of queries and keys before RoPE (Qwen3)
+  kNorm?: nn.RMSNorm;
   nHeads: number;
   nKVHeads: number;
   headDim: number;
   scale: number;
-  ropeTheta: number;
+  rope: RopeConfig;
 
   constructor(c: LlamaConfig) {
     super();
@@ -40,36 +83,51 @@ class Attention extends nn.Module {
     this.nKVHeads = c.numKeyValueHeads;
     this.headDim = c.headDim;
     this.scale = 1 / Math.sqrt(c.headDim);
-    this.ropeTheta = c.ropeTheta;
-    this.qProj = new nn.Linear(c.hiddenSize, this.nHeads * c.headDim, c.attentionBias);
-    this.kProj = new nn.Linear(c.hiddenSize, this.nKVHeads * c.headDim, c.attentionBias);
-    this.vProj = new nn.Linear(c.hiddenSize, this.nKVHeads * c.headDim, c.attentionBias);
-    this.oProj = new nn.Linear(this.nHeads * c.headDim, c.hiddenSize, false);
+    this.rope = c.rope;
+    this.qProj = new Linear(c.hiddenSize, this.nHeads * c.headDim, c.attentionBias);
+    this.kProj = new Linear(c.hiddenSize, this.nKVHeads * c.headDim, c.attentionBias);
+    this.vProj = new Linear(c.hiddenSize, this.nKVHeads * c.headDim, c.attentionBias);
+    this.oProj = new Linear(this.nHeads * c.headDim, c.hiddenSize, c.outputBias);
+    if (c.qkNorm) {
+      this.qNorm = new nn.RMSNorm(c.headDim, c.rmsNormEps);
+      this.kNorm = new nn.RMSNorm(c.headDim, c.rmsNormEps);
+    }
   }
 
-  override forward(x: mx.array, mask: mx.array | null, cache?: KVCache): mx.array {
+  /** A projection's output [B, T, n·D] as n heads [B, n, T, D], normalised per head if the
+   * architecture says so, then rotated to its positions. */
+  private rotary(y: mx.array, nHeads: number, norm: nn.RMSNorm | undefined, positions: Positions): mx.array {
+    const [B, T] = y.shape;
+    const normed = norm ? norm.forward(y.reshape([B, T, nHeads, this.headDim])).reshape([B, T, -1]) : y;
+    return rotaryHeads(normed, nHeads, this.headDim, this.rope, positions);
+  }
+
+  override forward(x: mx.array, mask: mx.array | null, cache?: LayerCache): mx.array {
     const [B, T] = x.shape;
-    const offset = cache?.offset ?? 0;
-    // [B, T, H*D] -> [B, H, T, D], queries and keys rotated (rotate-half, as Hugging Face checkpoints)
-    const q = rotaryHeads(this.qProj.forward(x), this.nHeads, this.headDim, this.ropeTheta, offset);
-    let k = rotaryHeads(this.kProj.forward(x), this.nKVHeads, this.headDim, this.ropeTheta, offset);
-    let v = this.vProj.forward(x).reshape([B, T, this.nKVHeads, this.headDim]).transpose(0, 2, 1, 3);
-    if (cache) [k, v] = cache.updateAndFetch(k, v);
-    const out = mx.fast.scaledDotProductAttention(q, k, v, this.scale, mask ?? undefined);
-    return this.oProj.forward(out.transpose(0, 2, 1, 3).reshape([B, T, -1])); // [B, T, H*D]
+    const positions = cache?.positions ?? 0;
+    const q = this.rotary(this.qProj.forward(x), this.nHeads, this.qNorm, positions); // [B, H, T, D]
+    const k = this.rotary(this.kProj.forward(x), this.nKVHeads, this.kNorm, positions); // [B, Hkv, T, D]
+    const v = splitHeads(this.vProj.forward(x), this.nKVHeads, this.headDim);
+    const out = attend(q, cache ? cache.update(k, v) : { keys: k, values: v }, this.scale, mask); // [B, H, T, D]
+    return this.oProj.forward(mergeHeads(out, B, T)); // [B, T, H*D]
   }
 }
 
+/** [B, n, T, D] → [B, T, n·D] (for one position, a plain reshape). */
+function mergeHeads(y: mx.array, B: number, T: number): mx.array {
+  return (T === 1 ? y : y.transpose(0, 2, 1, 3)).reshape([B, T, -1]);
+}
+
 class MLP extends nn.Module {
-  gateProj: nn.Linear;
-  upProj: nn.Linear;
-  downProj: nn.Linear;
+  gateProj: Linear;
+  upProj: Linear;
+  downProj: Linear;
 
   constructor(c: LlamaConfig) {
     super();
-    this.gateProj = new nn.Linear(c.hiddenSize, c.intermediateSize, c.mlpBias);
-    this.upProj = new nn.Linear(c.hiddenSize, c.intermediateSize, c.mlpBias);
-    this.downProj = new nn.Linear(c.intermediateSize, c.hiddenSize, c.mlpBias);
+    this.gateProj = new Linear(c.hiddenSize, c.intermediateSize, c.mlpBias);
+    this.upProj = new Linear(c.hiddenSize, c.intermediateSize, c.mlpBias);
+    this.downProj = new Linear(c.intermediateSize, c.hiddenSize, c.mlpBias);
   }
 
   override forward(x: mx.array): mx.array {
@@ -91,7 +149,7 @@ class DecoderLayer extends nn.Module {
     this.postAttentionLayernorm = new nn.RMSNorm(c.hiddenSize, c.rmsNormEps);
   }
 
-  override forward(x: mx.array, mask: mx.array | null, cache?: KVCache): mx.array {
+  override forward(x: mx.array, mask: mx.array | null, cache?: LayerCache): mx.array {
     const h = mx.add(x, this.selfAttn.forward(this.inputLayernorm.forward(x), mask, cache));
     return mx.add(h, this.mlp.forward(this.postAttentionLayernorm.forward(h)));
   }
@@ -109,12 +167,11 @@ class LlamaBody extends nn.Module {
     this.norm = new nn.RMSNorm(c.hiddenSize, c.rmsNormEps);
   }
 
-  override forward(ids: mx.array, caches?: KVCache[]): mx.array {
+  override forward(ids: mx.array, caches?: LayerCache[]): mx.array {
     let h = this.embedTokens.forward(ids); // [B, T, D]
-    const T = ids.shape[1];
-    const offset = caches?.[0]?.offset ?? 0;
+    const T = ids.shape[1]!;
     // A single new token attends to everything cached: no mask needed.
-    const mask = T > 1 ? causalMask(T, offset, h.dtype) : null;
+    const mask = T > 1 ? causalMask(T, firstPosition(caches?.[0]?.positions ?? 0), h.dtype) : null;
     this.layers.forEach((layer, i) => {
       h = layer.forward(h, mask, caches?.[i]);
     });
@@ -122,32 +179,37 @@ class LlamaBody extends nn.Module {
   }
 }
 
+function firstPosition(positions: Positions): number {
+  if (typeof positions !== "number") throw new Error("a causal mask needs consecutive positions from a number");
+  return positions;
+}
+
 /** `LlamaForCausalLM`: parameter paths mirror the Hugging Face names once converted to snake_case
  * (`model.layers.0.selfAttn.qProj.weight` ↔ `model.layers.0.self_attn.q_proj.weight`). */
 export class LlamaModel extends nn.Module {
   model: LlamaBody;
-  lmHead?: nn.Linear;
+  lmHead?: Linear;
   readonly config: LlamaConfig;
 
   constructor(config: LlamaConfig) {
     super();
     this.config = config;
     this.model = new LlamaBody(config);
-    if (!config.tieWordEmbeddings) this.lmHead = new nn.Linear(config.hiddenSize, config.vocabSize, false);
+    if (!config.tieWordEmbeddings) this.lmHead = new Linear(config.hiddenSize, config.vocabSize, false);
   }
 
   /** Final hidden states [B, T, D] (before the output head). */
-  hidden(ids: mx.array, caches?: KVCache[]): mx.array {
+  hidden(ids: mx.array, caches?: LayerCache[]): mx.array {
     return this.model.forward(ids, caches);
   }
 
   /** Project hidden states to vocabulary logits: [..., D] -> [..., V]. */
   head(h: mx.array): mx.array {
-    return this.lmHead ? this.lmHead.forward(h) : this.model.embedTokens.asLinear(h);
+    return linear(h, (this.lmHead ?? this.model.embedTokens).weight);
   }
 
   /** Logits [B, T, V] for int32 token ids [B, T]. */
-  override forward(ids: mx.array, caches?: KVCache[]): mx.array {
+  override forward(ids: mx.array, caches?: LayerCache[]): mx.array {
     return this.head(this.hidden(ids, caches));
   }
 }
