@@ -20,6 +20,7 @@ describe("rotaryHeads", () => {
     { B: 1, T: 7, n: 2, D: 32, offset: 5, theta: 10000 }, // a prefill after cached tokens
     { B: 3, T: 1, n: 8, D: 16, offset: 37, theta: 500000 }, // one new token, Llama-3 theta
     { B: 1, T: 3, n: 2, D: 64, offset: 600, theta: 10000 }, // past the first table size: it grows
+    { B: 1, T: 1, n: 4, D: 32, offset: 9, theta: 10000 }, // one token: rotated by its halves, not by R
   ])("B=$B T=$T heads=$n D=$D offset=$offset theta=$theta: as mx.fast.rope, forward and backward", ({ B, T, n, D, offset, theta }) => {
     mx.random.seed(B * 1000 + T + offset);
     const y = mx.random.normal([B, T, n * D]);
@@ -78,11 +79,13 @@ describe("scaled frequencies", () => {
   test.each([
     ["plain", 10000 as number | RopeConfig],
     ["llama3", LLAMA3],
-  ])("%s: positions as an array (the compiled step) rotate as the same offset", (_, rope) => {
+  ])("%s: positions as an array (the compiled step) rotate as the same offset, and one token as a batch row", (_, rope) => {
     const y = mx.random.normal([1, 1, 2 * 16]);
+    const pair = mx.concatenate([y, mx.random.normal([1, 1, 2 * 16])], 0); // two rows: the product with R
     for (const p of [0, 7, 300]) {
       const byArray = rotaryHeads(y, 2, 16, rope, { at: mx.array([p], mx.int32), capacity: 512 }, true);
       expect(maxAbs(byArray, rotaryHeads(y, 2, 16, rope, p, true))).toBe(0);
+      expect(maxAbs(byArray, rotaryHeads(pair, 2, 16, rope, p, true).index(mx.Slice(0, 1)))).toBeLessThan(1e-6);
     }
   });
 });

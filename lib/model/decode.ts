@@ -6,8 +6,9 @@
 // Parameters cross the boundary as flat arrays (lib/mlx/autodiff.ts), so a model trained after the
 // decoder was built decodes with its new weights. The new key and value come out of the graph and
 // are appended to the KVCache in place (`indexPut_`), outside the graph, where that copies nothing.
+// The layers' projection weights go in transposed too (see linearWeightsT).
 import { core as mx } from "@frost-beta/mlx";
-import type { LlamaModel } from "./llama.ts";
+import type { Linear, LlamaModel } from "./llama.ts";
 import { StepCache, type KVCache } from "./cache.ts";
 import { compileFlat, FlatParams } from "../mlx/autodiff.ts";
 
@@ -19,6 +20,8 @@ export class CompiledDecoder {
   private readonly flat: FlatParams;
   private readonly step: (...args: mx.array[]) => mx.array[];
   private caches: KVCache[] = [];
+  private readonly linears: Linear[]; // every layer's projections, in a fixed order
+  private transposed: { from: mx.array[]; arrays: mx.array[] } | null = null;
 
   constructor(readonly model: LlamaModel) {
     const c = model.config;
@@ -26,20 +29,27 @@ export class CompiledDecoder {
     this.flat = new FlatParams(model);
     const L = c.numHiddenLayers;
     const n = this.flat.slots.length;
-    // args: [token [1,1], pos [1], ...K (L), ...V (L), ...params (n)] → [logits [V], ...k (L), ...v (L)]
-    // where K, V [1, Hkv, buffer, D] are the caches' buffers (positions < pos filled) and k, v
-    // [1, Hkv, 1, D] this token's.
+    this.linears = model.model.layers.flatMap(({ selfAttn: a, mlp: m }) => [a.qProj, a.kProj, a.vProj, a.oProj, m.gateProj, m.upProj, m.downProj]);
+    // args: [token [1,1], pos [1], ...K (L), ...V (L), ...params (n), ...Wᵀ (7L)] → [logits [V], ...k (L), ...v (L)]
+    // where K, V [1, Hkv, buffer, D] are the caches' buffers (positions < pos filled), k, v
+    // [1, Hkv, 1, D] this token's, and Wᵀ the projection weights transposed (linearWeightsT).
     this.step = compileFlat((...args: mx.array[]) => {
       const [token, pos] = args as [mx.array, mx.array];
       const K = args.slice(2, 2 + L);
       const V = args.slice(2 + L, 2 + 2 * L);
       this.flat.write(args.slice(2 + 2 * L, 2 + 2 * L + n));
+      const WT = args.slice(2 + 2 * L + n);
       const buffer = K[0]!.shape[2]!;
       const filled = mx.less(mx.arange(0, buffer, 1, mx.int32), pos);
       const pastMask = mx.where(filled, mx.array(0, mx.float32), mx.array(-Infinity, mx.float32)).reshape([1, 1, 1, -1]); // -inf: see causalMask
       const views = K.map((keys, i) => new StepCache(keys, V[i]!, { at: pos, capacity: buffer }, pastMask));
-      const logits = model.forward(token, views).reshape([-1]); // [V]
-      return [logits, ...views.map((v) => v.newKeys!), ...views.map((v) => v.newValues!)];
+      this.linears.forEach((lin, i) => (lin._weightT = WT[i]!));
+      try {
+        const logits = model.forward(token, views).reshape([-1]); // [V]
+        return [logits, ...views.map((v) => v.newKeys!), ...views.map((v) => v.newValues!)];
+      } finally {
+        for (const lin of this.linears) lin._weightT = null; // other forward passes never see them
+      }
     });
   }
 
@@ -48,6 +58,19 @@ export class CompiledDecoder {
   start(caches: KVCache[]): void {
     for (const c of caches) c.reserve(this.capacity);
     this.caches = caches;
+  }
+
+  /** Each projection's weight transposed to [in, out], row-major, for `linear`'s one-row product
+   * (README "Performance"). Made again only when the model holds other weight arrays than last time
+   * (after training). */
+  private linearWeightsT(): mx.array[] {
+    const from = this.linears.map((l) => l.weight);
+    if (!this.transposed || this.transposed.from.some((w, i) => w !== from[i])) {
+      const arrays = from.map((w) => w.T.reshape([-1]).reshape([w.shape[1]!, w.shape[0]!])); // a row-major copy
+      mx.eval(...arrays);
+      this.transposed = { from, arrays };
+    }
+    return this.transposed.arrays;
   }
 
   /** Positions filled so far. */
@@ -65,7 +88,7 @@ export class CompiledDecoder {
     const id = typeof token === "number" ? mx.array([[token]], mx.int32) : token.reshape([1, 1]).astype(mx.int32);
     const keys = this.caches.map((c) => c.keys!);
     const values = this.caches.map((c) => c.values!);
-    const out = this.step(id, mx.array([position], mx.int32), ...keys, ...values, ...params);
+    const out = this.step(id, mx.array([position], mx.int32), ...keys, ...values, ...params, ...this.linearWeightsT());
     this.flat.write(params); // tracing leaves placeholders in the model: put the real arrays back
     this.caches.forEach((c, i) => c.append(out[1 + i]!, out[1 + L + i]!));
     return out[0]!;

@@ -25,12 +25,14 @@ export function silu(x: mx.array): mx.array {
   return mx.divide(x, mx.add(1, mx.exp(mx.negative(x))));
 }
 
-/** x·Wᵀ (+ b) for x [..., in], W [out, in]. A single row (one token's decode step) runs as W·x, a
- * matrix-vector product, which OpenBLAS does faster than x·Wᵀ (README "Performance"). */
-export function linear(x: mx.array, weight: mx.array, bias?: mx.array): mx.array {
+/** x·Wᵀ (+ b) for x [..., in], W [out, in]. For a single row (one token) OpenBLAS is faster with
+ * either layout than with x·Wᵀ over W's transposed view (README "Performance"): x·Wᵀ with `weightT`,
+ * Wᵀ stored [in, out] row-major, where the caller keeps such a copy (the compiled decode step), else
+ * the matrix-vector product W·x. */
+export function linear(x: mx.array, weight: mx.array, bias?: mx.array, weightT?: mx.array | null): mx.array {
   const [out, inDim] = weight.shape as [number, number];
   if (x.size === inDim) {
-    const y = mx.matmul(weight, x.reshape([inDim, 1])).reshape([...x.shape.slice(0, -1), out]);
+    const y = weightT ? mx.matmul(x, weightT) : mx.matmul(weight, x.reshape([inDim, 1])).reshape([...x.shape.slice(0, -1), out]);
     return bias ? mx.add(y, bias) : y;
   }
   return bias ? mx.addmm(bias, x, weight.T) : mx.matmul(x, weight.T);
@@ -38,8 +40,12 @@ export function linear(x: mx.array, weight: mx.array, bias?: mx.array): mx.array
 
 /** nn.Linear through `linear`. */
 export class Linear extends nn.Linear {
+  /** The weight transposed to [in, out] row-major, set only while the compiled decode step traces
+   * (decode.ts passes these copies in as inputs). Underscored: not a parameter. */
+  _weightT: mx.array | null = null;
+
   override forward(x: mx.array): mx.array {
-    return linear(x, this.weight, this.bias);
+    return linear(x, this.weight, this.bias, this._weightT);
   }
 }
 

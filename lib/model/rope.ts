@@ -4,7 +4,7 @@
 // CPU: tables. This MLX build runs mx.fast.rope on the CPU as its fallback graph (slices of each half,
 // a concatenation, cos and sin evaluated per element of the broadcast [B, H, T, D]); here rotate-half
 // is a product with a D×D signed permutation matrix and the angles come from tables built once:
-// x·cos + (x·R)·sin (README "Performance"). Metal: mx.fast.rope, one fused kernel, wherever it can
+// x·cos + (x·R)·sin (README "Performance"); a single token is rotated by its halves instead. Metal: mx.fast.rope, one fused kernel, wherever it can
 // express the rotation; it takes neither frequencies (Llama-3 scaling) nor positions as an array
 // (the compiled decode step), and there the same tables run. Both agree to float32 rounding of the
 // angles (test/rope.test.ts).
@@ -142,6 +142,15 @@ export function rotaryHeads(y: mx.array, nHeads: number, headDim: number, rope: 
   }
   const t = tablesFor(headDim, config, typeof positions === "number" ? positions + T : positions.capacity);
   const rows = (table: mx.array) => (typeof positions === "number" ? table.index(mx.Slice(positions, positions + T)) : mx.take(table, positions.at, 0));
+  if (y.shape[0]! * T === 1) {
+    // One token (decoding): rotate-half by its two halves, inline. The product with R pays off in
+    // training, where it also keeps slices out of the gradient; this is how the compiled decode
+    // step rotated before it ran the shared layers, and its intermediates are a few hundred floats.
+    const x = splitHeads(y, nHeads, headDim); // [1, n, 1, D]
+    const half = headDim / 2;
+    const rotated = mx.concatenate([mx.negative(x.index("...", mx.Slice(half))), x.index("...", mx.Slice(0, half))], -1);
+    return mx.add(mx.multiply(x, rows(t.cos)), mx.multiply(rotated, rows(t.sin)));
+  }
   return rotation(nHeads, headDim)(y, rows(t.cos), rows(t.sin), t.rotateHalf)[0]!;
 }
 
