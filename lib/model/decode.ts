@@ -8,7 +8,7 @@
 // are appended to the KVCache in place (`indexPut_`), outside the graph, where that copies nothing.
 // The layers' projection weights go in transposed too (see linearWeightsT).
 import { core as mx } from "@frost-beta/mlx";
-import type { Linear, LlamaModel } from "./llama.ts";
+import { Linear, type LlamaModel } from "./llama.ts";
 import { StepCache, type KVCache } from "./cache.ts";
 import { compileFlat, FlatParams } from "../mlx/autodiff.ts";
 
@@ -20,7 +20,7 @@ export class CompiledDecoder {
   private readonly flat: FlatParams;
   private readonly step: (...args: mx.array[]) => mx.array[];
   private caches: KVCache[] = [];
-  private readonly linears: Linear[]; // every layer's projections, in a fixed order
+  private readonly linears: Linear[]; // every layer's projections, in a fixed order (Wᵀ's order)
   private transposed: { from: mx.array[]; arrays: mx.array[] } | null = null;
 
   constructor(readonly model: LlamaModel) {
@@ -29,8 +29,9 @@ export class CompiledDecoder {
     this.flat = new FlatParams(model);
     const L = c.numHiddenLayers;
     const n = this.flat.slots.length;
-    this.linears = model.model.layers.flatMap(({ selfAttn: a, mlp: m }) => [a.qProj, a.kProj, a.vProj, a.oProj, m.gateProj, m.upProj, m.downProj]);
-    // args: [token [1,1], pos [1], ...K (L), ...V (L), ...params (n), ...Wᵀ (7L)] → [logits [V], ...k (L), ...v (L)]
+    // every Linear inside the layers, wherever a layer keeps it (the head stays W·h: see linear())
+    this.linears = model.model.layers.flatMap((layer) => layer.modules().filter((m): m is Linear => m instanceof Linear));
+    // args: [token [1,1], pos [1], ...K (L), ...V (L), ...params (n), ...Wᵀ] → [logits [V], ...k (L), ...v (L)]
     // where K, V [1, Hkv, buffer, D] are the caches' buffers (positions < pos filled), k, v
     // [1, Hkv, 1, D] this token's, and Wᵀ the projection weights transposed (linearWeightsT).
     this.step = compileFlat((...args: mx.array[]) => {
