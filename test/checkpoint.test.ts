@@ -263,12 +263,24 @@ describe("config fields that change the computation are read", () => {
     ["llama3 in rope_parameters", { rope_parameters: { rope_theta: 5e5, rope_type: "llama3", ...llama3 } }, { theta: 5e5, scaling: llama3Scaling }],
     ["llama3 in rope_scaling, theta beside it", { rope_theta: 5e5, rope_scaling: { rope_type: "llama3", ...llama3 } }, { theta: 5e5, scaling: llama3Scaling }],
     ["llama3 without original_max_position_embeddings: the context", { rope_parameters: { rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4 } }, { theta: 10000, scaling: { ...llama3Scaling, originalMaxPositionEmbeddings: 128 } }],
+    ["llama3: a top-level original_max_position_embeddings is not read (as in transformers 5)", { original_max_position_embeddings: 32, rope_parameters: { rope_type: "llama3", rope_theta: 5e5, factor: 8, low_freq_factor: 1, high_freq_factor: 4 } }, { theta: 5e5, scaling: { ...llama3Scaling, originalMaxPositionEmbeddings: 128 } }],
     ["linear, legacy `type` key", { rope_scaling: { type: "linear", factor: 2 } }, { theta: 10000, scaling: { type: "linear", factor: 2 } }],
     ["linear in rope_parameters", { rope_parameters: { rope_type: "linear", factor: 2, rope_theta: 1e4 } }, { theta: 10000, scaling: { type: "linear", factor: 2 } }],
     ["rope_scaling wins over rope_parameters (as in transformers)", { rope_theta: 3e4, rope_scaling: { type: "linear", factor: 2 }, rope_parameters: { rope_theta: 1e6 } }, { theta: 3e4, scaling: { type: "linear", factor: 2 } }],
     ["nested per layer type, all full attention", { rope_parameters: { full_attention: { rope_theta: 1e6, rope_type: "default" } } }, { theta: 1e6, scaling: null }],
   ])("RoPE: %s", (_name, patch, rope) => {
     expect(parse(patch).rope).toEqual(rope as any);
+  });
+
+  test.each([
+    // transformers' class defaults for keys a config.json leaves out
+    ["llama: one key/value head per query head, context 2048", { model_type: "llama", num_key_value_heads: undefined, max_position_embeddings: undefined }, 4, 2048],
+    ["mistral: 8 key/value heads, context 131072 (window 4096 then refused, so given as null)", { model_type: "mistral", num_attention_heads: 8, head_dim: 4, num_key_value_heads: undefined, max_position_embeddings: undefined, sliding_window: null }, 8, 131072],
+    ["qwen3: 32 key/value heads, context 32768", { model_type: "qwen3", num_attention_heads: 32, head_dim: 8, num_key_value_heads: undefined, max_position_embeddings: undefined }, 32, 32768],
+    ["num_key_value_heads null: one per query head", { model_type: "qwen2", num_key_value_heads: null }, 4, 128],
+  ] as const)("defaults: %s", (_name, patch, kvHeads, context) => {
+    const c = parse(patch);
+    expect([c.numKeyValueHeads, c.maxPositionEmbeddings]).toEqual([kvHeads, context]);
   });
 
   test.each([

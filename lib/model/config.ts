@@ -5,17 +5,19 @@
 // settings are read in both spellings (ropeFromHF).
 import type { RopeConfig, RopeScaling } from "./rope.ts";
 
-/** What each architecture reads, as transformers builds it. All share the Llama layout (RMSNorm,
- * RoPE rotate-half, grouped-query attention, SwiGLU). */
+/** What each architecture reads, as transformers builds it; `headDim`, `context` and `kvHeads` are its
+ * defaults for head_dim, max_position_embeddings and num_key_value_heads when the key is absent (null:
+ * derived from the heads). All share the Llama layout (RMSNorm, RoPE rotate-half, grouped-query
+ * attention, SwiGLU). */
 const FAMILIES = {
   // attention_bias: q/k/v/o; mlp_bias: gate/up/down
-  llama: { architecture: "LlamaForCausalLM", qkvBias: "attention_bias", oBias: "attention_bias", mlpBias: "mlp_bias", qkNorm: false, window: "refused", headDim: null },
+  llama: { architecture: "LlamaForCausalLM", qkvBias: "attention_bias", oBias: "attention_bias", mlpBias: "mlp_bias", qkNorm: false, window: "refused", headDim: null, context: 2048, kvHeads: null },
   // no biases; one sliding window for every layer unless sliding_window is null (absent: 4096)
-  mistral: { architecture: "MistralForCausalLM", qkvBias: false, oBias: false, mlpBias: false, qkNorm: false, window: "mistral", headDim: null },
+  mistral: { architecture: "MistralForCausalLM", qkvBias: false, oBias: false, mlpBias: false, qkNorm: false, window: "mistral", headDim: null, context: 131072, kvHeads: 8 },
   // q/k/v bias always; a sliding window only with use_sliding_window
-  qwen2: { architecture: "Qwen2ForCausalLM", qkvBias: true, oBias: false, mlpBias: false, qkNorm: false, window: "qwen", headDim: null },
+  qwen2: { architecture: "Qwen2ForCausalLM", qkvBias: true, oBias: false, mlpBias: false, qkNorm: false, window: "qwen", headDim: null, context: 32768, kvHeads: 32 },
   // per-head RMSNorm of q and k; attention_bias on q/k/v/o; head_dim 128 when absent
-  qwen3: { architecture: "Qwen3ForCausalLM", qkvBias: "attention_bias", oBias: "attention_bias", mlpBias: false, qkNorm: true, window: "qwen", headDim: 128 },
+  qwen3: { architecture: "Qwen3ForCausalLM", qkvBias: "attention_bias", oBias: "attention_bias", mlpBias: false, qkNorm: true, window: "qwen", headDim: 128, context: 32768, kvHeads: 32 },
 } as const;
 export type ModelType = keyof typeof FAMILIES;
 const SUPPORTED_MODEL_TYPES = Object.keys(FAMILIES) as ModelType[];
@@ -88,7 +90,8 @@ export function configFromHF(json: Record<string, any>, source = "config.json"):
   const hiddenSize = int("hidden_size");
   const numAttentionHeads = int("num_attention_heads");
   const numHiddenLayers = int("num_hidden_layers");
-  const numKeyValueHeads = int("num_key_value_heads", numAttentionHeads);
+  // absent: the family's default; null: one per query head (transformers' __post_init__)
+  const numKeyValueHeads = json.num_key_value_heads === null ? numAttentionHeads : int("num_key_value_heads", family.kvHeads ?? numAttentionHeads);
   if (numAttentionHeads % numKeyValueHeads !== 0) {
     fail(`num_attention_heads (${numAttentionHeads}) must be a multiple of num_key_value_heads (${numKeyValueHeads})`);
   }
@@ -97,7 +100,7 @@ export function configFromHF(json: Record<string, any>, source = "config.json"):
   }
   const headDim = int("head_dim", family.headDim ?? hiddenSize / numAttentionHeads);
   if (headDim % 2 !== 0) fail(`head_dim must be even for rotary embeddings, got ${headDim}`);
-  const maxPositionEmbeddings = int("max_position_embeddings", 2048);
+  const maxPositionEmbeddings = int("max_position_embeddings", family.context);
   return {
     modelType,
     vocabSize: int("vocab_size"),
@@ -158,8 +161,8 @@ function ropeFromHF(json: Record<string, any>, maxPositionEmbeddings: number, fa
       factor: positive("factor"),
       lowFreqFactor: positive("low_freq_factor"),
       highFreqFactor: positive("high_freq_factor"),
-      // transformers: the top-level key, else the context length
-      originalMaxPositionEmbeddings: positive("original_max_position_embeddings", json.original_max_position_embeddings ?? maxPositionEmbeddings),
+      // absent: the context length, as transformers 5 does (which reads no top-level key for it here)
+      originalMaxPositionEmbeddings: positive("original_max_position_embeddings", maxPositionEmbeddings),
     };
     if (!(scaling.highFreqFactor > scaling.lowFreqFactor)) {
       fail(`${field("high_freq_factor")} (${scaling.highFreqFactor}) must be greater than ${field("low_freq_factor")} (${scaling.lowFreqFactor})`);
