@@ -8,6 +8,7 @@
 import { defineCommand } from "citty";
 import { consola } from "consola";
 import { existsSync } from "node:fs";
+import { cpus } from "node:os";
 import { join } from "node:path";
 import { core as mx } from "@frost-beta/mlx";
 import { configFromHF } from "../lib/model/config.ts";
@@ -21,7 +22,7 @@ import { DEFAULT_BASE, DEFAULT_TRAIN_DATA, PROJECT_ROOT } from "../lib/util/path
 import { readJSON } from "../lib/io/files.ts";
 import { parseList, parseNumber, runStrict, UsageError } from "../lib/util/cli.ts";
 import { activeAllocator } from "../lib/mlx/allocator.ts";
-import { prepareProcess } from "../lib/mlx/startup.ts";
+import { blasRecord, prepareProcess } from "../lib/mlx/startup.ts";
 import { checkPeer, interleavedRatio, PEER_SCRIPT, runPeer, type PeerRun } from "../lib/bench/peer.ts";
 import { ChatFormat } from "../lib/format/chat-format.ts";
 
@@ -75,7 +76,7 @@ const command = defineCommand({
     const remeasurePeak = () => (peakGflops = Math.max(peakGflops, matmulPeakGflops()));
     let refTokensPerSec = 0; // the reference step's tokens/s, for the ratio to the PyTorch peer
     const eagerPeer: PeerRun[] = []; // with --torch: one eager peer run after each train-ref run
-    emit({ case: "matmul-peak", gflops: peakGflops, device: String(mx.defaultDevice()), allocator: activeAllocator() });
+    emit({ case: "matmul-peak", gflops: peakGflops, device: String(mx.defaultDevice()), cpu: cpus()[0]?.model, allocator: activeAllocator(), blas: blasRecord() });
     const needsBase = cases.some((c) => c !== "train-ref");
     if (needsBase && !existsSync(join(args.base, "config.json"))) throw new UsageError(`--base ${args.base}: no checkpoint there (see README: the bundled base model)`);
     const base = needsBase ? await loadCheckpoint(args.base) : null;

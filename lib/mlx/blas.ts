@@ -181,9 +181,10 @@ function mklVersion(path: string): string | null {
   }
 }
 
+export const LEVEL_NAME: Record<SimdLevel, string> = { sse: "SSE", avx: "AVX", avx2: "AVX2", avx512: "AVX-512" };
+
 /** "Cooperlake (AVX-512 kernels)": a core name with the instruction set of its kernels. */
 export function describeCore(core: string): string {
   const level = coreLevel(core);
-  const name: Record<SimdLevel, string> = { sse: "SSE", avx: "AVX", avx2: "AVX2", avx512: "AVX-512" };
-  return level ? `${core} (${name[level]} kernels)` : core;
+  return level ? `${core} (${LEVEL_NAME[level]} kernels)` : core;
 }

@@ -12,7 +12,7 @@
 // Nowhere else quietly changes the environment.
 import { activeAllocator, forgetPreload, tcmallocEnv, wantTcmalloc } from "./allocator.ts";
 import { useFastCpuKernels } from "./jit.ts";
-import { chooseCoretype, openblasCore, parseCpuinfo, readCpuinfo } from "./blas.ts";
+import { blasInfo, chooseCoretype, openblasCore, parseCpuinfo, readCpuinfo } from "./blas.ts";
 import { execve, setCEnv } from "./libc.ts";
 
 // Set for the re-executed process: if the preload did not take (the loader ignores a library it
@@ -34,6 +34,16 @@ let choice: KernelChoice = { by: "openblas" };
 export function kernelChoice(): KernelChoice {
   const user = process.env.OPENBLAS_CORETYPE;
   return choice.by === "openblas" && user ? { by: "user", coretype: user } : choice;
+}
+
+/** The BLAS of this process for config.json's machine info and the bench's first line: the library
+ * (OpenBLAS's config string, MKL's version, ...), and for OpenBLAS its kernels and who chose them. */
+export function blasRecord(): { library: string; kernels?: string; kernelsChosenBy?: KernelChoice } {
+  if (process.platform === "darwin") return { library: "Accelerate" };
+  const info = blasInfo();
+  if (!info) return { library: "none" };
+  if (info.kind !== "openblas") return { library: info.version };
+  return { library: info.version, kernels: info.core, kernelsChosenBy: kernelChoice() };
 }
 
 /** What the start-up would observe; tests pass their own to exercise a CPU this machine is not. */
