@@ -5,10 +5,13 @@
 //   bun scripts/bench.ts --torch          # also run the PyTorch peer (../shared/bench/peers) for the ratio:
 //                                         # eager runs interleaved with ours, then 3 compiled runs
 //   bun scripts/bench.ts --torch --python /path/to/venv/bin/python   # a Python that has torch
+//   bun scripts/bench.ts --trl --python /path/to/venv/bin/python --runs 3
+//                                         # the default SFT job against TRL's SFTTrainer
+//                                         # (../shared/bench/trl), interleaved; alone unless --case is given
 import { defineCommand } from "citty";
 import { consola } from "consola";
-import { existsSync } from "node:fs";
-import { cpus } from "node:os";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { core as mx } from "@frost-beta/mlx";
 import { configFromHF } from "../lib/model/config.ts";
@@ -23,7 +26,8 @@ import { readJSON } from "../lib/io/files.ts";
 import { parseList, parseNumber, runStrict, UsageError } from "../lib/util/cli.ts";
 import { activeAllocator } from "../lib/mlx/allocator.ts";
 import { blasRecord, prepareProcess } from "../lib/mlx/startup.ts";
-import { checkPeer, interleavedRatio, PEER_SCRIPT, runPeer, type PeerRun } from "../lib/bench/peer.ts";
+import { checkPeer, interleavedRatio, PEER_SCRIPT, PeerError, runPeer, type PeerRun } from "../lib/bench/peer.ts";
+import { checkTrl, compareWithTrl, interleave, projectRowsForTrl, runOurJob, runTrlJob, TRL_SCRIPT } from "../lib/bench/trl.ts";
 import { ChatFormat } from "../lib/format/chat-format.ts";
 
 const log = consola.create({ stdout: process.stderr }).withTag("bench"); // stdout carries only the JSON lines
@@ -55,21 +59,29 @@ function medianRun(runs: PeerRun[]): PeerRun {
 const command = defineCommand({
   meta: { name: "bench", description: "Measure training and generation speed and memory" },
   args: {
-    case: { type: "string", default: CASES.join(","), description: `cases: ${CASES.join(", ")}` },
+    case: { type: "string", description: `cases: ${CASES.join(", ")} (default: all, or none with --trl)` },
     base: { type: "string", default: DEFAULT_BASE, description: "the bundled base model (or another checkpoint)" },
     steps: { type: "string", default: "20", description: "measured steps per run of a training case (after warm-up)" },
     runs: { type: "string", default: "3", description: "runs per training case; tokens/s is the median run's (with --torch, also the interleaved peer runs)" },
-    python: { type: "string", default: "python3", description: "the Python with torch, for --torch" },
+    python: { type: "string", default: "python3", description: "the Python with torch (--torch) or torch, transformers and trl (--trl)" },
     "batch-size": { type: "string", default: "8", description: "SFT batch size for train-sft" },
     torch: { type: "boolean", default: false, description: "also run the PyTorch peer (needs torch)" },
+    trl: { type: "boolean", default: false, description: "the default SFT job against TRL's SFTTrainer, --runs interleaved pairs (needs torch, transformers, trl)" },
   },
   async run({ args }) {
-    prepareProcess(); // tcmalloc, kernel flags: lib/mlx/startup.ts
-    const cases = parseList(args.case);
+    prepareProcess(); // tcmalloc, BLAS kernels, kernel flags: lib/mlx/startup.ts
+    const cases = args.case !== undefined ? parseList(args.case) : args.trl ? [] : CASES;
     for (const c of cases) if (!CASES.includes(c)) throw new UsageError(`--case: unknown case \`${c}\`; cases: ${CASES.join(", ")}`);
     const steps = parseNumber("steps", args.steps, { integer: true, positive: true });
     const runs = parseNumber("runs", args.runs, { integer: true, positive: true });
-    if (args.torch) checkPeer(args.python);
+    try {
+      if (args.torch) checkPeer(args.python);
+      if (args.trl) checkTrl(args.python);
+    } catch (e) {
+      if (!(e instanceof PeerError)) throw e;
+      log.error(e.message); // before any long case: what is missing and how to install it
+      process.exit(2);
+    }
     // The peak is the best of 10 matmuls; on a shared machine a busy moment lowers all 10, so it is
     // measured again before each training case and MFU uses the highest seen (never above 100%).
     let peakGflops = matmulPeakGflops();
@@ -134,6 +146,16 @@ const command = defineCommand({
       const runDir = /runs\/[\w.-]*bench-sft[\w.-]*/.exec(out)?.[0];
       const summary = runDir && existsSync(join(PROJECT_ROOT, runDir, "summary.json")) ? readJSON(join(PROJECT_ROOT, runDir, "summary.json")) : {};
       emit({ case: "sft-run", exitCode: proc.exitCode, wallSec, runDir, runWallSec: summary.wallSec, peakRssMB: summary.peakMemMB, trainPeakRssMB: summary.trainPeakMemMB, status: summary.status });
+    }
+    if (args.trl) {
+      log.start(`trl: the default SFT job, ours (bun scripts/train.ts) and TRL's SFTTrainer (${TRL_SCRIPT}), ${runs} interleaved pairs`);
+      const rowsDir = mkdtempSync(join(tmpdir(), "bench-trl-rows-"));
+      const rows = await projectRowsForTrl(rowsDir); // TRL's ids and supervised targets are checked against these
+      const pairs = await interleave(runs, () => runOurJob(), () => runTrlJob(args.python, rows));
+      rmSync(rowsDir, { recursive: true, force: true });
+      pairs.ours.forEach((r, i) => emit({ case: "sft-job", pair: i, ...r }));
+      pairs.peer.forEach((r, i) => emit({ case: "trl-sft-job", pair: i, ...r }));
+      emit({ case: "ratio-vs-trl", note: "training tokens/s: non-padding positions per second of steps + evaluations", ...compareWithTrl(pairs.ours, pairs.peer) });
     }
     if (args.torch) {
       // eager already ran interleaved with train-ref; otherwise here, like compiled: 3 runs, the median
