@@ -139,7 +139,7 @@ export function blasInfo(): BlasInfo | null {
   const mkl = mklVersion(path);
   if (mkl !== null) return { kind: "mkl", path: real, version: mkl };
   // Debian's BLIS libblas.so.3 exports the BLAS symbols only, no bli_info_*: known by its folder
-  if (/blis/.test(real)) return { kind: "blis", path: real, version: `BLIS (${real.split("/").slice(-2).join("/")})` };
+  if (/blis/.test(real)) return { kind: "blis", path: real, version: "BLIS" };
   if (/\/blas\/libblas\.so/.test(real)) return { kind: "reference", path: real, version: "reference BLAS (netlib)" };
   return { kind: "other", path: real, version: real.split("/").pop() ?? real };
 }
@@ -175,7 +175,8 @@ function mklVersion(path: string): string | null {
     const lib = dlopen(path, { mkl_get_version_string: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.void } });
     const buf = Buffer.alloc(256);
     lib.symbols.mkl_get_version_string(ptr(buf), buf.length);
-    return buf.toString("utf8").replace(/\0.*$/s, "").trim();
+    const full = buf.toString("utf8").replace(/\0.*$/s, "").trim(); // "Intel(R) Math Kernel Library Version 2020.0.4 Product Build ..."
+    return `Intel MKL ${/Version ([\d.]+)/.exec(full)?.[1] ?? full}`;
   } catch {
     return null;
   }
