@@ -1,7 +1,7 @@
 // Benchmark: training-step throughput, MFU and memory; generation speed and memory; the wall time
 // of a default SFT run. One JSON line per case on stdout (progress on stderr).
 //   bun scripts/bench.ts                  # all cases
-//   bun scripts/bench.ts --case train-ref # one case: train-ref, train-base, train-sft, generate, sft-run
+//   bun scripts/bench.ts --case train-ref # one case: sgemm, train-ref, train-base, train-sft, generate, sft-run
 //   bun scripts/bench.ts --torch          # also run the PyTorch peer (../shared/bench/peers) for the ratio:
 //                                         # eager runs interleaved with ours, then 3 compiled runs
 //   bun scripts/bench.ts --torch --python /path/to/venv/bin/python   # a Python that has torch
@@ -17,7 +17,7 @@ import { core as mx } from "@frost-beta/mlx";
 import { configFromHF } from "../lib/model/config.ts";
 import { LlamaModel } from "../lib/model/llama.ts";
 import { loadCheckpoint } from "../lib/model/checkpoint.ts";
-import { benchGenerate, benchTrainStep, matmulPeakGflops } from "../lib/bench/measure.ts";
+import { benchGenerate, benchTrainStep, matmulPeakGflops, sgemmPerCpuSecond } from "../lib/bench/measure.ts";
 import { ChatTemplate } from "../lib/format/template.ts";
 import { padAndCollate, iterateBatches } from "../lib/data/batch.ts";
 import { loadConversations } from "../lib/data/data.ts";
@@ -31,7 +31,7 @@ import { checkTrl, compareWithTrl, interleave, projectRowsForTrl, runOurJob, run
 import { ChatFormat } from "../lib/format/chat-format.ts";
 
 const log = consola.create({ stdout: process.stderr }).withTag("bench"); // stdout carries only the JSON lines
-const CASES = ["train-ref", "train-base", "train-sft", "generate", "sft-run"];
+const CASES = ["sgemm", "train-ref", "train-base", "train-sft", "generate", "sft-run"];
 
 /** The issue's reference model: the same math as ../shared/bench/peers/torch_train.py. */
 const REFERENCE = { model_type: "llama", vocab_size: 4096, hidden_size: 256, intermediate_size: 688, num_hidden_layers: 6, num_attention_heads: 8, num_key_value_heads: 8, max_position_embeddings: 256, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true };
@@ -89,10 +89,14 @@ const command = defineCommand({
     let refTokensPerSec = 0; // the reference step's tokens/s, for the ratio to the PyTorch peer
     const eagerPeer: PeerRun[] = []; // with --torch: one eager peer run after each train-ref run
     emit({ case: "matmul-peak", gflops: peakGflops, device: String(mx.defaultDevice()), cpu: cpus()[0]?.model, allocator: activeAllocator(), blas: blasRecord() });
-    const needsBase = cases.some((c) => c !== "train-ref");
+    const needsBase = cases.some((c) => c !== "train-ref" && c !== "sgemm");
     if (needsBase && !existsSync(join(args.base, "config.json"))) throw new UsageError(`--base ${args.base}: no checkpoint there (see README: the bundled base model)`);
     const base = needsBase ? await loadCheckpoint(args.base) : null;
 
+    if (cases.includes("sgemm")) {
+      log.start("sgemm: one BLAS thread at training shapes, GFLOP per CPU-second");
+      emit({ case: "sgemm", note: "GFLOP per second of CPU time, one thread", ...sgemmPerCpuSecond() });
+    }
     if (cases.includes("train-ref")) {
       log.start("train-ref: reference model, 16 x 256 random tokens");
       const model = new LlamaModel(configFromHF(REFERENCE));
