@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { compareWithTrl, interleave, ourJobRun, trlJobRun, writeProjectRows, type JobRun } from "../lib/bench/trl.ts";
 import { DEFAULT_EVAL_DATA, DEFAULT_TRAIN_DATA } from "../lib/util/paths.ts";
+import type { RunSummary } from "../lib/run/summary.ts";
 
 test("interleave runs ours, then the peer, pair after pair", async () => {
   const calls: string[] = [];
@@ -18,17 +19,16 @@ test("interleave runs ours, then the peer, pair after pair", async () => {
 });
 
 describe("ourJobRun: summary.json -> training tokens/s", () => {
-  const summary = { status: "completed", wallSec: 130, probeSec: 20, stepSec: 90, tokens: 10_000, paddingFraction: 0.2, finalEvalLoss: 5.3, trainPeakMemMB: 600 };
+  const summary = { status: "completed", wallSec: 130, probeSec: 20, stepSec: 90, tokens: 10_000, paddingFraction: 0.2, finalEvalLoss: 5.3, trainPeakMemMB: 600 } as RunSummary;
   test("non-padding positions over steps + evaluations, the probes left out", () => {
     const r = ourJobRun(summary, 140);
     expect(r).toEqual({ stack: "sft-mlx", tokensPerSec: 8000 / 110, trainSec: 110, stepSec: 90, processSec: 140, realPositions: 8000, paddedPositions: 10_000, finalEvalLoss: 5.3, peakRssMB: 600 });
   });
   test("a run without probes (probeSec absent) counts its whole wallSec", () => {
-    const { probeSec: _, ...noProbes } = summary;
-    expect(ourJobRun(noProbes, 120).trainSec).toBe(130);
+    expect(ourJobRun({ ...summary, probeSec: undefined }, 120).trainSec).toBe(130);
   });
-  test("refuses a summary without the figures, naming the key", () => {
-    expect(() => ourJobRun({ status: "failed", wallSec: 3 }, 5)).toThrow(/`tokens` is undefined, expected a number \(status failed\)/);
+  test("refuses a run that did not complete, with its reason", () => {
+    expect(() => ourJobRun({ ...summary, status: "failed", reason: "loss NaN at step 3" }, 5)).toThrow(/ended failed \(loss NaN at step 3\): no figures to compare/);
   });
 });
 

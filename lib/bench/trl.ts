@@ -12,7 +12,8 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { DEFAULT_BASE, DEFAULT_EVAL_DATA, DEFAULT_TRAIN_DATA, PROJECT_ROOT } from "../util/paths.ts";
-import { readJSON, writeFileAtomic } from "../io/files.ts";
+import { writeFileAtomic } from "../io/files.ts";
+import { readSummary, type RunSummary } from "../run/summary.ts";
 import { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { ChatTemplate } from "../format/template.ts";
 import { loadConversations } from "../data/data.ts";
@@ -60,10 +61,10 @@ export async function writeProjectRows(dataFile: string, outFile: string, baseDi
   return { rows: rows.length, supervisedTargets: rows.reduce((n, r) => n + r.mask.slice(1).reduce((a, b) => a + b, 0), 0) };
 }
 
-/** Our run's figures from its summary.json (written by lib/sft/run.ts). */
-export function ourJobRun(summary: Record<string, any>, processSec: number): JobRun {
-  for (const key of ["wallSec", "tokens", "paddingFraction", "stepSec"]) {
-    if (typeof summary[key] !== "number") throw new Error(`summary.json: \`${key}\` is ${JSON.stringify(summary[key])}, expected a number (status ${summary.status})`);
+/** Our run's figures from its summary.json (lib/run/summary.ts); only a completed run compares. */
+export function ourJobRun(summary: RunSummary, processSec: number): JobRun {
+  if (summary.status !== "completed" || summary.paddingFraction === null) {
+    throw new Error(`bun scripts/train.ts ended ${summary.status}${summary.reason ? ` (${summary.reason})` : ""}: no figures to compare`);
   }
   const trainSec = summary.wallSec - (summary.probeSec ?? 0); // wallSec includes the probes once they ran
   const realPositions = Math.round(summary.tokens * (1 - summary.paddingFraction));
@@ -75,8 +76,8 @@ export function ourJobRun(summary: Record<string, any>, processSec: number): Job
     processSec,
     realPositions,
     paddedPositions: summary.tokens,
-    finalEvalLoss: summary.finalEvalLoss ?? null,
-    peakRssMB: summary.trainPeakMemMB ?? null,
+    finalEvalLoss: summary.finalEvalLoss,
+    peakRssMB: summary.trainPeakMemMB,
   };
 }
 
@@ -134,9 +135,9 @@ export function runOurJob(): JobRun {
     const t = performance.now();
     const proc = Bun.spawnSync([process.execPath, "scripts/train.ts", "--name", "bench-trl", "--out", out], { cwd: PROJECT_ROOT, env: process.env, stdout: "pipe", stderr: "pipe" });
     const processSec = (performance.now() - t) / 1000;
-    const runDir = readdirSync(out).map((d) => join(out, d)).find((d) => existsSync(join(d, "summary.json")));
-    if (proc.exitCode !== 0 || !runDir) throw new Error(`bun scripts/train.ts exited with ${proc.exitCode}: ${proc.stderr.toString().slice(-400)}`);
-    return ourJobRun(readJSON(join(runDir, "summary.json")), processSec);
+    const summary = readdirSync(out).map((d) => readSummary(join(out, d))).find((x) => x !== null);
+    if (proc.exitCode !== 0 || !summary) throw new Error(`bun scripts/train.ts exited with ${proc.exitCode}: ${proc.stderr.toString().slice(-400)}`);
+    return ourJobRun(summary, processSec);
   } finally {
     rmSync(out, { recursive: true, force: true });
   }
