@@ -27,7 +27,7 @@ import { parseList, parseNumber, runStrict, UsageError } from "../lib/util/cli.t
 import { activeAllocator } from "../lib/mlx/allocator.ts";
 import { blasRecord, prepareProcess } from "../lib/mlx/startup.ts";
 import { checkPeer, interleavedRatio, PEER_SCRIPT, PeerError, runPeer, type PeerRun } from "../lib/bench/peer.ts";
-import { checkTrl, compareWithTrl, interleave, projectRowsForTrl, runOurJob, runTrlJob, TRL_SCRIPT } from "../lib/bench/trl.ts";
+import { checkTrl, compareWithTrl, interleave, projectRowsForTrl, runOurJob, runTrlJob, TRL_SCRIPT, type JobRun } from "../lib/bench/trl.ts";
 import { ChatFormat } from "../lib/format/chat-format.ts";
 
 const log = consola.create({ stdout: process.stderr }).withTag("bench"); // stdout carries only the JSON lines
@@ -155,10 +155,10 @@ const command = defineCommand({
       log.start(`trl: the default SFT job, ours (bun scripts/train.ts) and TRL's SFTTrainer (${TRL_SCRIPT}), ${runs} interleaved pairs`);
       const rowsDir = mkdtempSync(join(tmpdir(), "bench-trl-rows-"));
       const rows = await projectRowsForTrl(rowsDir); // TRL's ids and supervised targets are checked against these
-      const pairs = await interleave(runs, () => runOurJob(), () => runTrlJob(args.python, rows));
+      // each run's line as soon as it ends: a pair takes minutes, more on a busy machine
+      const emitted = (name: string, pair: number, r: JobRun) => (emit({ case: name, pair, ...r }), r);
+      const pairs = await interleave(runs, (i) => emitted("sft-job", i, runOurJob()), (i) => emitted("trl-sft-job", i, runTrlJob(args.python, rows)));
       rmSync(rowsDir, { recursive: true, force: true });
-      pairs.ours.forEach((r, i) => emit({ case: "sft-job", pair: i, ...r }));
-      pairs.peer.forEach((r, i) => emit({ case: "trl-sft-job", pair: i, ...r }));
       emit({ case: "ratio-vs-trl", note: "training tokens/s: non-padding positions per second of steps + evaluations", ...compareWithTrl(pairs.ours, pairs.peer) });
     }
     if (args.torch) {
