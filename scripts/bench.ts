@@ -1,19 +1,23 @@
 // Benchmark: training-step throughput, MFU and memory; generation speed and memory; the wall time
 // of a default SFT run. One JSON line per case on stdout (progress on stderr).
 //   bun scripts/bench.ts                  # all cases
-//   bun scripts/bench.ts --case train-ref # one case: train-ref, train-base, train-sft, generate, sft-run
+//   bun scripts/bench.ts --case train-ref # one case: sgemm, train-ref, train-base, train-sft, generate, sft-run
 //   bun scripts/bench.ts --torch          # also run the PyTorch peer (../shared/bench/peers) for the ratio:
 //                                         # eager runs interleaved with ours, then 3 compiled runs
 //   bun scripts/bench.ts --torch --python /path/to/venv/bin/python   # a Python that has torch
+//   bun scripts/bench.ts --trl --python /path/to/venv/bin/python --runs 3
+//                                         # the default SFT job against TRL's SFTTrainer
+//                                         # (../shared/bench/trl), interleaved; alone unless --case is given
 import { defineCommand } from "citty";
 import { consola } from "consola";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { core as mx } from "@frost-beta/mlx";
 import { configFromHF } from "../lib/model/config.ts";
 import { LlamaModel } from "../lib/model/llama.ts";
 import { loadCheckpoint } from "../lib/model/checkpoint.ts";
-import { benchGenerate, benchTrainStep, matmulPeakGflops } from "../lib/bench/measure.ts";
+import { benchGenerate, benchTrainStep, matmulPeakGflops, sgemmPerCpuSecond } from "../lib/bench/measure.ts";
 import { ChatTemplate } from "../lib/format/template.ts";
 import { padAndCollate, iterateBatches } from "../lib/data/batch.ts";
 import { loadConversations } from "../lib/data/data.ts";
@@ -21,12 +25,13 @@ import { DEFAULT_BASE, DEFAULT_TRAIN_DATA, PROJECT_ROOT } from "../lib/util/path
 import { readJSON } from "../lib/io/files.ts";
 import { parseList, parseNumber, runStrict, UsageError } from "../lib/util/cli.ts";
 import { activeAllocator } from "../lib/mlx/allocator.ts";
-import { prepareProcess } from "../lib/mlx/startup.ts";
-import { checkPeer, interleavedRatio, PEER_SCRIPT, runPeer, type PeerRun } from "../lib/bench/peer.ts";
+import { blasRecord, prepareProcess } from "../lib/mlx/startup.ts";
+import { checkPeer, interleavedRatio, PEER_SCRIPT, PeerError, runPeer, type PeerRun } from "../lib/bench/peer.ts";
+import { checkTrl, compareWithTrl, interleave, projectRowsForTrl, runOurJob, runTrlJob, TRL_SCRIPT, type JobRun } from "../lib/bench/trl.ts";
 import { ChatFormat } from "../lib/format/chat-format.ts";
 
 const log = consola.create({ stdout: process.stderr }).withTag("bench"); // stdout carries only the JSON lines
-const CASES = ["train-ref", "train-base", "train-sft", "generate", "sft-run"];
+const CASES = ["sgemm", "train-ref", "train-base", "train-sft", "generate", "sft-run"];
 
 /** The issue's reference model: the same math as ../shared/bench/peers/torch_train.py. */
 const REFERENCE = { model_type: "llama", vocab_size: 4096, hidden_size: 256, intermediate_size: 688, num_hidden_layers: 6, num_attention_heads: 8, num_key_value_heads: 8, max_position_embeddings: 256, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true };
@@ -54,32 +59,44 @@ function medianRun(runs: PeerRun[]): PeerRun {
 const command = defineCommand({
   meta: { name: "bench", description: "Measure training and generation speed and memory" },
   args: {
-    case: { type: "string", default: CASES.join(","), description: `cases: ${CASES.join(", ")}` },
+    case: { type: "string", description: `cases: ${CASES.join(", ")} (default: all, or none with --trl)` },
     base: { type: "string", default: DEFAULT_BASE, description: "the bundled base model (or another checkpoint)" },
     steps: { type: "string", default: "20", description: "measured steps per run of a training case (after warm-up)" },
     runs: { type: "string", default: "3", description: "runs per training case; tokens/s is the median run's (with --torch, also the interleaved peer runs)" },
-    python: { type: "string", default: "python3", description: "the Python with torch, for --torch" },
+    python: { type: "string", default: "python3", description: "the Python with torch (--torch) or torch, transformers and trl (--trl)" },
     "batch-size": { type: "string", default: "8", description: "SFT batch size for train-sft" },
     torch: { type: "boolean", default: false, description: "also run the PyTorch peer (needs torch)" },
+    trl: { type: "boolean", default: false, description: "the default SFT job against TRL's SFTTrainer, --runs interleaved pairs (needs torch, transformers, trl)" },
   },
   async run({ args }) {
-    prepareProcess(); // tcmalloc, kernel flags: lib/mlx/startup.ts
-    const cases = parseList(args.case);
+    prepareProcess(); // tcmalloc, BLAS kernels, kernel flags: lib/mlx/startup.ts
+    const cases = args.case !== undefined ? parseList(args.case) : args.trl ? [] : CASES;
     for (const c of cases) if (!CASES.includes(c)) throw new UsageError(`--case: unknown case \`${c}\`; cases: ${CASES.join(", ")}`);
     const steps = parseNumber("steps", args.steps, { integer: true, positive: true });
     const runs = parseNumber("runs", args.runs, { integer: true, positive: true });
-    if (args.torch) checkPeer(args.python);
+    try {
+      if (args.torch) checkPeer(args.python);
+      if (args.trl) checkTrl(args.python);
+    } catch (e) {
+      if (!(e instanceof PeerError)) throw e;
+      log.error(e.message); // before any long case: what is missing and how to install it
+      process.exit(2);
+    }
     // The peak is the best of 10 matmuls; on a shared machine a busy moment lowers all 10, so it is
     // measured again before each training case and MFU uses the highest seen (never above 100%).
     let peakGflops = matmulPeakGflops();
     const remeasurePeak = () => (peakGflops = Math.max(peakGflops, matmulPeakGflops()));
     let refTokensPerSec = 0; // the reference step's tokens/s, for the ratio to the PyTorch peer
     const eagerPeer: PeerRun[] = []; // with --torch: one eager peer run after each train-ref run
-    emit({ case: "matmul-peak", gflops: peakGflops, device: String(mx.defaultDevice()), allocator: activeAllocator() });
-    const needsBase = cases.some((c) => c !== "train-ref");
+    emit({ case: "matmul-peak", gflops: peakGflops, device: String(mx.defaultDevice()), cpu: cpus()[0]?.model, allocator: activeAllocator(), blas: blasRecord() });
+    const needsBase = cases.some((c) => c !== "train-ref" && c !== "sgemm");
     if (needsBase && !existsSync(join(args.base, "config.json"))) throw new UsageError(`--base ${args.base}: no checkpoint there (see README: the bundled base model)`);
     const base = needsBase ? await loadCheckpoint(args.base) : null;
 
+    if (cases.includes("sgemm")) {
+      log.start("sgemm: one BLAS thread at training shapes, GFLOP per CPU-second");
+      emit({ case: "sgemm", note: "GFLOP per second of CPU time, one thread", ...sgemmPerCpuSecond() });
+    }
     if (cases.includes("train-ref")) {
       log.start("train-ref: reference model, 16 x 256 random tokens");
       const model = new LlamaModel(configFromHF(REFERENCE));
@@ -133,6 +150,16 @@ const command = defineCommand({
       const runDir = /runs\/[\w.-]*bench-sft[\w.-]*/.exec(out)?.[0];
       const summary = runDir && existsSync(join(PROJECT_ROOT, runDir, "summary.json")) ? readJSON(join(PROJECT_ROOT, runDir, "summary.json")) : {};
       emit({ case: "sft-run", exitCode: proc.exitCode, wallSec, runDir, runWallSec: summary.wallSec, peakRssMB: summary.peakMemMB, trainPeakRssMB: summary.trainPeakMemMB, status: summary.status });
+    }
+    if (args.trl) {
+      log.start(`trl: the default SFT job, ours (bun scripts/train.ts) and TRL's SFTTrainer (${TRL_SCRIPT}), ${runs} interleaved pairs`);
+      const rowsDir = mkdtempSync(join(tmpdir(), "bench-trl-rows-"));
+      const rows = await projectRowsForTrl(rowsDir); // TRL's ids and supervised targets are checked against these
+      // each run's line as soon as it ends: a pair takes minutes, more on a busy machine
+      const emitted = (name: string, pair: number, r: JobRun) => (emit({ case: name, pair, ...r }), r);
+      const pairs = await interleave(runs, (i) => emitted("sft-job", i, runOurJob()), (i) => emitted("trl-sft-job", i, runTrlJob(args.python, rows)));
+      rmSync(rowsDir, { recursive: true, force: true });
+      emit({ case: "ratio-vs-trl", note: "training tokens/s: non-padding positions per second of steps + evaluations", ...compareWithTrl(pairs.ours, pairs.peer) });
     }
     if (args.torch) {
       // eager already ran interleaved with train-ref; otherwise here, like compiled: 3 runs, the median

@@ -8,6 +8,7 @@ import { defineCommand } from "citty";
 import { runStrict } from "../lib/util/cli.ts";
 import { consola } from "consola";
 import { DEFAULT_MODEL_DIR, runDoctor } from "../lib/mlx/doctor.ts";
+import { prepareProcess } from "../lib/mlx/startup.ts";
 
 const log = consola.withTag("doctor");
 const CHECK_IDS = ["bun", "mlx", "device", "blas", "matmul", "memory", "model"];
@@ -20,6 +21,7 @@ const main = defineCommand({
     quiet: { type: "boolean", description: "one line when nothing fails", default: false },
   },
   async run({ args }) {
+    prepareProcess(); // the kernels and malloc the training scripts get (lib/mlx/startup.ts), so that it measures those
     const skip = args.skip.split(",").map((s) => s.trim()).filter(Boolean);
     const unknown = skip.filter((s) => !CHECK_IDS.includes(s));
     if (unknown.length) {

@@ -1,5 +1,6 @@
-// lib/mlx/allocator.ts: the scripts re-execute themselves under tcmalloc, and the programs they start
-// do not inherit it.
+// lib/mlx/allocator.ts through lib/mlx/startup.ts: the scripts re-execute themselves under tcmalloc,
+// and the programs they start do not inherit it. (The BLAS kernel choice of the same start-up:
+// test/blas.test.ts.)
 import { describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -9,16 +10,18 @@ import { activeAllocator, TCMALLOC_PATH } from "../lib/mlx/allocator.ts";
 const LINUX = process.platform === "linux";
 const reason = !LINUX ? "Linux only" : !existsSync(TCMALLOC_PATH) ? `${TCMALLOC_PATH} not installed (apt-get install -y libtcmalloc-minimal4)` : "";
 const ALLOCATOR = resolve(import.meta.dir, "../lib/mlx/allocator.ts");
+const STARTUP = resolve(import.meta.dir, "../lib/mlx/startup.ts");
 
-/** A script that calls useTcmalloc() and reports what it sees, run as `bun <script> <args>`. */
+/** A script that calls prepareProcess() and reports what it sees, run as `bun <script> <args>`. */
 function runProbe(args: string[], env: Record<string, string | undefined> = {}): Record<string, any> {
   const dir = mkdtempSync(join(tmpdir(), "alloc-test-"));
   const script = join(dir, "probe.ts");
   writeFileSync(script, `
-    import { activeAllocator, useTcmalloc } from ${JSON.stringify(ALLOCATOR)};
+    import { activeAllocator } from ${JSON.stringify(ALLOCATOR)};
+    import { prepareProcess } from ${JSON.stringify(STARTUP)};
     import { execSync } from "node:child_process";
     const before = activeAllocator();
-    useTcmalloc();
+    prepareProcess();
     console.log(JSON.stringify({ pid: process.pid, argv: process.argv.slice(2), allocator: activeAllocator(), before,
       childPreload: execSync("echo -n $LD_PRELOAD").toString() }));
   `);

@@ -47,4 +47,6 @@ test("benchTrainStep calls afterRun once after each timed run, outside the timin
   expect(calls).toEqual([0, 1, 2]);
   // 2 steps of 16 tokens in well under 300 ms on any machine: had the sleep been timed, < 107 tokens/s
   for (const t of r.runsTokensPerSec) expect(t).toBeGreaterThan(16 * 2 / 0.3);
+  expect(r.runsTokensPerCpuSec).toHaveLength(3); // the sleep uses no CPU either
+  for (const t of r.runsTokensPerCpuSec) expect(t).toBeGreaterThan(16 * 2 / 0.3);
 }, 30_000);

@@ -27,6 +27,42 @@ export function matmulPeakGflops(n = 1024, reps = 10): number {
   return (2 * n ** 3) / (best / 1000) / 1e9;
 }
 
+// The matmul shapes of a training step of the bundled base on one 8-row shard of SFT rows (~48
+// positions each): projections forward, a weight gradient (transposed operand), the output head at
+// supervised positions; and the 1024² square the doctor and MFU use.
+const SGEMM_SHAPES: { name: string; m: number; k: number; n: number; transposeA?: boolean }[] = [
+  { name: "1024x1024x1024", m: 1024, k: 1024, n: 1024 },
+  { name: "x.Wq 384x256x256", m: 384, k: 256, n: 256 },
+  { name: "x.Wup 384x256x688", m: 384, k: 256, n: 688 },
+  { name: "x.Wdown 384x688x256", m: 384, k: 688, n: 256 },
+  { name: "dWup 256x384x688 (Aᵀ)", m: 256, k: 384, n: 688, transposeA: true },
+  { name: "head 128x256x4096", m: 128, k: 256, n: 4096 },
+];
+
+/** One BLAS thread's fp32 matmul speed at training shapes, in GFLOP per second of CPU time (best of
+ * 3 batches of ~2 GFLOP): what the kernels do, nearly blind to other work on the machine. */
+export function sgemmPerCpuSecond(): Record<string, number> {
+  useBlasFor(2); // one thread per call, as while shards run side by side
+  const out: Record<string, number> = {};
+  for (const { name, m, k, n, transposeA } of SGEMM_SHAPES) {
+    const a = transposeA ? mx.random.normal([k, m]) : mx.random.normal([m, k]);
+    const b = mx.random.normal([k, n]);
+    const product = () => mx.matmul(transposeA ? mx.transpose(a) : a, b);
+    mx.eval(a, b, product());
+    const reps = Math.max(3, Math.round(2e9 / (2 * m * k * n)));
+    let best = 0;
+    for (let r = 0; r < 3; r++) {
+      const c0 = process.cpuUsage();
+      for (let i = 0; i < reps; i++) mx.eval(product());
+      const c = process.cpuUsage(c0);
+      best = Math.max(best, (2 * m * k * n * reps) / ((c.user + c.system) / 1e6) / 1e9);
+    }
+    out[name] = best;
+  }
+  useBlasFor(1);
+  return out;
+}
+
 /** Training FLOPs per token: 6N for the weights (forward + backward) plus attention scores and
  * values (12 · layers · T · heads · headDim), the PaLM appendix-B convention. */
 export function trainFlopsPerToken(c: LlamaConfig, seqLen: number): number {
@@ -37,6 +73,9 @@ export function trainFlopsPerToken(c: LlamaConfig, seqLen: number): number {
 export interface TrainBenchResult {
   tokensPerSec: number; // the median run's
   runsTokensPerSec: number[]; // every run's, in order
+  // Tokens per second of this process's CPU time (all threads), every run's: nearly blind to other
+  // work on a shared machine, so it compares kernels or libraries measured minutes apart.
+  runsTokensPerCpuSec: number[];
   stepMs: number; // median over measured steps
   mfu: number; // achieved FLOP/s over the measured matmul peak
   paddingFraction: number;
@@ -68,13 +107,14 @@ export async function benchTrainStep(
   for (let i = 0; i < warmup; i++) await trainer.step(batchAt(i).batch, 1e-4);
   const rssAtWarmupMB = rssMB();
   const times: number[] = [];
-  const perRun: { tokensPerSec: number; flopsPerSec: number }[] = [];
+  const perRun: { tokensPerSec: number; flopsPerSec: number; tokensPerCpuSec: number }[] = [];
   let padding = 0;
   let i = warmup;
   for (let r = 0; r < runs; r++) {
     let tokens = 0;
     let flops = 0;
     const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
     for (let s = 0; s < steps; s++, i++) {
       const { batch, tokens: n, paddingFraction } = batchAt(i);
       const t = performance.now();
@@ -85,7 +125,8 @@ export async function benchTrainStep(
       flops += n * trainFlopsPerToken(model.config, batch.inputs.shape[1]);
     }
     const secs = (performance.now() - t0) / 1000;
-    perRun.push({ tokensPerSec: tokens / secs, flopsPerSec: flops / secs });
+    const cpu = process.cpuUsage(cpu0);
+    perRun.push({ tokensPerSec: tokens / secs, flopsPerSec: flops / secs, tokensPerCpuSec: tokens / ((cpu.user + cpu.system) / 1e6) });
     await afterRun?.(r);
   }
   const rssAtEndMB = rssMB();
@@ -93,6 +134,7 @@ export async function benchTrainStep(
   return {
     tokensPerSec: mid.tokensPerSec,
     runsTokensPerSec: perRun.map((p) => Math.round(p.tokensPerSec)),
+    runsTokensPerCpuSec: perRun.map((p) => Math.round(p.tokensPerCpuSec)),
     stepMs: median(times),
     mfu: mid.flopsPerSec / (peakGflops * 1e9),
     paddingFraction: padding / (steps * runs),

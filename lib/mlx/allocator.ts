@@ -11,20 +11,16 @@
 // remedies measured less: transparent huge pages (`glibc.malloc.hugetlb=1`) +3%; a fixed mmap
 // threshold with a high trim threshold +4% but resident memory grew 46% over an SFT run.
 //
-// A malloc cannot be replaced inside a running process, so the scripts that train or generate call
-// `useTcmalloc()` first thing: it re-executes the same command (same pid, same arguments, through
-// execve) with LD_PRELOAD naming tcmalloc, and in the re-executed process takes tcmalloc out of
-// LD_PRELOAD again so the programs it starts (git, g++, Python) keep their own malloc.
-// `SFT_MLX_TCMALLOC=0` opts out.
+// A malloc cannot be replaced inside a running process, so the scripts that train or generate
+// re-execute themselves once at start (lib/mlx/startup.ts) with LD_PRELOAD naming tcmalloc, and in
+// the re-executed process take tcmalloc out of LD_PRELOAD again so the programs they start (git,
+// g++, Python) keep their own malloc. `SFT_MLX_TCMALLOC=0` opts out.
 import { existsSync, readFileSync } from "node:fs";
-import { DEBIAN_TRIPLE, execve, setCEnv } from "./libc.ts";
+import { DEBIAN_TRIPLE, setCEnv } from "./libc.ts";
 
 /** Debian's libtcmalloc-minimal4 (gperftools: malloc only, no profiler). */
 export const TCMALLOC_PATH = `/usr/lib/${DEBIAN_TRIPLE}/libtcmalloc_minimal.so.4`;
 export const FIX_TCMALLOC = "apt-get install -y libtcmalloc-minimal4";
-// Set for the re-executed process: if the preload did not take (the loader ignores a library it
-// cannot load), it must not re-execute again, and again.
-const REEXECUTED = "SFT_MLX_REEXECUTED";
 // tcmalloc prints a stack trace to stderr for every allocation above 1 GB by default; a 1B-parameter
 // checkpoint has single tensors that large. 1 TB: never.
 const REPORT_THRESHOLD = String(2 ** 40);
@@ -39,26 +35,23 @@ export function activeAllocator(): "tcmalloc" | "glibc" | "system" {
   }
 }
 
-/** Re-execute this script under tcmalloc when it is installed and not in use yet (Linux only); a
- * no-op otherwise. Call before any long-lived state exists: the process image is replaced. */
-export function useTcmalloc(): void {
-  if (process.platform !== "linux") return;
-  const reexecuted = process.env[REEXECUTED] !== undefined;
-  delete process.env[REEXECUTED]; // scripts this one starts decide for themselves
-  if (activeAllocator() === "tcmalloc") return forgetPreload(); // it has done its work
-  if (reexecuted || process.env.SFT_MLX_TCMALLOC === "0" || !existsSync(TCMALLOC_PATH)) return;
-  const env = {
+/** Whether a re-execution should preload tcmalloc: Linux, installed, not opted out, not in use. */
+export function wantTcmalloc(): boolean {
+  return process.platform === "linux" && activeAllocator() !== "tcmalloc" && process.env.SFT_MLX_TCMALLOC !== "0" && existsSync(TCMALLOC_PATH);
+}
+
+/** The environment that makes a re-executed process run on tcmalloc. */
+export function tcmallocEnv(env: Record<string, string | undefined>): Record<string, string | undefined> {
+  return {
     TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD: REPORT_THRESHOLD, // unless the user set it
-    ...process.env,
-    LD_PRELOAD: [TCMALLOC_PATH, process.env.LD_PRELOAD].filter(Boolean).join(":"),
-    [REEXECUTED]: "1",
+    ...env,
+    LD_PRELOAD: [TCMALLOC_PATH, env.LD_PRELOAD].filter(Boolean).join(":"),
   };
-  execve(process.execPath, [process.execPath, ...process.argv.slice(1)], env); // returns only on failure
 }
 
 /** Take tcmalloc out of LD_PRELOAD, leaving whatever else the user preloads, in Bun's environment and
  * in the C library's (MLX starts g++ through the latter). */
-function forgetPreload(): void {
+export function forgetPreload(): void {
   const rest = (process.env.LD_PRELOAD ?? "").split(":").filter((p) => p && p !== TCMALLOC_PATH).join(":");
   if (rest) process.env.LD_PRELOAD = rest;
   else delete process.env.LD_PRELOAD;

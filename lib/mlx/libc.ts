@@ -1,6 +1,6 @@
 // The C library, for the few things Bun does not expose: the environment that native code reads
 // (Bun's process.env is a copy), execve, mallopt. Linux with glibc; every caller handles its absence.
-import { dlopen, FFIType, ptr } from "bun:ffi";
+import { CString, dlopen, FFIType, ptr } from "bun:ffi";
 
 /** Debian's multiarch directory name: /usr/lib/<triple>/. x86_64 is the supported Linux; aarch64
  * follows the same layout. */
@@ -11,7 +11,12 @@ const SYMBOLS = {
   unsetenv: { args: [FFIType.ptr], returns: FFIType.i32 },
   execve: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   mallopt: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+  // glibc 2.34 and later: the dynamic loader's functions are in libc.so.6 itself
+  dlopen: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.ptr },
+  dlsym: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.ptr },
+  dladdr: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
 } as const;
+const RTLD_LAZY = 1;
 
 let lib: ReturnType<typeof dlopen<typeof SYMBOLS>> | undefined;
 
@@ -50,4 +55,23 @@ export function execve(path: string, argv: string[], env: Record<string, string 
   const envTable = table(Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`])));
   libc().execve(ptr(file), ptr(argvTable), ptr(envTable));
   void [keep, file];
+}
+
+/** The file that defines `symbol` for the library the loader finds as `soname` (loading it if it
+ * is not loaded yet): e.g. which file really serves libblas.so.3's cblas_sgemm. Null when the library
+ * or the symbol is not there. */
+export function dlLibraryOf(soname: string, symbol: string): string | null {
+  try {
+    const name = cstr(soname);
+    const handle = libc().dlopen(ptr(name), RTLD_LAZY);
+    if (!handle) return null;
+    const sym = cstr(symbol);
+    const addr = libc().dlsym(handle, ptr(sym));
+    if (!addr) return null;
+    const info = new BigUint64Array(4); // Dl_info: dli_fname, dli_fbase, dli_sname, dli_saddr
+    if (libc().dladdr(addr, ptr(info)) === 0 || info[0] === 0n) return null;
+    return new CString(Number(info[0]) as never).toString();
+  } catch {
+    return null; // no glibc (macOS, musl)
+  }
 }

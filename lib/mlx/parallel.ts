@@ -1,4 +1,4 @@
-// Spreading one batch's work over the CPU cores: one MLX stream per core, one OpenBLAS thread each.
+// Spreading one batch's work over the CPU cores: one MLX stream per core, one BLAS thread each.
 //
 // MLX runs the ops of a stream one after another on that stream's thread, and in this build its CPU
 // elementwise ops, reductions and softmax are single-threaded; only OpenBLAS matmuls use more than one
@@ -12,6 +12,7 @@ import { availableParallelism } from "node:os";
 import { dlopen, FFIType } from "bun:ffi";
 import { core as mx } from "@frost-beta/mlx";
 import { useOneMallocArena } from "./memory.ts";
+import { blasInfo } from "./blas.ts";
 
 const MAX_CPU_STREAMS = 8; // shards beyond this get too thin to keep a core busy
 
@@ -59,37 +60,49 @@ export function balance(sizes: number[], k: number): number[] {
 type BlasLib = { setThreads: (n: number) => void; getThreads: () => number };
 let blas: BlasLib | null | undefined;
 
-function openBlas(): BlasLib | null {
+// The thread setting of the BLAS that serves libblas.so.3 (lib/mlx/blas.ts): OpenBLAS's, or Intel
+// MKL's when it is the alternative selected. Debian's BLIS exports no thread setting from its
+// libblas.so.3 (BLIS_NUM_THREADS, read at start, decides there).
+function blasControl(): BlasLib | null {
   if (blas !== undefined) return blas;
   blas = null;
   if (process.platform !== "linux") return blas; // macOS: Accelerate, which MLX does not thread this way
+  const info = blasInfo();
   try {
-    // Already loaded by MLX through libblas.so.3 → libopenblas.so.0: dlopen returns that instance.
-    const lib = dlopen("libopenblas.so.0", {
-      openblas_set_num_threads: { args: [FFIType.i32], returns: FFIType.void },
-      openblas_get_num_threads: { args: [], returns: FFIType.i32 },
-    });
-    blas = { setThreads: (n) => lib.symbols.openblas_set_num_threads(n), getThreads: () => lib.symbols.openblas_get_num_threads() };
+    if (info?.kind === "openblas") {
+      // Already loaded by MLX: dlopen returns that instance.
+      const lib = dlopen(info.path, {
+        openblas_set_num_threads: { args: [FFIType.i32], returns: FFIType.void },
+        openblas_get_num_threads: { args: [], returns: FFIType.i32 },
+      });
+      blas = { setThreads: (n) => lib.symbols.openblas_set_num_threads(n), getThreads: () => lib.symbols.openblas_get_num_threads() };
+    } else if (info?.kind === "mkl") {
+      const lib = dlopen(info.path, {
+        MKL_Set_Num_Threads: { args: [FFIType.i32], returns: FFIType.void },
+        MKL_Get_Max_Threads: { args: [], returns: FFIType.i32 },
+      });
+      blas = { setThreads: (n) => lib.symbols.MKL_Set_Num_Threads(n), getThreads: () => lib.symbols.MKL_Get_Max_Threads() };
+    }
   } catch {
-    // not OpenBLAS (the doctor says which BLAS is in use): nothing to set
+    // a build without these symbols: nothing to set
   }
   return blas;
 }
 
 let defaultBlasThreads: number | null = null;
 
-/** Set OpenBLAS's threads for work spread over `streams` streams: one thread per call when several
- * shards run at once (their matmuls already run side by side), OpenBLAS's own default (one per core,
- * or OPENBLAS_NUM_THREADS) for work on one stream such as decoding (measured 274 vs 253 tokens/s). */
+/** Set the BLAS's threads for work spread over `streams` streams: one thread per call when several
+ * shards run at once (their matmuls already run side by side), its own default (OpenBLAS: one per
+ * core, or OPENBLAS_NUM_THREADS) for work on one stream such as decoding (measured 274 vs 253 tokens/s). */
 export function useBlasFor(streams: number): void {
-  const lib = openBlas();
+  const lib = blasControl();
   if (!lib) return;
   defaultBlasThreads ??= lib.getThreads();
   const want = streams > 1 ? 1 : defaultBlasThreads;
   if (lib.getThreads() !== want) lib.setThreads(want);
 }
 
-/** The number of OpenBLAS threads now, or null without OpenBLAS. */
+/** The number of BLAS threads now, or null when the BLAS has no thread setting here. */
 export function blasThreads(): number | null {
-  return openBlas()?.getThreads() ?? null;
+  return blasControl()?.getThreads() ?? null;
 }

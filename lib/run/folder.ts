@@ -7,6 +7,7 @@ import { execSync } from "node:child_process";
 import os from "node:os";
 import { activeAllocator } from "../mlx/allocator.ts";
 import { FileError, fsReason } from "../io/files.ts";
+import { blasRecord } from "../mlx/startup.ts";
 
 /** `YYYYMMDD-HHMMSS` in local time. */
 export function timestamp(d = new Date()): string {
@@ -62,6 +63,7 @@ export function machineInfo(device: string): Record<string, unknown> {
     bun: Bun.version,
     device,
     allocator: activeAllocator(), // tcmalloc when lib/mlx/allocator.ts could preload it
+    blas: blasRecord(), // the library, its kernels and who chose them (lib/mlx/startup.ts)
   };
 }
 
