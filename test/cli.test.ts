@@ -8,21 +8,12 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ArgsDef } from "citty";
-import { checkArgs, parseNumber, suggest, UsageError } from "../lib/util/cli.ts";
+import { checkArgs, parseNumber, suggest } from "../lib/util/cli.ts";
 import { cittyArgs, defaultsOf, flagOf, optionsFromFlags, type OptionSpec } from "../lib/util/options.ts";
 import { defaultSFTConfig, resolveSFTConfig, SFT_OPTIONS } from "../lib/train/config.ts";
 import { parseTrainFlags, readRunConfigFile, RUN_OPTIONS, TRAIN_ARGS, TRAIN_OPTIONS } from "../lib/sft/run-config.ts";
 import { PARAMS } from "../lib/sweep/params.ts";
-
-const usageError = (fn: () => unknown): string => {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof UsageError) return e.message;
-    throw e;
-  }
-  throw new Error("expected a UsageError");
-};
+import { usageError } from "./helpers/errors.ts";
 
 describe("numbers", () => {
   test.each([

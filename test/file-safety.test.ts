@@ -22,6 +22,7 @@ import { saveConversation } from "../lib/chat/save.ts";
 import { loadConversations } from "../lib/data/data.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
+import { chat, tinyRunFiles } from "./helpers/tiny-run.ts";
 
 setDefaultTimeout(180_000); // ms: child processes train and probe a tiny model; a loaded 2-core machine is slow
 const PROJECT = resolve(import.meta.dir, "..");
@@ -35,20 +36,7 @@ afterAll(() => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-const chat = (user: string, assistant: string) => ({ messages: [{ role: "user", content: user }, { role: "assistant", content: assistant }] });
-const write = (name: string, value: unknown) => {
-  const path = join(tmp, name);
-  writeFileSync(path, typeof value === "string" || value instanceof Uint8Array ? value : JSON.stringify(value));
-  return path;
-};
-const data = write("train.json", [
-  chat("What is the capital of France?", "The capital of France is Paris."),
-  chat("How many legs does a spider have?", "A spider has eight legs."),
-  chat("Write one sentence about the sea.", "The sea is wide, deep and always moving."),
-  chat("Who was tired of sitting by her sister?", "Alice was."),
-]);
-const evalData = write("eval.json", [chat("Where does the dog sleep?", "The dog sleeps in the sun.")]);
-const out = join(tmp, "runs");
+const { write, data, evalData, out } = tinyRunFiles(tmp);
 const flags = (over: Partial<RunConfig> = {}) => ({ base, data, evalData, out, steps: 6, evalEvery: 3, batchSize: 2, maxSeqLen: 64, logEvery: 2, lr: 3e-3, probeTokens: 0, ...over });
 const config = (over: Partial<RunConfig> = {}) => resolveRunConfig({}, flags(over));
 const files = (dir: string) => (existsSync(dir) ? readdirSync(dir).sort() : []);

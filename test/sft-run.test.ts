@@ -2,7 +2,7 @@
 // checks that run before any folder exists, the run folder's files, interrupt and resume.
 //   bun test -t train_run
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hashCheckpoint, saveCheckpoint } from "../lib/model/checkpoint.ts";
@@ -14,6 +14,7 @@ import { executeRun, prepareRun } from "../lib/sft/run.ts";
 import { resumeRun } from "../lib/sft/resume.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
+import { chat, tinyRunFiles } from "./helpers/tiny-run.ts";
 
 setDefaultTimeout(60_000); // ms; bunfig's [test] timeout is not applied
 
@@ -24,20 +25,7 @@ const tok = tinyTokenizer();
 const readMetrics = (dir: string) => readRows(dir) as Record<string, any>[]; // rows of either type, for brevity
 const base = join(tmp, "base");
 saveCheckpoint(base, tinyModel(tok.vocabSize, { seed: 1 }), tok, { meta: { kind: "test-base" } });
-const chat = (user: string, assistant: string) => ({ messages: [{ role: "user", content: user }, { role: "assistant", content: assistant }] });
-const write = (name: string, value: unknown) => {
-  const path = join(tmp, name);
-  writeFileSync(path, typeof value === "string" ? value : JSON.stringify(value));
-  return path;
-};
-const data = write("train.json", [
-  chat("What is the capital of France?", "The capital of France is Paris."),
-  chat("How many legs does a spider have?", "A spider has eight legs."),
-  chat("Write one sentence about the sea.", "The sea is wide, deep and always moving."),
-  chat("Who was tired of sitting by her sister?", "Alice was."),
-]);
-const evalData = write("eval.json", [chat("Where does the dog sleep?", "The dog sleeps in the sun.")]);
-const out = join(tmp, "runs");
+const { write, data, evalData, out } = tinyRunFiles(tmp);
 
 /** A fast run: tiny steps, probes with 2-token replies. */
 const config = (over: Partial<RunConfig> = {}) =>

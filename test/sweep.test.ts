@@ -7,7 +7,6 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { UsageError } from "../lib/util/cli.ts";
 import { DEFAULT_NOISE, DEFAULT_TRAIN_DATA } from "../lib/util/paths.ts";
 import { loadConversations, loadNoiseTemplates, offPatternRate } from "../lib/data/data.ts";
 import { flagValue, splitArgs, withoutFlag } from "../lib/sweep/args.ts";
@@ -16,6 +15,7 @@ import { PARAMS, resolveParam } from "../lib/sweep/params.ts";
 import { buildPlan, readPlan, runData, TRAIN_FLAGS, trainArgs, writePlan, writeRunData, type SweepPlan } from "../lib/sweep/plan.ts";
 import { writeSweepReport } from "../lib/sweep/report.ts";
 import { runSweep, type Spawner } from "../lib/sweep/run.ts";
+import { usageError } from "./helpers/errors.ts";
 
 const TMP = mkdtempSync(join(tmpdir(), "sweep-test-"));
 afterAll(() => rmSync(TMP, { recursive: true, force: true }));
@@ -24,16 +24,6 @@ const freshDir = () => {
   const d = join(TMP, `sweep-${dirCount++}`);
   mkdirSync(d);
   return d;
-};
-
-const usageError = (fn: () => unknown): string => {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof UsageError) return e.message;
-    throw e;
-  }
-  throw new Error("expected a UsageError");
 };
 
 describe("values", () => {

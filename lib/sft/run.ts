@@ -28,7 +28,7 @@ import { writeSummary, type KindLoss, type ProbeStatus, type RunSummary } from "
 import { FileError, writeFileAtomic } from "../io/files.ts";
 import { readConfigFile, writeConfigFile, type Provenance } from "./config-file.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
-import { CHAT_TOKENS } from "../format/tokens.ts";
+import { ChatFormat } from "../format/chat-format.ts";
 import { loadLabeled, type LabeledConversation } from "../data/data.ts";
 import { courseSplit } from "../data/split.ts";
 import { truncateExamples } from "../data/batch.ts";
@@ -96,7 +96,7 @@ export async function loadRunInputs(cfg: RunConfig): Promise<RunInputs> {
     throw e;
   }
   let { model, tokenizer } = ckpt;
-  const missing = CHAT_TOKENS.filter((t) => !tokenizer.hasToken(t));
+  const missing = ChatFormat.missingTokens(tokenizer);
   let addedTokens: string[] = [];
   if (missing.length) {
     if (!cfg.addChatTokens) {

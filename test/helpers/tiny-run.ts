@@ -1,0 +1,24 @@
+// A tiny SFT run's data in a temporary folder: four training conversations, one held out, a writer
+// for the files a test adds, and where its runs go (test/sft-run.test.ts, test/file-safety.test.ts).
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+/** One exchange in the messages format. */
+export const chat = (user: string, assistant: string) => ({ messages: [{ role: "user", content: user }, { role: "assistant", content: assistant }] });
+
+export function tinyRunFiles(tmp: string) {
+  /** Write `tmp/name`: text or bytes as they are, anything else as JSON; returns the path. */
+  const write = (name: string, value: unknown): string => {
+    const path = join(tmp, name);
+    writeFileSync(path, typeof value === "string" || value instanceof Uint8Array ? value : JSON.stringify(value));
+    return path;
+  };
+  const data = write("train.json", [
+    chat("What is the capital of France?", "The capital of France is Paris."),
+    chat("How many legs does a spider have?", "A spider has eight legs."),
+    chat("Write one sentence about the sea.", "The sea is wide, deep and always moving."),
+    chat("Who was tired of sitting by her sister?", "Alice was."),
+  ]);
+  const evalData = write("eval.json", [chat("Where does the dog sleep?", "The dog sleeps in the sun.")]);
+  return { write, data, evalData, out: join(tmp, "runs") };
+}
