@@ -89,8 +89,8 @@ describe("generation metrics", () => {
       { mode: "chat" as const, output: o({ text: "Paris.", stopReason: "end-token", tokens: 2 }) },
       { mode: "chat" as const, output: o({ text: "Sure! It is 12.", stopReason: "end-token", tokens: 6, repetition: 0.5 }) },
       { mode: "chat" as const, output: o({ text: "x <|user|> y", tokens: 96, leaked: true, repetition: 0.25 }) },
-      { mode: "chat" as const, output: o({ text: "Hope this helps!", tokens: 8 }) },
-      { mode: "raw" as const, output: o({ tokens: 96, outcome: "continued" }) },
+      { mode: "chat" as const, output: o({ text: "Hope this helps!", tokens: 8, memorised: true }) },
+      { mode: "raw" as const, output: o({ tokens: 96, outcome: "continued", memorised: true }) }, // raw replies never count
       { mode: "raw" as const, output: o({ tokens: 3, stopReason: "end-token", outcome: "answered" }) },
       { mode: "raw" as const, output: o({ tokens: 96, outcome: "continued" }) },
     ];
@@ -104,6 +104,8 @@ describe("generation metrics", () => {
       repetition: (0 + 0.5 + 0.25 + 0) / 4,
       offPattern: 2, // "Sure!" opener and "Hope this helps" closer
       offPatternRate: 0.5,
+      memorised: 1,
+      memorisedRate: 0.25,
       proseProbes: 3,
       continued: 2,
       continuationRate: 2 / 3,
@@ -208,7 +210,7 @@ describe("probe prompts", () => {
 describe("verdict", () => {
   const gm = (p: Partial<GenerationMetrics>): GenerationMetrics => ({
     chatProbes: 24, stops: 0, stopRate: 0, leaks: 0, roleLeakage: 0, meanLength: 96, repetition: 0.1, offPattern: 0, offPatternRate: 0,
-    proseProbes: 8, continued: 8, continuationRate: 1, answered: 0, answeredRate: 0, prefillProbes: 0, prefillCompleted: 0, prefillCompletedRate: 0, ...p,
+    memorised: 0, memorisedRate: 0, proseProbes: 8, continued: 8, continuationRate: 1, answered: 0, answeredRate: 0, prefillProbes: 0, prefillCompleted: 0, prefillCompletedRate: 0, ...p,
   });
   const score = (correct: number) => ({ correct, total: 30, accuracy: correct / 30, meanMargin: 0.5 });
   const prose = (baseLoss: number, sftLoss: number) => ({ baseLoss, sftLoss, delta: sftLoss - baseLoss, relative: (sftLoss - baseLoss) / baseLoss, ntoks: 1000, windows: 4, windowLen: 256 });
@@ -322,7 +324,7 @@ describe("probeRun on a tiny model", () => {
   test("same model as base and SFT: identical sides, zero deltas, plain JSON", async () => {
     const model = tinyModel(tok.vocabSize, { seed: 5 });
     const progress: string[] = [];
-    const report: ProbeReport = await probeRun({ base: model, sft: model, tokenizer: tok, probesPath, evalConversations, evalKinds: ["arithmetic"], seed: 0, maxTokens: 20, prosePath, retentionPath, onProgress: (m) => progress.push(m) });
+    const report: ProbeReport = await probeRun({ base: model, sft: model, tokenizer: tok, probesPath, evalConversations, evalKinds: ["arithmetic"], trainConversations: evalConversations, seed: 0, maxTokens: 20, prosePath, retentionPath, onProgress: (m) => progress.push(m) });
     expect(report.samples.map((s) => [s.id, s.mode])).toEqual([["q-fox", "chat"], ["i-sea", "chat"], ["p-alice", "raw"], ["f-sea", "prefill"], ["eval-0", "chat"]]);
     expect(report.settings).toMatchObject({ maxTokens: 20, temperature: 0, seed: 0, stopToken: "<|end|>", probePrompts: 4, evalPrompts: 1 });
     expect(report.base.prefillProbes).toBe(1);
@@ -341,6 +343,6 @@ describe("probeRun on a tiny model", () => {
 
   test("a bad path fails before any model runs", async () => {
     const model = tinyModel(tok.vocabSize, { seed: 5 });
-    await expect(probeRun({ base: model, sft: model, tokenizer: tok, probesPath: join(dir, "missing.json"), evalConversations: [], seed: 0 })).rejects.toThrow(/missing\.json: cannot read the probe file/);
+    await expect(probeRun({ base: model, sft: model, tokenizer: tok, probesPath: join(dir, "missing.json"), evalConversations: [], trainConversations: [], seed: 0 })).rejects.toThrow(/missing\.json: cannot read the probe file/);
   });
 });

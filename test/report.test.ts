@@ -13,7 +13,7 @@ import { barChart, escapeXml, formatTick, lineChart, niceTicks, scatter, seriesC
 
 const gm = (p: Partial<GenerationMetrics> = {}): GenerationMetrics => ({
   chatProbes: 3, stops: 0, stopRate: 0, leaks: 0, roleLeakage: 0, meanLength: 96, repetition: 0.1, offPattern: 0, offPatternRate: 0,
-  proseProbes: 1, continued: 1, continuationRate: 1, answered: 0, answeredRate: 0, prefillProbes: 0, prefillCompleted: 0, prefillCompletedRate: 0, ...p,
+  memorised: 0, memorisedRate: 0, proseProbes: 1, continued: 1, continuationRate: 1, answered: 0, answeredRate: 0, prefillProbes: 0, prefillCompleted: 0, prefillCompletedRate: 0, ...p,
 });
 const out = (p: Partial<ProbeOutput> = {}): ProbeOutput => ({ text: "and so on", stopReason: "max-tokens", tokens: 96, leaked: false, repetition: 0, offPattern: false, ...p });
 
@@ -22,7 +22,7 @@ const EVIL = `<script>alert("x")</script> & it said <|user|>`;
 /** A hand-made report whose replies hold chat markers, a script tag and backticks. */
 function report(): ProbeReport {
   return {
-    settings: { maxTokens: 96, temperature: 0, seed: 0, stopToken: "<|end|>", probesPath: "data/sft/probes.json", probePrompts: 3, evalPrompts: 1, prosePath: "p.txt", retentionPath: "r.json", noisePath: "n.json" },
+    settings: { maxTokens: 96, temperature: 0, seed: 0, stopToken: "<|end|>", probesPath: "data/sft/probes.json", probePrompts: 3, evalPrompts: 1, prosePath: "p.txt", retentionPath: "r.json", noisePath: "n.json", memorisedRun: 8, trainingAnswers: 154 },
     base: gm(),
     sft: gm({ stops: 2, stopRate: 2 / 3, leaks: 1, roleLeakage: 1 / 3, meanLength: 12 }),
     prose: { baseLoss: 3, sftLoss: 3.1, delta: 0.1, relative: 0.1 / 3, ntoks: 500, windows: 2, windowLen: 256 },
@@ -35,7 +35,9 @@ function report(): ProbeReport {
       { id: "q-capital", kind: "question", prompt: "What is the capital of France?", mode: "chat", base: out({ text: "What is the capital of Spain? <|user|>", leaked: true }), sft: out({ text: "Paris.", stopReason: "end-token", tokens: 2 }) },
       { id: "i-code", kind: "instruction", prompt: "Show ```code```", mode: "chat", base: out(), sft: out({ text: EVIL, leaked: true }) },
       { id: "p-once", kind: "prose", prompt: "Once upon a time", mode: "raw", base: out({ outcome: "continued" }), sft: out({ text: "", tokens: 0, stopReason: "end-token", outcome: "answered" }) },
-      { id: "eval-0", kind: "eval", prompt: "Name a colour.", mode: "chat", base: out(), sft: out({ text: "Red.", stopReason: "end-token", tokens: 2 }) },
+      { id: "eval-0", kind: "eval", prompt: "Name a colour.", mode: "chat", base: out(),
+        sft: out({ text: "Yes. It can be divided by 2 with nothing left over.", stopReason: "end-token", tokens: 14, memorised: true,
+          closest: { conversation: 7, turn: 1, answer: "Yes. It can be divided by 2 with nothing left over.", run: 14, runText: "It can be divided by 2", coverage: 1 } }) },
     ],
     verdict: "The fine-tuned model stops with <|end|> on 2 of 3 chat prompts (base: 0).",
   };
@@ -57,6 +59,12 @@ describe("samples.md", () => {
     expect(md).toContain("**SFT** — end-token, 2 tokens");
     expect(md).toContain("**SFT** — end-token, 0 tokens, answered\n\n*(empty reply)*");
     expect(md).toContain("| stop rate | 0/3 (0%) | 2/3 (67%) |");
+  });
+
+  test("the closest training answer beside a chat sample, the memorised reply flagged", () => {
+    expect(md).toContain("**SFT** — end-token, 14 tokens, memorised (14-token run)");
+    expect(md).toContain("*Closest training answer to the SFT reply* — training conversation 7 (message 1): 14-token run, 100% of the reply");
+    expect(md).toContain("| memorised | 0/3 (0%) | 0/3 (0%) |");
   });
 
   test("a prompt with a ``` run gets a longer fence", () => {
@@ -86,6 +94,11 @@ describe("report.html", () => {
     expect(html).not.toContain("<|user|>");
     expect(html).toContain("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; it said <mark>&lt;|user|&gt;</mark>");
     expect(html).toContain("&lt;/pre&gt;&lt;script&gt;");
+  });
+
+  test("the closest training answer beside the sample, its repeated run marked", () => {
+    expect(html).toContain("closest training answer to the SFT reply");
+    expect(html).toContain("Yes. <mark>It can be divided by 2</mark> with nothing left over.");
   });
 
   test("self-contained: inline SVG charts, no external assets or scripts", () => {

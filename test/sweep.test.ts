@@ -227,8 +227,8 @@ const generation = (rates: Record<string, number>) => ({
 });
 const score = (accuracy: number | null) => ({ correct: 0, total: 0, accuracy, meanMargin: null });
 const probes = (sft: Record<string, number>, extra: Record<string, unknown> = {}) => ({
-  settings: { maxTokens: 8, temperature: 0, seed: 0, stopToken: "<|end|>", probesPath: "p", probePrompts: 0, evalPrompts: 0, prosePath: "p", retentionPath: "r", noisePath: "n" },
-  base: generation({ stopRate: 0.05, roleLeakage: 0, offPatternRate: 0, continuationRate: 1, answeredRate: 0 }),
+  settings: { maxTokens: 8, temperature: 0, seed: 0, stopToken: "<|end|>", probesPath: "p", probePrompts: 0, evalPrompts: 0, prosePath: "p", retentionPath: "r", noisePath: "n", memorisedRun: 8, trainingAnswers: 154 },
+  base: generation({ chatProbes: 40, stopRate: 0.05, roleLeakage: 0, offPatternRate: 0, memorisedRate: 0, continuationRate: 1, answeredRate: 0 }),
   sft: generation(sft),
   prose: { baseLoss: 4, sftLoss: 4.2, delta: 0.2, relative: 0.05, ntoks: 0, windows: 0, windowLen: 0 },
   retention: { base: score(0.6), sft: score(0.55), items: [] },
@@ -360,7 +360,7 @@ describe("aggregation", () => {
   // whose summary lacks the probe fields and the eval losses (they come from metrics.jsonl).
   const dir = freshDir();
   const plan: SweepPlan = buildPlan({ param: "lr", values: ["1e-4", "3e-4", "1e-3", "3e-3"], passthrough: ["--steps", "30"] });
-  const sft = { stopRate: 0.9, roleLeakage: 0.05, offPatternRate: 0.1, continuationRate: 0.75, answeredRate: 0.25, prefillProbes: 2, prefillCompleted: 1, prefillCompletedRate: 0.5 };
+  const sft = { chatProbes: 40, stopRate: 0.9, roleLeakage: 0.05, offPatternRate: 0.1, memorisedRate: 0.3, continuationRate: 0.75, answeredRate: 0.25, prefillProbes: 2, prefillCompleted: 1, prefillCompletedRate: 0.5 };
   const script: Record<string, FakeRun> = {
     "lr-1e-4": { status: "completed", evals: [[10, 2.5], [20, 2.1], [30, 2.2]], summary: { bestEvalLoss: 2.1, finalEvalLoss: 2.2, bestStep: 20, wallSec: 61.24, probes: probes(sft) } },
     "lr-3e-4": { noFolder: true, exitCode: 1 },
@@ -372,11 +372,11 @@ describe("aggregation", () => {
     await runSweep(plan, dir, { spawn: fakeTrain(script, []) });
     const rows = collectRows(plan, dir);
     expect(toCSV(plan, rows).split("\n")).toEqual([
-      "lr,status,best_eval_loss,final_eval_loss,best_step,stop_rate,role_leakage,off_pattern_rate,prose_continued,prose_answered,prefill_completed,prose_loss,prose_loss_delta,prose_loss_relative,retention,wall_sec,dir",
-      `1e-4,completed,2.1,2.2,20,0.9,0.05,0.1,0.75,0.25,0.5,4.2,0.2,0.05,0.55,61.2,${plan.runs[0]!.dir}`,
-      "3e-4,failed,,,,,,,,,,,,,,,",
-      `1e-3,failed,2.4,2.4,10,,,,,,,,,,,20,${plan.runs[2]!.dir}`,
-      `3e-3,completed,2.9,3,20,0.5,,,,,,,,,,58,${plan.runs[3]!.dir}`,
+      "lr,status,best_eval_loss,final_eval_loss,best_step,stop_rate,role_leakage,off_pattern_rate,memorised,prose_continued,prose_answered,prefill_completed,prose_loss,prose_loss_delta,prose_loss_relative,retention,wall_sec,dir",
+      `1e-4,completed,2.1,2.2,20,0.9,0.05,0.1,0.3,0.75,0.25,0.5,4.2,0.2,0.05,0.55,61.2,${plan.runs[0]!.dir}`,
+      "3e-4,failed,,,,,,,,,,,,,,,,",
+      `1e-3,failed,2.4,2.4,10,,,,,,,,,,,,20,${plan.runs[2]!.dir}`,
+      `3e-3,completed,2.9,3,20,0.5,,,,,,,,,,,58,${plan.runs[3]!.dir}`,
       "",
     ]);
     expect(rows.map((r) => r.evalCurve.length)).toEqual([3, 0, 1, 3]);
@@ -385,18 +385,18 @@ describe("aggregation", () => {
 
   test("markdown: a base reference row, n/a for what is missing", () => {
     const md = markdownTable(plan, collectRows(plan, dir), baseNumbers(plan, dir)).split("\n");
-    expect(md[0]).toBe("| lr | status | best held-out loss | final held-out loss | stop rate | role leakage | off-pattern | prose continued | prose answered | prefill completed | prose loss | prose loss vs base | retention | wall |");
-    expect(md[2]).toBe("| base model | reference |  |  | 5% | 0% | 0% | 100% | 0% | n/a | 4.000 |  | 60% |  |"); // the base's prose loss: before SFT
-    expect(md[3]).toBe("| 1e-4 | completed | 2.100 @20 | 2.200 | 90% | 5% | 10% | 75% | 25% | 50% | 4.200 | +0.200 (+5.0%) | 55% | 0:01:01 |");
-    expect(md[4]).toBe("| 3e-4 | failed | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a |");
-    expect(md[6]).toBe("| 3e-3 | completed | 2.900 @20 | 3.000 | 50% | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | 0:00:58 |");
+    expect(md[0]).toBe("| lr | status | best held-out loss | final held-out loss | stop rate | role leakage | off-pattern | memorised | prose continued | prose answered | prefill completed | prose loss | prose loss vs base | retention | wall |");
+    expect(md[2]).toBe("| base model | reference |  |  | 5% | 0% | 0% | 0% | 100% | 0% | n/a | 4.000 |  | 60% |  |"); // the base's prose loss: before SFT
+    expect(md[3]).toBe("| 1e-4 | completed | 2.100 @20 | 2.200 | 90% | 5% | 10% | 30% | 75% | 25% | 50% | 4.200 | +0.200 (+5.0%) | 55% | 0:01:01 |");
+    expect(md[4]).toBe("| 3e-4 | failed | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a |");
+    expect(md[6]).toBe("| 3e-3 | completed | 2.900 @20 | 3.000 | 50% | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | 0:00:58 |");
   });
 
   test("report files: summary.md, summary.csv, report.html and the SVG plots", () => {
     const { files } = writeSweepReport(plan, dir);
     expect(files).toEqual([
       "summary.md", "summary.csv", "report.html", "loss-curves.svg", "best-eval-loss.svg", "final-eval-loss.svg",
-      "stop-rate.svg", "role-leakage.svg", "off-pattern-rate.svg", "prose-answered.svg", "prefill-completed.svg", "prose-loss.svg", "prose-loss-delta.svg", "retention.svg",
+      "stop-rate.svg", "role-leakage.svg", "off-pattern-rate.svg", "memorised.svg", "prose-answered.svg", "prefill-completed.svg", "prose-loss.svg", "prose-loss-delta.svg", "retention.svg",
     ]);
     for (const f of files) expect(existsSync(join(dir, f))).toBe(true);
     const html = readFileSync(join(dir, "report.html"), "utf8");

@@ -17,6 +17,7 @@ import { categoryMetrics, describeOutput, generationMetrics } from "./metrics.ts
 import { proseLoss } from "./prose.ts";
 import { loadRetentionItems, retentionProbe } from "./retention.ts";
 import { verdictText } from "./verdict.ts";
+import { isMemorised, MEMORISED_RUN, TrainingAnswers } from "./memorisation.ts";
 import type { ProbeReport, ProbeSample } from "./types.ts";
 import { ChatFormat } from "../format/chat-format.ts";
 
@@ -29,6 +30,7 @@ export interface ProbeRunOptions {
   probesPath: string; // data/sft/probes.json layout
   evalConversations: Conversation[]; // their first user prompts join the chat probes
   evalKinds?: (string | undefined)[]; // each eval conversation's data "kind": reported per category
+  trainConversations: Conversation[]; // the memorisation probe compares chat replies with their answers
   seed: number;
   maxTokens?: number;
   temperature?: number; // 0 = greedy, the default: differences come from the weights, not the dice
@@ -47,6 +49,7 @@ export async function probeRun({
   probesPath,
   evalConversations,
   evalKinds = [],
+  trainConversations,
   seed,
   maxTokens = DEFAULT_PROBE_TOKENS,
   temperature = 0,
@@ -62,6 +65,13 @@ export async function probeRun({
   const chat = ChatFormat.of(tokenizer);
   const reply = { maxTokens, temperature, seed, stopIds: chat.trainedStopIds };
   const template = new ChatTemplate();
+  const answers = new TrainingAnswers(trainConversations, tokenizer);
+  const describe = (gen: Parameters<typeof describeOutput>[0], mode: ProbeSample["mode"]) => {
+    const out = describeOutput(gen, mode, chat, detectors);
+    if (mode !== "chat") return out;
+    const closest = answers.closest(out.text);
+    return { ...out, closest, memorised: isMemorised(closest) };
+  };
 
   const samples: ProbeSample[] = [];
   for (const [i, prompt] of prompts.entries()) {
@@ -71,8 +81,8 @@ export async function probeRun({
     const sftGen = await generateReply(sft, tokenizer, ids, reply);
     samples.push({
       ...prompt,
-      base: describeOutput(baseGen, prompt.mode, chat, detectors),
-      sft: describeOutput(sftGen, prompt.mode, chat, detectors),
+      base: describe(baseGen, prompt.mode),
+      sft: describe(sftGen, prompt.mode),
     });
     await releaseMemory();
   }
@@ -101,6 +111,8 @@ export async function probeRun({
       prosePath: shown(prosePath),
       retentionPath: shown(retentionPath),
       noisePath: shown(noisePath),
+      memorisedRun: MEMORISED_RUN,
+      trainingAnswers: answers.size,
     },
     base: metricsOf("base"),
     sft: metricsOf("sft"),

@@ -92,6 +92,7 @@ export function generationMetrics(replies: { mode: ProbeMode; output: ProbeOutpu
   const offPatternShare = offPatternRate(chat.map((o) => o.text), detectors);
   const continued = prose.filter((o) => o.outcome === "continued").length;
   const answered = prose.filter((o) => o.outcome === "answered").length;
+  const memorised = chat.filter((o) => o.memorised).length;
   return {
     chatProbes: chat.length,
     stops,
@@ -102,6 +103,8 @@ export function generationMetrics(replies: { mode: ProbeMode; output: ProbeOutpu
     repetition: mean(chat.map((o) => o.repetition)),
     offPattern: Math.round(offPatternShare * chat.length),
     offPatternRate: offPatternShare,
+    memorised,
+    memorisedRate: share(memorised, chat.length),
     proseProbes: prose.length,
     continued,
     continuationRate: share(continued, prose.length),

@@ -3,7 +3,8 @@
 // by the sweep, and rendered by lib/report/ (samples.md, report.html).
 
 import type { StopReason } from "../generate/generate.ts";
-import { array, boolean, defaulted, int, literal, measure, object, optional, string, type Schema } from "../util/schema.ts";
+import { array, boolean, defaulted, int, literal, measure, nullable, object, optional, string, type Schema } from "../util/schema.ts";
+import type { ClosestAnswer } from "./memorisation.ts";
 
 /** A prompt from data/sft/probes.json. A "prefill" probe is a user prompt plus the start of the
  * assistant's reply (`prefill`): the prompt ends inside an assistant turn (the course's exercise 4). */
@@ -42,6 +43,8 @@ export interface ProbeOutput {
   repetition: number; // share of the reply's token 3-grams that repeat an earlier one
   offPattern: boolean; // matches a chat-filler detector (data/sft/noise.json)
   outcome?: ProseOutcome; // raw (prose) prompts only
+  closest?: ClosestAnswer | null; // chat prompts only: the training answer nearest the reply (lib/probes/memorisation.ts)
+  memorised?: boolean; // chat prompts only: the reply reproduces a training answer
 }
 
 /** A prompt with both models' replies. */
@@ -62,6 +65,8 @@ export interface GenerationMetrics {
   repetition: number; // mean share of repeated token 3-grams per chat reply
   offPattern: number; // chat replies matching a chat-filler detector
   offPatternRate: number;
+  memorised: number; // chat replies reproducing a training answer (lib/probes/memorisation.ts)
+  memorisedRate: number;
   proseProbes: number; // raw prose openings
   continued: number;
   continuationRate: number;
@@ -142,6 +147,8 @@ export interface ProbeSettings {
   prosePath: string;
   retentionPath: string;
   noisePath: string;
+  memorisedRun: number; // tokens of verbatim overlap with one training answer that count a reply as memorised
+  trainingAnswers: number; // assistant turns of the training data the replies were compared with
 }
 
 /** Everything `probeRun` measured; stored in summary.json under `probes`. */
@@ -161,7 +168,10 @@ export interface ProbeReport {
 
 const GENERATION_METRICS: Schema<GenerationMetrics> = object<GenerationMetrics>({
   chatProbes: int(0), stops: int(0), stopRate: measure(), leaks: int(0), roleLeakage: measure(), meanLength: measure(), repetition: measure(),
-  offPattern: int(0), offPatternRate: measure(), proseProbes: int(0), continued: int(0), continuationRate: measure(), answered: int(0), answeredRate: measure(),
+  offPattern: int(0), offPatternRate: measure(),
+  // absent in reports written before the memorisation probe existed
+  memorised: defaulted(int(0), 0), memorisedRate: defaulted(measure(), 0),
+  proseProbes: int(0), continued: int(0), continuationRate: measure(), answered: int(0), answeredRate: measure(),
   // absent in reports written before the prefill probes existed
   prefillProbes: defaulted(int(0), 0), prefillCompleted: defaulted(int(0), 0), prefillCompletedRate: defaulted(measure(), 0),
 });
@@ -169,6 +179,8 @@ const CATEGORY_NUMBERS: Schema<CategoryNumbers> = object<CategoryNumbers>({ stop
 const PROBE_OUTPUT: Schema<ProbeOutput> = object<ProbeOutput>({
   text: string(), stopReason: literal("end-token", "max-tokens", "stop-string", "context", "interrupted"), tokens: int(0), leaked: boolean(),
   repetition: measure(), offPattern: boolean(), outcome: optional(literal("continued", "answered", "short")),
+  closest: optional(nullable(object<ClosestAnswer>({ conversation: int(0), turn: int(0), answer: string(), run: int(0), runText: string(), coverage: measure() }))),
+  memorised: optional(boolean()),
 });
 const RETENTION_SCORE: Schema<RetentionScore> = object<RetentionScore>({ correct: int(0), total: int(0), accuracy: measure(), meanMargin: measure() });
 const RETENTION_PICK: Schema<RetentionPick> = object<RetentionPick>({ correct: boolean(), margin: measure(), pick: string() });
@@ -177,6 +189,7 @@ export const PROBE_REPORT: Schema<ProbeReport> = object<ProbeReport>({
   settings: object<ProbeSettings>({
     maxTokens: int(0), temperature: measure(), seed: int(), stopToken: string(), probesPath: string(), probePrompts: int(0), evalPrompts: int(0),
     prosePath: string(), retentionPath: string(), noisePath: string(),
+    memorisedRun: defaulted(int(0), 0), trainingAnswers: defaulted(int(0), 0),
   }),
   base: GENERATION_METRICS,
   sft: GENERATION_METRICS,

@@ -11,6 +11,7 @@ const USUAL_STOP = 0.5; // stop rate from which it "usually" ends its turn
 const NO_CHANGE = 0.02; // relative prose-loss change below which forgetting is negligible
 const CLEAR_FORGETTING = 0.1; // relative prose-loss rise from which forgetting is clear
 const FORMAT_SHIFT = 0.5; // stop-rate gain over the base that counts as a format change
+const MEMORISING = 0.1; // share of replies reproducing training answers from which the model "recites"
 const FACT_TOLERANCE = 0.05; // share of cloze items that may flip without counting as lost facts
 
 const pct = (x: number) => `${(100 * x).toFixed(Math.abs(x) < 0.1 ? 1 : 0)}%`;
@@ -33,6 +34,9 @@ export function verdictText({ base, sft, prose, retention }: Pick<ProbeReport, "
         ? `It writes a role marker inside ${sft.leaks} of ${n} replies (base: ${base.leaks}), inventing the next turn instead of stopping.`
         : `No reply holds a role marker (base: ${base.leaks} of ${n}).`,
     );
+    if (sft.memorised > 0 || base.memorised > 0) {
+      out.push(`${sft.memorised} of ${n} replies reproduce a training answer verbatim (base: ${base.memorised})${sft.memorisedRate > MEMORISING ? ": it recites its training data instead of answering" : ""}.`);
+    }
     if (sft.offPattern > 0 || base.offPattern > 0) {
       out.push(`${sft.offPattern} of ${n} replies use chat filler such as "Great question!" (base: ${base.offPattern}).`);
     }

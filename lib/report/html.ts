@@ -6,7 +6,7 @@ import { basename } from "node:path";
 import type { ProbeOutput, ProbeReport, ProbeSample } from "../probes/types.ts";
 import type { EvalRow, MetricsRow, TrainRow } from "../run/metrics.ts";
 import type { RunSummary } from "../run/summary.ts";
-import { categoryRows, metricRows, modeLabel, outputNote, settingsLine } from "./rows.ts";
+import { categoryRows, closestNote, metricRows, modeLabel, outputNote, settingsLine } from "./rows.ts";
 import { barChart, escapeXml as esc, lineChart } from "./svg.ts";
 
 export interface ReportInput {
@@ -77,6 +77,7 @@ function keyNumbers({ summary, metrics, probes }: ReportInput): string {
   cards.push(card(`${base.stops} → ${sft.stops} / ${sft.chatProbes}`, "stops with <|end|> (base → SFT)", sft.stopRate > base.stopRate ? "good" : ""));
   cards.push(card(`${sft.leaks} / ${sft.chatProbes}`, "SFT replies with a role marker", sft.leaks > 0 ? "bad" : "good"));
   cards.push(card(`${sft.continued} / ${sft.proseProbes}`, "prose openings continued (SFT)"));
+  cards.push(card(`${base.memorised} → ${sft.memorised} / ${sft.chatProbes}`, "replies reproducing a training answer (base → SFT)", sft.memorisedRate > 0.1 ? "bad" : ""));
   cards.push(card(`${prose.relative >= 0 ? "+" : "−"}${Math.abs(100 * prose.relative).toFixed(1)}%`, "held-out prose loss vs base", prose.relative > 0.02 ? "bad" : ""));
   cards.push(card(`${retention.base.correct} → ${retention.sft.correct} / ${retention.sft.total}`, "cloze facts right (base → SFT)"));
   cards.push(card(summary.wallTime, "wall time"));
@@ -99,9 +100,9 @@ function lossChart(metrics: MetricsRow[]): string {
 }
 
 function probeChart({ base, sft, retention }: ProbeReport): string {
-  const rates = (m: typeof base, r: typeof retention.base) => [m.stopRate, m.roleLeakage, m.offPatternRate, m.continuationRate, m.answeredRate, r.accuracy].map((x) => 100 * x);
+  const rates = (m: typeof base, r: typeof retention.base) => [m.stopRate, m.roleLeakage, m.offPatternRate, m.memorisedRate, m.continuationRate, m.answeredRate, r.accuracy].map((x) => 100 * x);
   return barChart({
-    categories: ["stop", "role\nleakage", "off-pattern", "prose\ncontinued", "prose\nanswered", "retention"],
+    categories: ["stop", "role\nleakage", "off-pattern", "memorised", "prose\ncontinued", "prose\nanswered", "retention"],
     series: [
       { name: "base", values: rates(base, retention.base) },
       { name: "SFT", values: rates(sft, retention.sft) },
@@ -125,11 +126,21 @@ function replyBlock(who: string, o: ProbeOutput): string {
   return `<div><div class="who">${esc(who)} <span class="note">${esc(outputNote(o))}</span></div><pre>${body}${stop}</pre></div>`;
 }
 
+/** The training answer nearest a reply (the memorisation probe), the repeated run marked. */
+function closestBlock(who: string, o: ProbeOutput): string {
+  const c = o.closest;
+  if (!c) return "<div></div>";
+  const at = c.run > 0 ? c.answer.indexOf(c.runText) : -1; // the run as text; absent when tokenization differs
+  const body = at < 0 ? esc(c.answer) : `${esc(c.answer.slice(0, at))}<mark>${esc(c.runText)}</mark>${esc(c.answer.slice(at + c.runText.length))}`;
+  return `<div><div class="who">closest training answer to the ${esc(who)} reply <span class="note${o.memorised ? " bad" : ""}">${esc(closestNote(c))}${o.memorised ? " — memorised" : ""}</span></div><pre>${body}</pre></div>`;
+}
+
 function sampleCard(s: ProbeSample): string {
+  const closest = s.mode === "chat" ? `<div class="pair">${closestBlock("base", s.base)}${closestBlock("SFT", s.sft)}</div>` : "";
   const category = s.category ? `<span class="tag">${esc(s.category)}</span>` : "";
   const prefill = s.prefill !== undefined ? `<div class="who">prefilled start of the reply</div><pre class="prompt">${esc(s.prefill)}</pre>` : "";
   return `<div class="sample" id="${esc(s.id)}"><h3>${esc(s.id)}<span class="tag">${esc(s.kind)}</span>${category}<span class="tag">${esc(modeLabel(s.mode))}</span></h3>` +
-    `<pre class="prompt">${esc(s.prompt)}</pre>${prefill}<div class="pair">${replyBlock("Base", s.base)}${replyBlock("SFT", s.sft)}</div></div>`;
+    `<pre class="prompt">${esc(s.prompt)}</pre>${prefill}<div class="pair">${replyBlock("Base", s.base)}${replyBlock("SFT", s.sft)}</div>${closest}</div>`;
 }
 
 /** Held-out prompts by their data "kind" (only when the eval data has kinds). */

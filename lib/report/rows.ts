@@ -3,6 +3,7 @@
 
 import { LOOPING } from "../probes/metrics.ts";
 import type { CategoryMetrics, GenerationMetrics, ProbeMode, ProbeOutput, ProbeReport } from "../probes/types.ts";
+import type { ClosestAnswer } from "../probes/memorisation.ts";
 
 export interface MetricRow {
   metric: string;
@@ -25,6 +26,7 @@ export function metricRows(r: ProbeReport): MetricRow[] {
     g("mean reply length", (m) => `${m.meanLength.toFixed(1)} tokens`, `limit ${r.settings.maxTokens}`),
     g("repetition", (m) => `${(100 * m.repetition).toFixed(1)}%`, "repeated token 3-grams per reply, mean"),
     g("off-pattern", (m) => ratio(m.offPattern, m.chatProbes), "chat replies with chat filler (noise detectors)"),
+    g("memorised", (m) => ratio(m.memorised, m.chatProbes), `chat replies repeating ${r.settings.memorisedRun}+ tokens of one training answer verbatim`),
     g("prose continued", (m) => ratio(m.continued, m.proseProbes), "raw prose openings continued for 16+ tokens"),
     g("prose answered", (m) => ratio(m.answered, m.proseProbes), "raw prose openings met with <|end|> or a role marker"),
     g("prefilled reply completed", (m) => ratio(m.prefillCompleted, m.prefillProbes), "replies begun in the prompt, continued and closed with <|end|>"),
@@ -49,8 +51,14 @@ export function outputNote(o: ProbeOutput): string {
   if (o.outcome) parts.push(o.outcome);
   if (o.leaked) parts.push("role marker");
   if (o.offPattern) parts.push("chat filler");
+  if (o.memorised) parts.push(`memorised (${o.closest!.run}-token run)`);
   if (o.repetition >= LOOPING) parts.push(`${pct(o.repetition)} repeated 3-grams`);
   return parts.join(", ");
+}
+
+/** "training answer 12 (message 1), 9-token run, 40% of the reply" — the closest training answer. */
+export function closestNote(c: ClosestAnswer): string {
+  return `training conversation ${c.conversation} (message ${c.turn}): ${c.run}-token run, ${pct(c.coverage)} of the reply`;
 }
 
 /** One line on how the probes were run. */

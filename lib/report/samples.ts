@@ -3,7 +3,7 @@
 // `<|end|>` and markdown-looking text show as written.
 
 import type { ProbeOutput, ProbeReport } from "../probes/types.ts";
-import { categoryRows, metricRows, modeLabel, outputNote, settingsLine } from "./rows.ts";
+import { categoryRows, closestNote, metricRows, modeLabel, outputNote, settingsLine } from "./rows.ts";
 
 /** A fenced block that no backtick run inside `text` can close early. */
 function fenced(text: string): string {
@@ -23,6 +23,12 @@ function reply(label: string, o: ProbeOutput): string {
   return `**${label}** — ${outputNote(o)}\n\n${body}`;
 }
 
+/** The training answer closest to a reply (the memorisation probe), with the repeated run. */
+function closest(label: string, o: ProbeOutput): string {
+  const c = o.closest!;
+  return `*Closest training answer to the ${label} reply* — ${closestNote(c)}; repeated: ${cell(JSON.stringify(c.runText))}\n\n${fenced(c.answer)}`;
+}
+
 /** The samples.md of a probe report (`evalLossByKind`: summary.json's held-out loss per kind). */
 export function samplesMarkdown(report: ProbeReport, evalLossByKind?: Record<string, { loss: number }>): string {
   const out: string[] = [];
@@ -37,6 +43,9 @@ export function samplesMarkdown(report: ProbeReport, evalLossByKind?: Record<str
     if (s.prefill !== undefined) out.push("Prefilled start of the reply:", "", fenced(s.prefill), "");
     out.push(reply("Base", s.base), "");
     out.push(reply("SFT", s.sft), "");
+    // The SFT reply's nearest training answer always; the base's only when it counts (a false positive).
+    if (s.sft.closest) out.push(closest("SFT", s.sft), "");
+    if (s.base.memorised && s.base.closest) out.push(closest("base", s.base), "");
   }
   out.push("## Metrics", "");
   out.push("| metric | base | SFT | note |", "| --- | --- | --- | --- |");

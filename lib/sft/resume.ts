@@ -67,6 +67,7 @@ async function probesOnly(runDir: string, cfg: Parameters<typeof prepareRun>[0],
   }
   log.info(`${shown(runDir)}: ${summary.status} at step ${summary.step}; running the probes it has not run`);
   const t0 = performance.now();
-  const held = loadRunData(cfg).eval; // --course-split: the same held-out set as the run's
-  return probe({ cfg, sft: sft.model, tokenizer: sft.tokenizer, addedTokens, evalConversations: held.map((c) => c.messages), evalKinds: held.map((c) => c.kind) }, runDir, summary, t0, summary.wallSec);
+  const data = loadRunData(cfg); // --course-split: the same held-out set as the run's
+  const held = data.eval;
+  return probe({ cfg, sft: sft.model, tokenizer: sft.tokenizer, addedTokens, trainConversations: data.train.map((c) => c.messages), evalConversations: held.map((c) => c.messages), evalKinds: held.map((c) => c.kind) }, runDir, summary, t0, summary.wallSec);
 }

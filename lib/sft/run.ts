@@ -270,7 +270,7 @@ export async function executeRun(p: PreparedRun, runDir: string, { resumed = fal
     return 130;
   }
   if (probeStatus === "pending") {
-    const code = await probe({ cfg, sft: p.model, tokenizer: p.tokenizer, addedTokens: p.addedTokens, evalConversations: p.evalConversations, evalKinds: p.evalKinds }, runDir, summary, t0, priorSec);
+    const code = await probe({ cfg, sft: p.model, tokenizer: p.tokenizer, addedTokens: p.addedTokens, trainConversations: p.trainConversations, evalConversations: p.evalConversations, evalKinds: p.evalKinds }, runDir, summary, t0, priorSec);
     if (code !== 0) return code;
   }
   const probed = probeStatus === "pending";
@@ -285,6 +285,7 @@ export interface ProbeInput {
   sft: LlamaModel;
   tokenizer: Tokenizer;
   addedTokens: string[];
+  trainConversations: Conversation[]; // the memorisation probe compares replies with their answers
   evalConversations: Conversation[];
   evalKinds: (string | undefined)[];
 }
@@ -323,7 +324,7 @@ export async function probe(input: ProbeInput, runDir: string, summary: RunSumma
     log.start(`probing base vs SFT (${cfg.probeTokens} tokens per reply)`);
     const tp = performance.now();
     const report = await probeRun({
-      base, sft: input.sft, tokenizer, probesPath: cfg.probes, evalConversations: input.evalConversations, evalKinds: input.evalKinds, seed: cfg.seed, maxTokens: cfg.probeTokens,
+      base, sft: input.sft, tokenizer, probesPath: cfg.probes, evalConversations: input.evalConversations, evalKinds: input.evalKinds, trainConversations: input.trainConversations, seed: cfg.seed, maxTokens: cfg.probeTokens,
       onProgress: (m) => process.stderr.isTTY && process.stderr.write(`\r\x1b[2K[probes] ${m}`),
     });
     if (process.stderr.isTTY) process.stderr.write("\r\x1b[2K");

@@ -19,6 +19,7 @@ export interface ProbeNumbers {
   stopRate?: number;
   roleLeakage?: number;
   offPatternRate?: number;
+  memorised?: number; // share of chat replies reproducing a training answer (lib/probes/memorisation.ts)
   proseContinued?: number; // share of raw prose openings continued (the format-collapse probe)
   proseAnswered?: number; // share answered instead
   prefillCompleted?: number; // share of prefilled assistant turns continued and closed with <|end|>
@@ -50,6 +51,7 @@ function probeNumbers(probes: ProbeReport, who: "base" | "sft"): ProbeNumbers {
     stopRate: num(m.stopRate),
     roleLeakage: num(m.roleLeakage),
     offPatternRate: num(m.offPatternRate),
+    memorised: probes.settings.trainingAnswers > 0 && m.chatProbes > 0 ? num(m.memorisedRate) : undefined, // before the probe existed, or no chat replies: n/a
     proseContinued: num(m.continuationRate),
     proseAnswered: num(m.answeredRate),
     prefillCompleted: m.prefillProbes > 0 ? num(m.prefillCompletedRate) : undefined, // no prefill probes (an older run): n/a
@@ -129,6 +131,7 @@ export const COLUMNS: Column[] = [
   { csv: "stop_rate", md: "stop rate", get: (r) => r.stopRate, csvDigits: 4, show: pct },
   { csv: "role_leakage", md: "role leakage", get: (r) => r.roleLeakage, csvDigits: 4, show: pct },
   { csv: "off_pattern_rate", md: "off-pattern", get: (r) => r.offPatternRate, csvDigits: 4, show: pct },
+  { csv: "memorised", md: "memorised", get: (r) => r.memorised, csvDigits: 4, show: pct },
   { csv: "prose_continued", md: "prose continued", get: (r) => r.proseContinued, csvDigits: 4, show: pct },
   { csv: "prose_answered", md: "prose answered", get: (r) => r.proseAnswered, csvDigits: 4, show: pct },
   { csv: "prefill_completed", md: "prefill completed", get: (r) => r.prefillCompleted, csvDigits: 4, show: pct },

@@ -27,6 +27,7 @@ const METRIC_PLOTS: MetricPlot[] = [
   { key: "stopRate", title: "Stop rate (replies ending with the end token)", yLabel: "share of chat probes", base: "stopRate" },
   { key: "roleLeakage", title: "Role leakage (a role marker inside a reply)", yLabel: "share of chat probes", base: "roleLeakage" },
   { key: "offPatternRate", title: "Off-pattern replies (chat filler)", yLabel: "share of chat probes", base: "offPatternRate" },
+  { key: "memorised", title: "Memorised replies (a training answer repeated)", yLabel: "share of chat probes", base: "memorised" },
   { key: "proseAnswered", title: "Format collapse: prose openings answered", yLabel: "share of prose probes", base: "proseAnswered" },
   { key: "prefillCompleted", title: "Prefilled assistant turns continued and closed", yLabel: "share of prefill probes", base: "prefillCompleted" },
   { key: "proseLoss", title: "Held-out prose loss (base: before SFT)", yLabel: "loss, nats/token", base: "proseLoss" },
