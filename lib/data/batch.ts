@@ -104,6 +104,14 @@ export function truncationWarnings({ cut, endLost }: Truncation, total: number, 
   return out;
 }
 
+/** Positions per row of a collated batch: its longest row after the shift, rounded up to
+ * `padMultiple`, capped at `maxSeqLen` (exactly `maxSeqLen` with `fixedLength`). */
+export function paddedLength(examples: SFTExample[], { maxSeqLen, padMultiple = 1, fixedLength = false }: Pick<CollateOptions, "maxSeqLen" | "padMultiple" | "fixedLength">): number {
+  if (fixedLength) return maxSeqLen;
+  const longest = Math.max(...examples.map((ex) => ex.ids.length - 1));
+  return Math.min(Math.ceil(longest / padMultiple) * padMultiple, maxSeqLen);
+}
+
 /** Shift, pad to the batch's longest row (rounded up to `padMultiple`, capped at `maxSeqLen`; or to
  * exactly `maxSeqLen` with `fixedLength`) and collate, as plain number arrays. */
 export function collateArrays(examples: SFTExample[], { maxSeqLen, padId, padMultiple = 1, fixedLength = false, truncate = false }: CollateOptions): CollatedArrays {
@@ -111,8 +119,7 @@ export function collateArrays(examples: SFTExample[], { maxSeqLen, padId, padMul
   if (!Number.isInteger(padMultiple) || padMultiple < 1) throw new Error(`padMultiple must be a positive integer, got \`${padMultiple}\``);
   if (truncate) examples = truncateExamples(examples, maxSeqLen).examples;
   checkLengths(examples, maxSeqLen);
-  const longest = Math.max(...examples.map((ex) => ex.ids.length - 1));
-  const T = fixedLength ? maxSeqLen : Math.min(Math.ceil(longest / padMultiple) * padMultiple, maxSeqLen);
+  const T = paddedLength(examples, { maxSeqLen, padMultiple, fixedLength });
   const inputs: number[][] = [];
   const targets: number[][] = [];
   const mask: number[][] = [];

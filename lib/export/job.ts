@@ -10,6 +10,7 @@ import { readRunConfigFile, resolveRunConfig, type RunConfig } from "../sft/run-
 import { loadRunInputs, type RunInputs } from "../sft/run.ts";
 import { fitsLength, iterateBatches } from "../data/batch.ts";
 import { saveCheckpoint } from "../model/checkpoint.ts";
+import { stepsForEpochs } from "../train/config.ts";
 import { gitCommit } from "../run/folder.ts";
 import type { Conversation, SFTExample } from "../format/types.ts";
 
@@ -55,6 +56,7 @@ export async function loadExportJob(cfg: RunConfig, runDir?: string): Promise<Ex
   const trainKept = keep(inputs.trainExamples);
   const evalKept = keep(inputs.evalExamples);
   const trainExamples = trainKept.map((i) => inputs.trainExamples[i]!);
+  if (cfg.epochs > 0) cfg = { ...cfg, steps: stepsForEpochs(cfg.epochs, trainExamples.length, cfg.batchSize) }; // as the trainer derives them
   const evalExamples = evalKept.map((i) => inputs.evalExamples[i]!);
   return {
     cfg, runDir, inputs,

@@ -59,18 +59,19 @@ export class FlatParams {
 }
 
 /** `valueAndGrad` of `loss(...inputs)` with respect to the model's trainable parameters, where
- * parameters and gradients cross the native boundary as flat arrays only. */
-export function flatValueAndGrad(
+ * parameters and gradients cross the native boundary as flat arrays only. A loss returning a list
+ * of arrays is differentiated through its first; the others come back as values (auxiliary sums). */
+export function flatValueAndGrad<V extends mx.array | mx.array[]>(
   flat: FlatParams,
-  loss: (...inputs: mx.array[]) => mx.array,
-): (params: mx.array[], ...inputs: mx.array[]) => [mx.array, mx.array[]] {
+  loss: (...inputs: mx.array[]) => V,
+): (params: mx.array[], ...inputs: mx.array[]) => [V, mx.array[]] {
   const inner = (params: mx.array[], ...inputs: mx.array[]) => {
     flat.write(params);
     return loss(...inputs);
   };
   const vg = mx.valueAndGrad(inner, 0);
   return (params, ...inputs) => {
-    const [value, grads] = vg(params, ...inputs) as unknown as [mx.array, mx.array[]];
+    const [value, grads] = vg(params, ...inputs) as unknown as [V, mx.array[]];
     if (!Array.isArray(grads) || grads.length !== params.length) {
       throw new Error(`flatValueAndGrad: expected ${params.length} gradients, got ${describe(grads)}`);
     }

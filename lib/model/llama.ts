@@ -173,8 +173,9 @@ class LlamaBody extends nn.Module {
     this.norm = new nn.RMSNorm(c.hiddenSize, c.rmsNormEps);
   }
 
-  override forward(ids: mx.array, caches?: LayerCache[]): mx.array {
+  override forward(ids: mx.array, caches?: LayerCache[], embedNoise?: mx.array): mx.array {
     let h = this.embedTokens.forward(ids); // [B, T, D]
+    if (embedNoise) h = mx.add(h, embedNoise); // NEFTune, training only: lib/train/neftune.ts
     const T = ids.shape[1]!;
     // A single new token attends to everything cached: no mask needed.
     const mask = T > 1 ? causalMask(T, firstPosition(caches?.[0]?.positions ?? 0), h.dtype) : null;
@@ -204,9 +205,10 @@ export class LlamaModel extends nn.Module {
     if (!config.tieWordEmbeddings) this.lmHead = new Linear(config.hiddenSize, config.vocabSize, false);
   }
 
-  /** Final hidden states [B, T, D] (before the output head). */
-  hidden(ids: mx.array, caches?: LayerCache[]): mx.array {
-    return this.model.forward(ids, caches);
+  /** Final hidden states [B, T, D] (before the output head). `embedNoise` [B, T, D] is added to the
+   * input embeddings (NEFTune's training-time noise; never given at evaluation or generation). */
+  hidden(ids: mx.array, caches?: LayerCache[], embedNoise?: mx.array): mx.array {
+    return this.model.forward(ids, caches, embedNoise);
   }
 
   /** Project hidden states to vocabulary logits: [..., D] -> [..., V]. */

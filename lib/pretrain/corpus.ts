@@ -4,7 +4,7 @@
 import { core as mx } from "@frost-beta/mlx";
 import { parseSpan, readSpan, type TextSpan } from "../tokenizer/sample-text.ts";
 import type { TextTokenizer } from "../tokenizer/types.ts";
-import { SPECIAL_TOKENS } from "../format/tokens.ts";
+import { packDocuments } from "../data/replay.ts";
 import { seededRandom } from "../util/random.ts";
 import { normalizeText } from "../tokenizer/normalize.ts";
 import { UsageError } from "../util/cli.ts";
@@ -15,10 +15,9 @@ export interface TokenStream {
   spans: TextSpan[];
 }
 
-const ENCODE_CHUNK = 1 << 16; // characters per encode call; cut at paragraph breaks
-
-/** Tokenize spans ("path" or "path:START-END") into one packed stream, separator between spans.
- * `maxBytes` caps how much text is read in total (evenly across spans). */
+/** Tokenize spans ("path" or "path:START-END") into one packed stream, separator between spans
+ * (packDocuments, shared with SFT's pretraining replay). `maxBytes` caps how much text is read in
+ * total (evenly across spans). */
 export async function tokenizeSpans(
   specs: string[],
   tokenizer: TextTokenizer,
@@ -26,33 +25,13 @@ export async function tokenizeSpans(
 ): Promise<TokenStream> {
   const spans = specs.map(parseSpan);
   const perSpan = maxBytes / spans.length;
-  const sep = tokenizer.tokenId(SPECIAL_TOKENS.doc);
-  const parts: number[][] = [];
-  let bytes = 0;
+  const texts: string[] = [];
   for (const span of spans) {
     let text = normalizeText(await readSpan(span));
     if (Number.isFinite(perSpan) && Buffer.byteLength(text) > perSpan) text = text.slice(0, perSpan);
-    for (let i = 0; i < text.length; ) {
-      let j = Math.min(text.length, i + ENCODE_CHUNK);
-      if (j < text.length) {
-        const para = text.lastIndexOf("\n\n", j);
-        if (para > i) j = para + 2;
-      }
-      const piece = text.slice(i, j);
-      parts.push(tokenizer.encode(piece));
-      bytes += Buffer.byteLength(piece);
-      onProgress?.(bytes);
-      i = j;
-    }
-    parts.push([sep]);
+    texts.push(text);
   }
-  const total = parts.reduce((n, p) => n + p.length, 0);
-  const tokens = new Int32Array(total);
-  let at = 0;
-  for (const p of parts) {
-    tokens.set(p, at);
-    at += p.length;
-  }
+  const { tokens, bytes } = packDocuments(texts, tokenizer, onProgress);
   return { tokens, bytes, spans };
 }
 

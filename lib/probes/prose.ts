@@ -10,6 +10,7 @@ import type { LlamaModel } from "../model/llama.ts";
 import type { TextTokenizer } from "../tokenizer/types.ts";
 import { ChatFormat } from "../format/chat-format.ts";
 import { padAndCollate } from "../data/batch.ts";
+import { proseExample } from "../data/replay.ts";
 import { normalizeText } from "../tokenizer/normalize.ts";
 import { maskedCrossEntropySum } from "../train/loss.ts";
 import { releaseMemory } from "../mlx/memory.ts";
@@ -41,11 +42,9 @@ export async function proseLoss(model: LlamaModel, tokenizer: TextTokenizer, tex
   let sum = 0;
   let ntoks = 0;
   for (let b = 0; b < starts.length; b += batchSize) {
-    // Each window as an example of n + 1 ids whose every target is scored; batch.ts shifts and pads.
-    const rows = starts.slice(b, b + batchSize).map((s) => {
-      const window = ids.slice(s, s + Math.min(windowLen, ids.length - 1 - s) + 1);
-      return { ids: window, mask: window.map((_, i) => (i === 0 ? 0 : 1)) };
-    });
+    // Each window as an example of n + 1 ids whose every target is scored (the same rows replay
+    // trains on); batch.ts shifts and pads.
+    const rows = starts.slice(b, b + batchSize).map((s) => proseExample(ids.slice(s, s + Math.min(windowLen, ids.length - 1 - s) + 1)));
     const batch = padAndCollate(rows, { maxSeqLen: windowLen, padId: pad });
     const logits = model.forward(batch.inputs); // [B, T, V]
     const [s, n] = maskedCrossEntropySum(logits, batch.targets, batch.mask);

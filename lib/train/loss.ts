@@ -9,14 +9,20 @@
 
 import { core as mx } from "@frost-beta/mlx";
 
-/** Sum of per-token cross-entropy over supervised positions, and the supervised-token count.
- * logits [B, T, V] (any float dtype; computed in float32), targets [B, T] int32, mask [B, T]. */
-export function maskedCrossEntropySum(logits: mx.array, targets: mx.array, mask: mx.array): [mx.array, mx.array] {
+/** Per-position cross-entropy, unmasked: logits [B, T, V] (any float dtype; computed in float32),
+ * targets [B, T] int32 → [B, T] float32. */
+export function tokenCrossEntropy(logits: mx.array, targets: mx.array): mx.array {
   const lf = logits.astype(mx.float32); // logsumexp in float32: bf16 logits lose the small differences
   const lse = mx.logsumexp(lf, -1); // [B, T]
   const picked = mx.squeeze(mx.takeAlongAxis(lf, mx.expandDims(targets, -1), -1), -1); // [B, T]
+  return mx.subtract(lse, picked);
+}
+
+/** Sum of per-token cross-entropy over supervised positions, and the supervised-token count.
+ * logits [B, T, V] (any float dtype; computed in float32), targets [B, T] int32, mask [B, T]. */
+export function maskedCrossEntropySum(logits: mx.array, targets: mx.array, mask: mx.array): [mx.array, mx.array] {
   const m = mask.astype(mx.float32);
-  const ce = mx.multiply(mx.subtract(lse, picked), m); // [B, T], 0 where unsupervised
+  const ce = mx.multiply(tokenCrossEntropy(logits, targets), m); // [B, T], 0 where unsupervised
   return [mx.sum(ce), mx.sum(m)];
 }
 

@@ -21,11 +21,13 @@ export type TrainStatus = (typeof TRAIN_STATUSES)[number];
 
 export interface StepMetrics {
   step: number; // optimizer steps taken so far (a skipped batch does not take one)
-  loss: number; // mean CE over supervised targets, nats/token (token-weighted over a window)
+  loss: number; // mean CE over the conversations' supervised targets, nats/token (token-weighted over a window)
+  proseLoss?: number; // mean CE over the replay rows' targets, nats/token (only with replay)
   lr: number;
   gradNorm: number; // global norm before clipping
-  ntoks: number; // supervised targets
-  tokens: number; // positions in the batch, padding included
+  ntoks: number; // the conversations' supervised targets
+  proseNtoks: number; // the replay rows' targets (0 without replay); they train alongside, token-weighted
+  tokens: number; // positions in the batch, padding and replay rows included
   paddingFraction: number;
   tokensPerSec: number; // tokens (padding included) per second of stepping
   skipped: boolean; // the batch had no supervised targets and was not stepped on
@@ -61,7 +63,9 @@ export interface StateFile {
 }
 
 const STEP_METRICS: Schema<StepMetrics> = object<StepMetrics>({
-  step: int(0), loss: measure(), lr: measure(), gradNorm: measure(), ntoks: int(0), tokens: int(0),
+  step: int(0), loss: measure(), proseLoss: optional(measure()), lr: measure(), gradNorm: measure(), ntoks: int(0),
+  proseNtoks: defaulted(int(0), 0), // absent in states written before replay existed
+  tokens: int(0),
   paddingFraction: measure(), tokensPerSec: measure(), skipped: boolean(),
 });
 const EVAL_RECORD: Schema<EvalRecord> = object<EvalRecord>({ step: int(0), evalLoss: measure(), ntoks: int(0) });

@@ -2,7 +2,7 @@
 // graph over flat arrays (see autodiff.ts), with the memory policy applied after every step.
 import { core as mx } from "@frost-beta/mlx";
 import type { LlamaModel } from "../model/llama.ts";
-import { maskedCrossEntropy, maskedCrossEntropySum } from "./loss.ts";
+import { maskedCrossEntropy, tokenCrossEntropy } from "./loss.ts";
 import { releaseMemory } from "../mlx/memory.ts";
 import { balance, computeStreams, shardRanges, useBlasFor } from "../mlx/parallel.ts";
 import { compileFlat, FlatParams, flatValueAndGrad } from "../mlx/autodiff.ts";
@@ -30,16 +30,17 @@ export interface StepBatch {
   inputs: mx.array;
   targets: mx.array;
   mask: mx.array;
+  /** [B, T] float32: the part of `mask` on replay rows (plain-text windows, lib/data/replay.ts). They
+   * train like every other row; their loss is also summed apart, for the log. Absent: none. */
+  prose?: mx.array;
+  /** [B, T, D] float32 added to the input embeddings: NEFTune (lib/train/neftune.ts), training only. */
+  noise?: mx.array;
 }
 
 export interface StepResult {
-  loss: number; // mean cross-entropy over supervised targets, nats/token
+  loss: number; // mean cross-entropy over all supervised targets (replay rows included), nats/token
   gradNorm: number; // global norm before clipping
-}
-
-/** Sum of masked cross-entropy over a batch (the supervised-token count travels separately). */
-export function batchLossSum(model: LlamaModel, inputs: mx.array, targets: mx.array, mask: mx.array): mx.array {
-  return maskedCrossEntropySum(model.forward(inputs), targets, mask)[0];
+  proseSum: number; // cross-entropy summed over the replay rows' targets (0 without replay), nats
 }
 
 /** Mean masked cross-entropy of the model on one batch (the training objective). */
@@ -47,39 +48,50 @@ export function batchLoss(model: LlamaModel, inputs: mx.array, targets: mx.array
   return maskedCrossEntropy(model.forward(inputs), targets, mask);
 }
 
-/** Sum of cross-entropy computed only at gathered positions: the output head and the softmax over
- * the vocabulary run on [N, D] rows instead of [B·T, D]. `positions` index the flattened [B·T]
- * batch; `weights` is 1 for real supervised positions and 0 for the padding that rounds N up. */
-export function sparseBatchLossSum(model: LlamaModel, inputs: mx.array, positions: mx.array, targets: mx.array, weights: mx.array): mx.array {
-  const h = model.hidden(inputs); // [B, T, D]
-  const [B, T, D] = h.shape;
-  const rows = mx.take(h.reshape([B * T, D]), positions, 0); // [N, D]
-  const n = positions.shape[0];
-  const logits = model.head(rows).reshape([1, n, -1]); // [1, N, V]
-  return maskedCrossEntropySum(logits, targets.reshape([1, n]), weights.reshape([1, n]))[0];
-}
-
 /** Rows [start, end) of a batch. */
 export function sliceRows(batch: StepBatch, [start, end]: [number, number]): StepBatch {
   const rows = (a: mx.array) => a.index(mx.Slice(start, end));
-  return { inputs: rows(batch.inputs), targets: rows(batch.targets), mask: rows(batch.mask) };
+  const out: StepBatch = { inputs: rows(batch.inputs), targets: rows(batch.targets), mask: rows(batch.mask) };
+  if (batch.prose) out.prose = rows(batch.prose);
+  if (batch.noise) out.noise = rows(batch.noise);
+  return out;
 }
 
-/** A batch's rows split into at most `shards` shards, each as the arrays `shardLossSum` takes:
- * [inputs, targets, mask], or with `sparseHead` [inputs, positions, targets, weights]. The last
- * array is always the one whose sum is the shard's supervised-token count. */
+/** A batch's rows split into at most `shards` shards, each as the arrays `shardLossSums` takes:
+ * [inputs, (noise,) targets, prose, mask], or with `sparseHead` [inputs, (noise,) positions,
+ * targets, prose, weights]. The last array is always the one whose sum is the shard's
+ * supervised-token count; `prose` is zeros when the batch has no replay rows. */
 export function shardArrays(batch: StepBatch, shards: number, sparseHead: boolean): mx.array[][] {
   return shardRanges(batch.inputs.shape[0], shards).map((range) => {
     const shard = sliceRows(batch, range);
-    if (!sparseHead) return [shard.inputs, shard.targets, shard.mask];
+    const first = shard.noise ? [shard.inputs, shard.noise] : [shard.inputs];
+    if (!sparseHead) return [...first, shard.targets, shard.prose ?? mx.zerosLike(shard.mask), shard.mask];
     const g = gatherSupervised(shard);
-    return [shard.inputs, g.positions, g.targets, g.weights];
+    return [...first, g.positions, g.targets, g.prose, g.weights];
   });
 }
 
-/** Sum of cross-entropy over one shard's arrays (see shardArrays). */
-export function shardLossSum(model: LlamaModel, sparseHead: boolean, a: mx.array[]): mx.array {
-  return sparseHead ? sparseBatchLossSum(model, a[0]!, a[1]!, a[2]!, a[3]!) : batchLossSum(model, a[0]!, a[1]!, a[2]!);
+/** Cross-entropy sums over one shard's arrays (see shardArrays): [every supervised target, the
+ * replay rows' targets]. The first is the training objective; the second rides along for the log.
+ * With `sparseHead` the output head and the softmax run only at the gathered positions ([N, D]
+ * rows instead of [B·T, D]); `weights` is 0 for the padding that rounds N up. */
+export function shardLossSums(model: LlamaModel, sparseHead: boolean, noise: boolean, a: mx.array[]): [mx.array, mx.array] {
+  const [inputs, ...rest] = a as [mx.array, ...mx.array[]];
+  const embedNoise = noise ? rest.shift() : undefined;
+  let ce: mx.array; // per-target cross-entropy, [B, T] or [N]
+  if (sparseHead) {
+    const [positions, targets] = rest as [mx.array, mx.array];
+    const h = model.hidden(inputs, undefined, embedNoise); // [B, T, D]
+    const [B, T, D] = h.shape;
+    const n = positions.shape[0];
+    const rows = mx.take(h.reshape([B * T, D]), positions, 0); // [N, D]
+    ce = tokenCrossEntropy(model.head(rows).reshape([1, n, -1]), targets.reshape([1, n])).reshape([n]); // [N]
+  } else {
+    const logits = embedNoise ? model.head(model.hidden(inputs, undefined, embedNoise)) : model.forward(inputs); // [B, T, V]
+    ce = tokenCrossEntropy(logits, rest[0]!); // [B, T]
+  }
+  const [prose, weights] = rest.slice(-2) as [mx.array, mx.array];
+  return [mx.sum(mx.multiply(ce, weights)), mx.sum(mx.multiply(ce, prose))];
 }
 
 /** Sum of masked cross-entropy and the supervised-token count of a batch, its rows sharded over
@@ -90,7 +102,7 @@ export function shardedLossSum(model: LlamaModel, batch: StepBatch, { sparseHead
   useBlasFor(streams.length);
   const parts = shardArrays(batch, streams.length, sparseHead).map((a, i) => {
     using _ = mx.stream(streams[i]!);
-    return shardLossSum(model, sparseHead, a);
+    return shardLossSums(model, sparseHead, batch.noise !== undefined, a)[0];
   });
   const sum = parts.reduce((a, b) => mx.add(a, b));
   const ntoks = mx.sum(batch.mask);
@@ -100,17 +112,21 @@ export function shardedLossSum(model: LlamaModel, batch: StepBatch, { sparseHead
 
 const POSITION_MULTIPLE = 64; // gathered rows are padded to a multiple of this so compiled shapes repeat
 
-/** The supervised positions of a batch, found on the host from its mask. */
-export function gatherSupervised(batch: StepBatch): { positions: mx.array; targets: mx.array; weights: mx.array; ntoks: number } {
+/** The supervised positions of a batch, found on the host from its mask, with the replay rows'
+ * share of each (`prose`, 0 or 1). */
+export function gatherSupervised(batch: StepBatch): { positions: mx.array; targets: mx.array; prose: mx.array; weights: mx.array; ntoks: number } {
   const mask = batch.mask.tolist() as number[][];
   const targets = batch.targets.tolist() as number[][];
+  const proseMask = batch.prose ? (batch.prose.tolist() as number[][]) : null;
   const T = mask[0]?.length ?? 0;
   const pos: number[] = [];
   const tgt: number[] = [];
+  const prose: number[] = [];
   mask.forEach((row, b) => row.forEach((w, t) => {
     if (w > 0) {
       pos.push(b * T + t);
       tgt.push(targets[b][t]);
+      prose.push(proseMask ? proseMask[b]![t]! : 0);
     }
   }));
   const ntoks = pos.length;
@@ -119,8 +135,9 @@ export function gatherSupervised(batch: StepBatch): { positions: mx.array; targe
   while (pos.length < padded) {
     pos.push(0);
     tgt.push(0);
+    prose.push(0);
   }
-  return { positions: mx.array(pos, mx.int32), targets: mx.array(tgt, mx.int32), weights: mx.array(weights, mx.float32), ntoks };
+  return { positions: mx.array(pos, mx.int32), targets: mx.array(tgt, mx.int32), prose: mx.array(prose, mx.float32), weights: mx.array(weights, mx.float32), ntoks };
 }
 
 /** Build the compiled step for `model`. Call `step(batch, lr)` once per optimizer step; it updates
@@ -139,13 +156,16 @@ export class TrainStep {
   private readonly streams: mx.Stream[];
   /** Run the head and loss only at supervised positions (worth it when many positions are masked). */
   readonly sparseHead: boolean;
+  /** Every batch carries `noise` for the input embeddings (NEFTune); fixed per step, as it sets the arity. */
+  readonly embedNoise: boolean;
 
   constructor(
     readonly model: LlamaModel,
     readonly opt: OptimizerConfig = defaultOptimizerConfig(),
-    { compile = true, sparseHead = false, streams = computeStreams() }: { compile?: boolean; sparseHead?: boolean; streams?: mx.Stream[] } = {},
+    { compile = true, sparseHead = false, embedNoise = false, streams = computeStreams() }: { compile?: boolean; sparseHead?: boolean; embedNoise?: boolean; streams?: mx.Stream[] } = {},
   ) {
     this.sparseHead = sparseHead;
+    this.embedNoise = embedNoise;
     this.streams = streams;
     this.flat = new FlatParams(model);
     const params = this.flat.read();
@@ -154,12 +174,12 @@ export class TrainStep {
     const n = params.length;
     const decays = params.map((p) => p.ndim >= 2);
     const home = balance(params.map((p) => p.size), streams.length).map((i) => streams[i]!); // each parameter's stream
-    const perShard = sparseHead ? 4 : 3; // arrays per shard (see shardArrays)
-    const vg = flatValueAndGrad(this.flat, (...a) => shardLossSum(model, sparseHead, a));
+    const perShard = (sparseHead ? 5 : 4) + (embedNoise ? 1 : 0); // arrays per shard (see shardArrays)
+    const vg = flatValueAndGrad(this.flat, (...a) => shardLossSums(model, sparseHead, embedNoise, a));
     const { beta1, beta2, eps, weightDecay, gradClip } = opt;
 
     // args: [...params, ...m, ...v, ...shard 0, ...shard 1, ..., lr, t];
-    // returns [loss, gradNorm, ...params', ...m', ...v']
+    // returns [loss, gradNorm, proseSum, ...params', ...m', ...v']
     const update = (...args: mx.array[]): mx.array[] => {
       const p = args.slice(0, n);
       const m = args.slice(n, 2 * n);
@@ -167,13 +187,15 @@ export class TrainStep {
       const shardArgs = args.slice(3 * n, args.length - 2);
       const [lr, t] = args.slice(args.length - 2) as [mx.array, mx.array];
       const sums: mx.array[] = [];
+      const proseSums: mx.array[] = [];
       const counts: mx.array[] = [];
       const shardGrads: mx.array[][] = [];
       for (let s = 0; s * perShard < shardArgs.length; s++) {
         using _ = mx.stream(streams[s]!);
         const b = shardArgs.slice(s * perShard, (s + 1) * perShard);
-        const [sum, grads] = vg(p, ...b);
+        const [[sum, proseSum], grads] = vg(p, ...b);
         sums.push(sum);
+        proseSums.push(proseSum);
         counts.push(mx.sum(b[perShard - 1]!)); // the mask, or the weights
         shardGrads.push(grads);
       }
@@ -206,7 +228,7 @@ export class TrainStep {
         newM.push(mi);
         newV.push(vi);
       }
-      return [loss, gradNorm, ...newP, ...newM, ...newV];
+      return [loss, gradNorm, proseSums.reduce((a, b) => mx.add(a, b)), ...newP, ...newM, ...newV];
     };
     this.compiled = compile ? compileFlat(update) : update;
   }
@@ -220,6 +242,9 @@ export class TrainStep {
   async step(batch: StepBatch, lr: number): Promise<StepResult> {
     const n = this.flat.slots.length;
     this.t += 1;
+    if (this.embedNoise !== (batch.noise !== undefined)) {
+      throw new Error(`TrainStep was built ${this.embedNoise ? "with" : "without"} embedding noise, but the batch ${batch.noise ? "has" : "has no"} \`noise\``);
+    }
     useBlasFor(this.streams.length);
     const arrays = shardArrays(batch, this.streams.length, this.sparseHead).flat();
     const out = this.compiled(
@@ -230,13 +255,13 @@ export class TrainStep {
       mx.array(lr, mx.float32),
       mx.array(this.t, mx.float32),
     );
-    const [loss, gradNorm] = out;
-    const params = out.slice(2, 2 + n);
-    this.m = out.slice(2 + n, 2 + 2 * n);
-    this.v = out.slice(2 + 2 * n, 2 + 3 * n);
+    const [loss, gradNorm, proseSum] = out;
+    const params = out.slice(3, 3 + n);
+    this.m = out.slice(3 + n, 3 + 2 * n);
+    this.v = out.slice(3 + 2 * n, 3 + 3 * n);
     this.flat.write(params);
-    mx.eval(loss, gradNorm, ...params, ...this.m, ...this.v);
-    const result = { loss: loss.item() as number, gradNorm: gradNorm.item() as number };
+    mx.eval(loss, gradNorm, proseSum, ...params, ...this.m, ...this.v);
+    const result = { loss: loss.item() as number, gradNorm: gradNorm.item() as number, proseSum: proseSum.item() as number };
     await releaseMemory();
     return result;
   }

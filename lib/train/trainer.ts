@@ -10,13 +10,15 @@ import { learningRate } from "./schedule.ts";
 import { defaultOptimizerConfig, shardedLossSum, TrainStep } from "./step.ts";
 import { releaseMemory } from "../mlx/memory.ts";
 import { checkLengths, fitsLength, iterateBatches, padAndCollate, truncateExamples, truncationWarnings, type IndexBatch } from "../data/batch.ts";
-import { SFTConfigError, type SFTConfig } from "./config.ts";
+import { collateMixed, type ProseReplay } from "../data/replay.ts";
+import { SFTConfigError, stepsForEpochs, type SFTConfig } from "./config.ts";
+import { neftuneNoise } from "./neftune.ts";
 import type { SFTExample } from "../format/types.ts";
 import { readState, writeState, type EvalRecord, type History, type StepMetrics } from "./state.ts";
 import { ChatFormat } from "../format/chat-format.ts";
 import { collapseReason } from "./collapse.ts";
 
-export { defaultSFTConfig, resolveSFTConfig, SFTConfigError, type SFTConfig } from "./config.ts";
+export { defaultSFTConfig, resolveSFTConfig, SFTConfigError, stepsForEpochs, type SFTConfig } from "./config.ts";
 export { TRAIN_STATUSES, type EvalRecord, type History, type StepMetrics, type TrainStatus } from "./state.ts";
 
 const log = consola.withTag("sft");
@@ -27,8 +29,15 @@ export interface TrainerHooks {
   shouldStop?(): boolean; // polled before every step (Ctrl-C)
 }
 
+/** What the trainer may mix into its batches besides the conversations. */
+export interface TrainerExtras {
+  replay?: ProseReplay | null; // plain-text windows, `cfg.mixProse` of each batch's rows (lib/data/replay.ts)
+}
+
 export class SFTTrainer {
   readonly history: History;
+  readonly cfg: SFTConfig; // as given, with `steps` derived from `epochs` when that is set
+  readonly replay: ProseReplay | null;
   private readonly stepper: TrainStep;
   private readonly examples: SFTExample[];
   private readonly padId: number;
@@ -44,9 +53,11 @@ export class SFTTrainer {
     readonly model: LlamaModel,
     readonly tokenizer: TextTokenizer,
     train: SFTExample[],
-    readonly cfg: SFTConfig,
+    cfg: SFTConfig,
     private readonly hooks: TrainerHooks = {},
+    { replay = null }: TrainerExtras = {},
   ) {
+    this.cfg = cfg;
     const context = model.config.maxPositionEmbeddings;
     if (cfg.maxSeqLen > context) {
       throw new SFTConfigError(`maxSeqLen ${cfg.maxSeqLen} is longer than the model's context (${context}): use --max-seq-len ${context} or less`);
@@ -59,11 +70,16 @@ export class SFTTrainer {
     if (this.examples.every((ex) => ex.mask.slice(1).every((m) => m === 0))) {
       throw new Error(`none of the ${this.examples.length} training examples has a supervised target: check the loss mask (maskMode \`${cfg.maskMode}\`)`);
     }
+    if (cfg.epochs > 0) this.cfg = { ...cfg, steps: stepsForEpochs(cfg.epochs, this.examples.length, cfg.batchSize) };
+    if ((cfg.mixProse > 0) !== (replay !== null)) {
+      throw new SFTConfigError(cfg.mixProse > 0 ? `mixProse ${cfg.mixProse} needs replay text (--prose-data) to mix in` : "replay text was given but mixProse is 0: set --mix-prose");
+    }
+    this.replay = replay;
     this.padId = ChatFormat.of(tokenizer).pad; // weight 0 there by position anyway
     // weightDecay comes from the SFT config (0 unless set), not the pretraining default.
     // sparseHead: the output head and the softmax run only at supervised targets (about 60% of the
     // positions on the bundled data): same losses to the last digit, ~9% less time per step.
-    this.stepper = new TrainStep(model, { ...defaultOptimizerConfig(), weightDecay: cfg.weightDecay, gradClip: cfg.gradClip }, { sparseHead: true });
+    this.stepper = new TrainStep(model, { ...defaultOptimizerConfig(), weightDecay: cfg.weightDecay, gradClip: cfg.gradClip }, { sparseHead: true, embedNoise: cfg.neftuneAlpha > 0 });
     this.batches = this.newBatchIterator();
   }
 
@@ -72,33 +88,45 @@ export class SFTTrainer {
     return this.stepper.stepCount;
   }
 
+  /** Passes over the training conversations so far (batches drawn / batches per pass). */
+  get epochsDone(): number {
+    return this.batchesDrawn / Math.ceil(this.examples.length / this.cfg.batchSize);
+  }
+
   /** Learning rate at optimizer step `step` (1-based; default: the next step). */
   lr(step = this.step + 1): number {
     const { lr, warmup, steps, minLrRatio } = this.cfg;
     return learningRate({ lr, warmup, steps, minLrRatio }, step);
   }
 
-  /** One batch: draw, collate, step. A batch without supervised targets is skipped (warned and
-   * counted) rather than stepped on: its loss would be 0 with a zero gradient, but Adam's moments
-   * would still decay and the step counter advance, so it would silently shorten the schedule. */
+  /** One batch: draw, mix in the replay rows, collate, add NEFTune noise, step. A batch whose
+   * conversations have no supervised targets is skipped (warned and counted) rather than stepped
+   * on: its loss would be 0 with a zero gradient, but Adam's moments would still decay and the step
+   * counter advance, so it would silently shorten the schedule. */
   async trainStep(): Promise<StepMetrics> {
     this.trained = null;
     const { indices, examples } = this.batches.next().value as IndexBatch;
+    const index = this.batchesDrawn; // replay windows are a function of it: resume replays the same ones
     this.batchesDrawn += 1;
     const t0 = performance.now();
-    const batch = padAndCollate(examples, { maxSeqLen: this.cfg.maxSeqLen, padId: this.padId, padMultiple: this.cfg.padMultiple });
-    const tokens = batch.inputs.shape[0]! * batch.inputs.shape[1]!; // [B, T]
-    const base = { ntoks: batch.ntoks, tokens, paddingFraction: batch.paddingFraction };
+    const batch = collateMixed(examples, this.replay, index, { maxSeqLen: this.cfg.maxSeqLen, padId: this.padId, padMultiple: this.cfg.padMultiple });
+    const [B, T] = batch.inputs.shape as [number, number];
+    const sftNtoks = batch.ntoks - batch.proseNtoks;
+    const base = { ntoks: sftNtoks, proseNtoks: batch.proseNtoks, tokens: B * T, paddingFraction: batch.paddingFraction };
     let m: StepMetrics;
-    if (batch.ntoks === 0) {
+    if (sftNtoks === 0) {
       this.history.skippedBatches += 1;
       log.warn(`skipping a batch with no supervised tokens (examples ${indices.join(", ")}) at step ${this.step}`);
       m = { step: this.step, loss: 0, lr: this.lr(), gradNorm: 0, ...base, tokensPerSec: 0, skipped: true };
     } else {
       const lr = this.lr();
-      const { loss, gradNorm } = await this.stepper.step(batch, lr);
+      const noise = this.cfg.neftuneAlpha > 0 ? neftuneNoise([B, T, this.model.config.hiddenSize], this.cfg.neftuneAlpha, this.cfg.seed, this.step + 1) : undefined;
+      const { loss, gradNorm, proseSum } = await this.stepper.step(noise ? { ...batch, noise } : batch, lr);
       const secs = (performance.now() - t0) / 1000;
-      m = { step: this.step, loss, lr, gradNorm, ...base, tokensPerSec: tokens / secs, skipped: false };
+      // The step's loss is over every target; the conversations' part is what eval loss compares with.
+      const sftLoss = batch.proseNtoks ? (loss * batch.ntoks - proseSum) / sftNtoks : loss;
+      const prose = batch.proseNtoks ? { proseLoss: proseSum / batch.proseNtoks } : {};
+      m = { step: this.step, loss: sftLoss, ...prose, lr, gradNorm, ...base, tokensPerSec: (B * T) / secs, skipped: false };
     }
     this.history.train.push(m);
     return m;
@@ -300,14 +328,17 @@ export class SFTTrainer {
 function averageWindow(window: StepMetrics[]): StepMetrics {
   const sum = (f: (m: StepMetrics) => number) => window.reduce((a, m) => a + f(m), 0);
   const ntoks = sum((m) => m.ntoks);
+  const proseNtoks = sum((m) => m.proseNtoks);
   const tokens = sum((m) => m.tokens);
   const last = window[window.length - 1]!;
   return {
     step: last.step,
     loss: sum((m) => m.loss * m.ntoks) / ntoks,
+    ...(proseNtoks ? { proseLoss: sum((m) => (m.proseLoss ?? 0) * m.proseNtoks) / proseNtoks } : {}),
     lr: last.lr,
     gradNorm: sum((m) => m.gradNorm) / window.length,
     ntoks,
+    proseNtoks,
     tokens,
     paddingFraction: sum((m) => m.paddingFraction * m.tokens) / tokens,
     tokensPerSec: tokens / sum((m) => m.tokens / m.tokensPerSec),
