@@ -1,5 +1,6 @@
 // bun scripts/inspect.ts --data data/sft/instructions.json --index 3 [--ids] [--plain] [--shift-bug] [--input-view] [--base dir | --tokenizer path]
 //   bun scripts/inspect.ts --index 3 --shift-bug --tokenizer models/tokenizer-4096
+//   bun scripts/inspect.ts --batch 0 --mix-prose 0.25      (a training batch with its replay windows)
 //
 // Mask view of one conversation: each token marked by whether it is a supervised TARGET (what the
 // model is trained to predict at the position before it), read from the collated mask. Colour on
@@ -9,10 +10,12 @@
 
 import { defineCommand } from "citty";
 import { consola } from "consola";
-import { parseNumber, runStrict, UsageError } from "../lib/util/cli.ts";
-import { DEFAULT_BASE, DEFAULT_TRAIN_DATA } from "../lib/util/paths.ts";
+import { parseList, parseNumber, runStrict, UsageError } from "../lib/util/cli.ts";
+import { DEFAULT_BASE, DEFAULT_PROSE_SAMPLE, DEFAULT_TRAIN_DATA } from "../lib/util/paths.ts";
+import { defaultSFTConfig } from "../lib/train/config.ts";
+import { loadProseStream, MAX_MIX_PROSE, proseRowsPerBatch, ProseReplay } from "../lib/data/replay.ts";
 import { DataError, loadConversations } from "../lib/data/data.ts";
-import { VIEW_ARGS, viewConversation, viewOptionsFromArgs } from "../lib/data/inspect.ts";
+import { VIEW_ARGS, viewConversation, viewOptionsFromArgs, viewTrainingBatch } from "../lib/data/inspect.ts";
 import { loadCheckTokenizer, TOKENIZER_ARGS } from "../lib/data/selfcheck.ts";
 
 const log = consola.withTag("inspect");
@@ -22,6 +25,11 @@ const command = defineCommand({
   args: {
     data: { type: "string", default: DEFAULT_TRAIN_DATA, description: ".json/.jsonl conversation file" },
     index: { type: "string", default: "0", description: "conversation to show, counted from 0" },
+    batch: { type: "string", description: "show training batch N (from 0) instead, as the trainer draws it (with --batch-size, --seed, --mix-prose)" },
+    "batch-size": { type: "string", default: String(defaultSFTConfig().batchSize), description: "conversations per batch, for --batch" },
+    seed: { type: "string", default: String(defaultSFTConfig().seed), description: "batch order seed, for --batch" },
+    "mix-prose": { type: "string", default: String(defaultSFTConfig().mixProse), description: "replay share of each batch's rows, for --batch" },
+    "prose-data": { type: "string", default: DEFAULT_PROSE_SAMPLE, description: "replay text, comma-separated files, for --batch" },
     ...VIEW_ARGS,
     ...TOKENIZER_ARGS,
   },
@@ -29,8 +37,19 @@ const command = defineCommand({
     try {
       const convs = loadConversations(args.data);
       const index = parseNumber("index", args.index, { integer: true, min: 0, max: convs.length - 1 });
-      const { tokenizer } = await loadCheckTokenizer(args.tokenizer, args.base ?? DEFAULT_BASE);
-      console.log(viewConversation(tokenizer, convs[index]!, `${args.data} #${index}`, viewOptionsFromArgs(args)));
+      const { tokenizer, context } = await loadCheckTokenizer(args.tokenizer, args.base ?? DEFAULT_BASE);
+      if (args.batch === undefined) {
+        console.log(viewConversation(tokenizer, convs[index]!, `${args.data} #${index}`, viewOptionsFromArgs(args)));
+        return;
+      }
+      const batchSize = parseNumber("batch-size", args["batch-size"], { integer: true, positive: true });
+      const seed = parseNumber("seed", args.seed, { integer: true, min: 0 });
+      const mix = parseNumber("mix-prose", args["mix-prose"], { min: 0, max: MAX_MIX_PROSE });
+      const specs = parseList(args["prose-data"]);
+      const replay = mix > 0 ? new ProseReplay((await loadProseStream(specs, tokenizer)).tokens, proseRowsPerBatch(batchSize, mix), seed, specs.join(", ")) : null;
+      const batch = parseNumber("batch", args.batch, { integer: true, min: 0 });
+      const { padMultiple, maxSeqLen } = defaultSFTConfig();
+      console.log(viewTrainingBatch(tokenizer, convs, batch, { ...viewOptionsFromArgs(args), batchSize, seed, replay, padMultiple, maxSeqLen: Math.min(maxSeqLen, context ?? maxSeqLen) }));
     } catch (e) {
       if (!(e instanceof UsageError || e instanceof DataError)) throw e;
       log.error(e.message);

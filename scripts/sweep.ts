@@ -13,6 +13,7 @@ import { relative, resolve } from "node:path";
 import { flagKinds, parseNumber, runStrict, UsageError } from "../lib/util/cli.ts";
 import { DataError } from "../lib/data/data.ts";
 import { splitArgs } from "../lib/sweep/args.ts";
+import { SFT_PRESETS } from "../lib/train/config.ts";
 import { baseNumbers, markdownTable } from "../lib/sweep/aggregate.ts";
 import { PARAM_NAMES, PARAMS, PRESETS, resolveParam } from "../lib/sweep/params.ts";
 import { FINISHED } from "../lib/run/summary.ts";
@@ -26,7 +27,7 @@ const log = consola.withTag("sweep");
 const args = {
   param: { type: "string", description: `what to vary: ${PARAM_NAMES.map((p) => `${p} (${PARAMS[p].defaults.join(",")})`).join("; ")}` },
   values: { type: "string", description: "comma-separated values, instead of the parameter's defaults" },
-  preset: { type: "string", description: `a course exercise: ${Object.entries(PRESETS).map(([k, p]) => `${k} (= --param ${p.param})`).join(", ")}` },
+  preset: { type: "string", description: `a course exercise: ${Object.entries(PRESETS).map(([k, p]) => `${k} (= --param ${p.param})`).join(", ")}; or train.ts's ${Object.keys(SFT_PRESETS).join(", ")}, passed to every run` },
   resume: { type: "string", description: "continue runs/sweep-<time>-<param>: skip finished runs, rerun the rest" },
   out: { type: "string", default: "runs", description: "where the sweep folder goes" },
   name: { type: "string", description: "label of the sweep folder (default: the parameter or preset)" },
@@ -57,7 +58,10 @@ const command = defineCommand({
         plan = readPlan(sweepDir);
         log.info(`resuming \`${sweepDir}\`: ${plan.param} = ${plan.values.join(", ")}`);
       } else {
-        const { param, values, preset } = resolveParam({ param: str("param"), preset: str("preset"), values: str("values") });
+        // `--preset course` names train.ts's recipe, not a sweep exercise: every run gets it.
+        const trainPreset = str("preset") !== undefined && SFT_PRESETS[str("preset")!] ? str("preset") : undefined;
+        if (trainPreset) passthrough.push("--preset", trainPreset);
+        const { param, values, preset } = resolveParam({ param: str("param"), preset: trainPreset ? undefined : str("preset"), values: str("values") });
         const dataSeed = parseNumber("data-seed", str("data-seed") ?? DEFAULT_DATA_SEED, { integer: true, min: 0 });
         plan = buildPlan({ param: param.name, values, passthrough, preset, dataSeed });
         const data = runData(plan); // read and checked before the sweep folder exists

@@ -4,6 +4,7 @@
 //   bun scripts/train.ts --config my-run.json --lr 1e-4     (flags > config file > defaults)
 //   bun scripts/train.ts --data instructions.json --course-split   (the course notebook's data and split)
 //   bun scripts/train.ts --resume runs/<dir>                (continue an interrupted run)
+//   bun scripts/train.ts --preset course                    (the course's recipe: 500 steps, lr 3e-4, no replay, no noise)
 // Nothing is written until the flags, base, tokenizer and data have all been checked.
 import { prepareProcess } from "../lib/mlx/startup.ts";
 import { defineCommand } from "citty";
@@ -21,11 +22,11 @@ const command = defineCommand({
   async run({ args }) {
     try {
       const flags = parseTrainFlags(args); // options first: a bad value costs nothing
-      if (args.resume && Object.values(flags).some((v) => v !== undefined)) {
+      if (args.resume && (Object.values(flags).some((v) => v !== undefined) || args.preset !== undefined)) {
         throw new UsageError("--resume continues a run with its own config.json: drop the other options (start a new run to change them)");
       }
       const file = args.config ? readRunConfigFile(args.config) : {};
-      const cfg = args.resume ? null : resolveRunConfig(file, flags);
+      const cfg = args.resume ? null : resolveRunConfig(file, flags, args.preset);
       prepareProcess(); // tcmalloc, kernel flags: lib/mlx/startup.ts
       const doctor = await runDoctor({ quiet: true, skip: ["model"] }); // the base is checked by prepareRun, with a clearer message
       if (!doctor.ok) throw new UsageError("the environment is not ready: run the fix lines above (or `bun scripts/doctor.ts`)");

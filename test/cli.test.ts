@@ -110,9 +110,9 @@ describe("one table of options", () => {
     expect(defaultsOf(RUN_OPTIONS)).toMatchObject({ probeTokens: 96, name: "sft", addChatTokens: false, courseSplit: false, splitSeed: 13 });
   });
 
-  test("train.ts has one flag per option of the table, plus --config and --resume", () => {
+  test("train.ts has one flag per option of the table, plus --config, --resume and --preset", () => {
     const flags = Object.entries(TRAIN_OPTIONS).map(([k, s]) => flagOf(k, s as OptionSpec));
-    expect(Object.keys(TRAIN_ARGS).sort()).toEqual([...flags, "config", "resume"].sort());
+    expect(Object.keys(TRAIN_ARGS).sort()).toEqual([...flags, "config", "resume", "preset"].sort());
     expect(flags).toEqual(expect.arrayContaining(["steps", "lr", "mask", "eval-data", "max-seq-len", "group-by-length", "add-chat-tokens", "truncate", "course-split", "split-seed"]));
     expect(TRAIN_ARGS["drop-overlength"]).toMatchObject({ type: "boolean" });
     expect(TRAIN_ARGS.steps).toMatchObject({ type: "string", description: "optimizer steps (default: 500)" });

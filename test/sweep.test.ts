@@ -57,7 +57,7 @@ describe("values", () => {
     [{ param: "noise", values: "150" }, /<= 100, got `150`/],
     [{ param: "lr", values: "1e-4,1e-4" }, /lists `1e-4` twice/],
     [{ param: "lr", values: " , " }, /--values is empty/],
-    [{ param: "batch" }, /--param expects one of lr, steps, data-size, mask, noise, got `batch`/],
+    [{ param: "batch" }, /--param expects one of lr, steps, epochs, data-size, mask, noise, mix-prose, neftune, got `batch`/],
     [{}, /say what to vary: --param/],
     [{ preset: "collapse" }, /--preset expects one of format-collapse, prose-loss, unmasked-loss, data-size-10-50, plain-text-ce, prefilled-turn/],
     [{ preset: "prose-loss", param: "steps" }, /sweeps `lr`, but --param says `steps`/],

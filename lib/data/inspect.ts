@@ -8,7 +8,8 @@
 // instead of exposing it; `inputMarks` reproduces that view for comparison.
 
 import { type TextTokenizer } from "../tokenizer/types.ts";
-import { collateArrays, type CollatedArrays, type CollateOptions } from "./batch.ts";
+import { collateArrays, iterateBatches, type CollatedArrays, type CollateOptions } from "./batch.ts";
+import { mixRows, type ProseReplay } from "./replay.ts";
 import type { CollateFn, TemplateLike } from "./selfcheck.ts";
 import { ChatTemplate, type MaskMode } from "../format/template.ts";
 import type { Conversation, SFTExample } from "../format/types.ts";
@@ -151,6 +152,39 @@ export function viewConversation(tokenizer: TextTokenizer, conv: Conversation, l
       "this drawing makes the \\n after <|assistant|> look trained and <|end|> look untrained",
     );
   }
+  return out.join("\n");
+}
+
+export interface BatchViewOptions extends ViewOptions {
+  batchSize: number;
+  seed: number;
+  maxSeqLen: number;
+  padMultiple?: number;
+  maskMode?: MaskMode;
+  replay?: ProseReplay | null; // the run's replay: its windows follow the conversations, as in training
+}
+
+/** Training batch `index` (from 0) as the trainer draws it: its conversations in the seeded,
+ * length-grouped order, then its replay windows cut to their padded length; every row drawn with
+ * its target marks, replay rows marked on every token after the first. */
+export function viewTrainingBatch(tokenizer: TextTokenizer, convs: Conversation[], index: number, opts: BatchViewOptions): string {
+  const { batchSize, seed, maxSeqLen, padMultiple = 1, maskMode = "assistant", replay = null, ...view } = opts;
+  const template = new ChatTemplate();
+  const examples = convs.map((c) => template.renderWithMask(c, tokenizer, { maskMode }));
+  const batches = iterateBatches(examples, { batchSize, seed, groupByLength: true });
+  let drawn = batches.next().value!;
+  for (let i = 0; i < index; i++) drawn = batches.next().value!;
+  const { examples: rows, starts } = mixRows(drawn.examples, replay, index, { maxSeqLen, padMultiple });
+  const pad = ChatFormat.of(tokenizer).pad;
+  const c = collateArrays(rows, { maxSeqLen, padId: pad, padMultiple });
+  const T = c.inputs[0]!.length;
+  const out = [`batch ${index} (epoch ${drawn.epoch}): ${drawn.indices.length} conversations + ${starts.length} replay windows, ${rows.length} rows × ${T} positions, ` +
+    `${c.ntoks} supervised targets (${(100 * c.paddingFraction).toFixed(0)}% padding)`, maskLegend(view)];
+  rows.forEach((ex, r) => {
+    const label = r < drawn.indices.length ? `conversation ${drawn.indices[r]}` : `replay window at token ${starts[r - drawn.indices.length]} of ${replay!.source}`;
+    const marks = targetMarks(ex, pad);
+    out.push("", `── row ${r}: ${label}, ${ex.ids.length - 1} targets, ${marks.filter(Boolean).length} supervised`, formatMaskView(tokenizer, ex.ids, marks, view));
+  });
   return out.join("\n");
 }
 

@@ -22,10 +22,10 @@ export const MAX_PROSE_BYTES = 4_000_000; // text read from a recorded corpus (e
 const ENCODE_CHUNK = 1 << 16; // characters per encode call; cut at paragraph breaks
 
 /** Documents tokenized into one packed stream with the document separator after each, as the base
- * was pretrained (lib/pretrain/corpus.ts packs its corpus with this too). Texts are normalised
- * here, like the pretraining corpus. */
+ * was pretrained (lib/pretrain/corpus.ts packs its corpus with this too); a tokenizer without
+ * `<|endoftext|>` gets the documents back to back. Texts are normalised here, like the corpus. */
 export function packDocuments(texts: string[], tokenizer: TextTokenizer, onProgress?: (bytes: number) => void): { tokens: Int32Array; bytes: number } {
-  const sep = tokenizer.tokenId(SPECIAL_TOKENS.doc);
+  const sep = tokenizer.hasToken(SPECIAL_TOKENS.doc) ? [tokenizer.tokenId(SPECIAL_TOKENS.doc)] : [];
   const parts: number[][] = [];
   let bytes = 0;
   for (const raw of texts) {
@@ -42,7 +42,7 @@ export function packDocuments(texts: string[], tokenizer: TextTokenizer, onProgr
       onProgress?.(bytes);
       i = j;
     }
-    parts.push([sep]);
+    parts.push(sep);
   }
   const tokens = new Int32Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;

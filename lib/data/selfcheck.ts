@@ -15,6 +15,7 @@ import { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { type TextTokenizer } from "../tokenizer/types.ts";
 import { SPECIAL_TOKENS } from "../format/tokens.ts";
 import { collateArrays, overLengthFix, type CollatedArrays, type CollateOptions } from "./batch.ts";
+import { mixRows, type ProseReplay } from "./replay.ts";
 import { ChatTemplate, type MaskMode } from "../format/template.ts";
 import type { Conversation, Message, SFTExample } from "../format/types.ts";
 
@@ -36,6 +37,7 @@ export interface SelfCheckOptions {
   /** The chat script's prompt builder; default: `template.renderPromptIds`. */
   renderChatPrompt?: (history: Message[], tokenizer: TextTokenizer) => number[];
   collate?: CollateFn; // default: collateArrays from lib/data/batch.ts
+  replay?: ProseReplay | null; // pretraining replay: its windows are collated into the batches as the trainer mixes them
 }
 
 export interface CheckResult {
@@ -73,6 +75,7 @@ const CHECKS = {
   collate: "shift the mask with the ids, `mask[t] = example.mask[t + 1]`, and give padding mask 0 by position (lib/data/batch.ts collateArrays)",
   supervised: "a row with nothing to learn: give the conversation an assistant reply, or drop it",
   length: "a longer --max-seq-len (never above the model's context), --drop-overlength, or a shorter conversation (each row's own fix: overLengthFix)",
+  replay: "a replay window is plain text trained on every token: mask 1 on every id after the first, shifted and padded like any row (lib/data/replay.ts proseExample, mixRows)",
 } as const;
 type CheckName = keyof typeof CHECKS;
 
@@ -160,17 +163,35 @@ export function selfCheck(opts: SelfCheckOptions): SelfCheckResult {
     checkMask(ids, mask, spans, maskMode, (m) => fail("mask", i, m), show);
   });
 
-  // Collate as the trainer does, and check the shift and the padding row by row.
+  // Collate as the trainer does (replay windows after the conversations, cut to their padded
+  // length), and check the shift and the padding row by row.
+  let windows = 0;
   for (let b = 0; b < examples.length; b += COLLATE_BATCH) {
     const batch = examples.slice(b, b + COLLATE_BATCH);
-    const c = attempt(() => collate(batch.map((x) => x.ex), { maxSeqLen, padId }));
+    const mixed = attempt(() => mixRows(batch.map((x) => x.ex), opts.replay ?? null, b / COLLATE_BATCH, { maxSeqLen }));
+    if (typeof mixed === "string") {
+      fail("replay", undefined, `drawing replay windows for conversations ${batch.map((x) => x.index).join(", ")} threw: ${mixed}`);
+      continue;
+    }
+    const c = attempt(() => collate(mixed.examples, { maxSeqLen, padId }));
     if (typeof c === "string") {
-      fail("collate", batch[0]!.index, `collating conversations ${batch.map((x) => x.index).join(", ")} threw: ${c}`);
+      fail("collate", batch[0]!.index, `collating conversations ${batch.map((x) => x.index).join(", ")}${mixed.starts.length ? " with replay windows" : ""} threw: ${c}`);
       continue;
     }
     batch.forEach(({ index, ex }, r) => {
       const problem = checkRow(ex, c.inputs[r], c.targets[r], c.mask[r], maxSeqLen, show);
       if (problem) fail("collate", index, problem);
+    });
+    mixed.starts.forEach((start, k) => {
+      const ex = mixed.examples[batch.length + k]!;
+      const r = batch.length + k;
+      const unsupervised = ex.mask.findIndex((v, t) => v !== (t === 0 ? 0 : 1));
+      const problem = unsupervised >= 0
+        ? `mask ${ex.mask[unsupervised]} at position ${unsupervised}: ${unsupervised === 0 ? "the first id is never a target" : "every later id is a target"}`
+        : c.inputs[r]!.length !== ex.ids.length - 1 ? `${ex.ids.length - 1} targets in a batch of length ${c.inputs[r]!.length}: the window should fill the conversations' length exactly`
+        : checkRow(ex, c.inputs[r], c.targets[r], c.mask[r], maxSeqLen, show);
+      if (problem) fail("replay", undefined, `replay window at token ${start} (batch with conversations ${batch[0]!.index}..${batch.at(-1)!.index}): ${problem}`);
+      windows++;
     });
   }
   const messages = conversations.reduce((n, c) => n + c.length, 0);
@@ -185,6 +206,7 @@ export function selfCheck(opts: SelfCheckOptions): SelfCheckResult {
     collate: `${examples.length} rows in batches of ${COLLATE_BATCH}: mask[t] = example.mask[t+1], padding unsupervised`,
     supervised: `at least ${minSupervised === Infinity ? 0 : minSupervised} supervised targets per row`,
     length: `longest row ${stats.longest} ids = ${stats.longest - 1} targets <= max-seq-len ${maxSeqLen}`,
+    replay: opts.replay ? `${windows} replay windows mixed into the batches: every target supervised, as long as the conversations' rows` : "no replay (--mix-prose 0)",
   };
   return finish(failures, stats, passed, t0, maxSeqLen);
 }
@@ -211,7 +233,8 @@ export class SelfCheckError extends Error {
 
 /** One failure as a line: `conversation 4 [mask]: ...`. */
 export function formatFailure(f: SelfCheckFailure): string {
-  return `${f.conversation === undefined ? "tokenizer" : `conversation ${f.conversation}`} [${f.check}]: ${f.message}`;
+  const where = f.conversation !== undefined ? `conversation ${f.conversation}` : f.check === "replay" ? "replay" : "tokenizer";
+  return `${where} [${f.check}]: ${f.message}`;
 }
 
 export const DEFAULT_MAX_SEQ_LEN = 256; // the bundled base model's context, when the base has no config.json

@@ -53,6 +53,7 @@ export const TRL_TABLE = {
   splitSeed: { outside: "see courseSplit" },
   epochs: { outside: "already applied: the steps are epochs × ceil(rows / batch size), the batches drawn for them" },
   mixProse: refusedWhen((c) => c.mixProse > 0, "the run mixes pretraining replay rows into its batches (--mix-prose), which the exported job would not: export a run trained with --mix-prose 0 (e.g. --preset course), or --config a file with mixProse 0", "off: the batches hold conversations only"),
+  proseData: { outside: "the replay text of --mix-prose (see mixProse)" },
   neftuneAlpha: refusedWhen((c) => c.neftuneAlpha > 0, "the run adds NEFTune noise to the input embeddings (--neftune-alpha), which the exported job would not: export a run trained with --neftune-alpha 0", "off: no embedding noise"),
   out: { outside: "where the project puts run folders; train_trl.py writes to --output" },
 } satisfies MappingTable;

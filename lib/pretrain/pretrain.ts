@@ -224,7 +224,8 @@ export async function pretrain(cfg: PretrainConfig, runDir: string, { resume = f
   };
   writeJSON(join(runDir, "summary.json"), summary);
   if (status === "completed") {
-    saveCheckpoint(join(runDir, "checkpoint"), model, tokenizer, { meta: { kind: "base", preset: cfg.preset, ...summary } });
+    // The corpus spans travel with the base: SFT's replay (--mix-prose) defaults to them.
+    saveCheckpoint(join(runDir, "checkpoint"), model, tokenizer, { meta: { kind: "base", preset: cfg.preset, corpus: cfg.corpus, ...summary } });
   }
   await release();
   interrupt.dispose();

@@ -67,6 +67,7 @@ function keyNumbers({ summary, metrics, probes }: ReportInput): string {
   const evals = metrics.filter((m): m is EvalRow => m.type === "eval" && num(m.evalLoss) !== undefined);
   const cards: string[] = [];
   cards.push(card(String(summary.step), "steps"));
+  if (summary.epochs !== undefined) cards.push(card(summary.epochs.toFixed(Number.isInteger(summary.epochs) ? 0 : 1), "epochs (passes over the training data)"));
   if (train.length) cards.push(card(train.at(-1)!.loss.toFixed(3), "final train loss"));
   if (evals.length) {
     const best = evals.reduce((a, b) => (b.evalLoss < a.evalLoss ? b : a));
@@ -86,10 +87,12 @@ function keyNumbers({ summary, metrics, probes }: ReportInput): string {
 
 function lossChart(metrics: MetricsRow[]): string {
   const points = (values: [number, number | undefined][]) => values.filter((p): p is [number, number] => num(p[1]) !== undefined);
+  const prose = points(metrics.map((m) => [m.step, m.type === "train" ? m.proseLoss : undefined])); // replay rows, when the run mixed them in
   return lineChart({
     series: [
       { name: "train loss (supervised tokens)", points: points(metrics.map((m) => [m.step, m.type === "train" ? m.loss : undefined])) },
       { name: "held-out loss", points: points(metrics.map((m) => [m.step, m.type === "eval" ? m.evalLoss : undefined])) },
+      ...(prose.length ? [{ name: "train loss on replayed prose", points: prose }] : []),
     ],
     xLabel: "step",
     yLabel: "loss (nats/token)",

@@ -16,7 +16,9 @@ export const METRICS_FILE = "metrics.jsonl";
 export interface TrainRow {
   type: "train";
   step: number;
-  loss: number; // nats/token over supervised targets (SFT) or every target (pretraining)
+  loss: number; // nats/token over supervised targets (SFT: the conversations') or every target (pretraining)
+  proseLoss?: number; // SFT with replay (--mix-prose): nats/token over the replayed plain-text rows
+  proseNtoks?: number; // SFT with replay: their targets in the window
   lr: number;
   gradNorm?: number;
   tokensPerSec?: number;
@@ -40,7 +42,7 @@ export interface EvalRow {
 export type MetricsRow = TrainRow | EvalRow;
 
 const TRAIN_ROW: Schema<TrainRow> = object<TrainRow>({
-  type: literal("train"), step: int(0), loss: measure(), lr: finite(), gradNorm: optional(measure()), tokensPerSec: optional(measure()),
+  type: literal("train"), step: int(0), loss: measure(), proseLoss: optional(measure()), proseNtoks: optional(int(0)), lr: finite(), gradNorm: optional(measure()), tokensPerSec: optional(measure()),
   ntoks: optional(int(0)), tokens: optional(int(0)), paddingFraction: optional(measure()), tokensSeen: optional(int(0)), rssMB: optional(measure()),
 });
 const EVAL_ROW: Schema<EvalRow> = object<EvalRow>({

@@ -32,6 +32,14 @@ export interface KindLoss {
 }
 
 /** An SFT run's summary.json. */
+/** What a run replayed (--mix-prose): the text, its size, the rows per batch, the last window's prose loss. */
+export interface ReplaySummary {
+  source: string;
+  tokens: number;
+  rowsPerBatch: number;
+  finalTrainProseLoss: number | null;
+}
+
 export interface RunSummary extends SummaryHead {
   step: number; // optimizer steps taken
   steps: number; // planned
@@ -51,6 +59,8 @@ export interface RunSummary extends SummaryHead {
   skippedBatches: number;
   droppedExamples: number;
   truncatedExamples: number; // over-long rows cut (--truncate)
+  epochs?: number; // passes over the training conversations (absent in summaries written before --epochs)
+  replay?: ReplaySummary; // the run mixed pretraining replay rows (--mix-prose)
   evalLossByKind?: Record<string, KindLoss>; // when the eval data has kinds
   peakMemMB: number; // the whole run's peak resident memory (probes included once they ran)
   trainPeakMemMB: number;
@@ -83,6 +93,8 @@ export const RUN_SUMMARY: Schema<RunSummary> = object<RunSummary>({
   skippedBatches: int(0),
   droppedExamples: int(0),
   truncatedExamples: defaulted(int(0), 0), // absent in summaries written before --truncate existed
+  epochs: optional(measure()),
+  replay: optional(object<ReplaySummary>({ source: string(), tokens: int(0), rowsPerBatch: int(1), finalTrainProseLoss: nullable(finite()) })),
   evalLossByKind: optional(record(object<KindLoss>({ loss: measure(), ntoks: int(0), conversations: int(0) }))),
   peakMemMB: measure(),
   trainPeakMemMB: measure(),

@@ -4,7 +4,7 @@
 // damaged file is an error naming it.
 import { join } from "node:path";
 import { UsageError } from "../util/cli.ts";
-import { array, json, literal, nullable, object, record, string, type Schema } from "../util/schema.ts";
+import { array, json, literal, nullable, object, optional, record, string, type Schema } from "../util/schema.ts";
 import { FileError, parseAs, readJSON, writeJSON } from "../io/files.ts";
 import { readRunConfigFile, resolveRunConfig, type RunConfig } from "./run-config.ts";
 
@@ -15,7 +15,7 @@ export const CONFIG_FILE = "config.json";
 export interface Provenance {
   baseHash: string; // hashCheckpoint of the base at the start
   addedTokens: string[]; // chat tokens added to the base's tokenizer (--add-chat-tokens)
-  dataSha256: { train: string; eval: string };
+  dataSha256: { train: string; eval: string; prose?: string }; // prose: the replay text (--mix-prose), when used
   evalMask: "assistant"; // held-out loss is on assistant tokens whatever maskMode is
   git: string | null;
   machine: Record<string, unknown>;
@@ -29,7 +29,7 @@ export type ConfigFile = RunConfig & { provenance: Provenance };
 const PROVENANCE: Schema<Provenance> = object<Provenance>({
   baseHash: string(),
   addedTokens: array(string()),
-  dataSha256: object<Provenance["dataSha256"]>({ train: string(), eval: string() }),
+  dataSha256: object<Provenance["dataSha256"]>({ train: string(), eval: string(), prose: optional(string()) }),
   evalMask: literal("assistant"),
   git: nullable(string()),
   machine: record(json()),

@@ -39,8 +39,8 @@ export async function resumeRun(runDir: string): Promise<number> {
   }
   const p = await prepareRun(cfg);
   if (p.baseHash !== recorded.baseHash) throw new UsageError(`--resume: the base ${shown(p.cfg.base)} is not the one this run started from (hash ${p.baseHash.slice(0, 12)}, recorded ${recorded.baseHash.slice(0, 12)})`);
-  for (const k of ["train", "eval"] as const) {
-    if (p.dataSha256[k] !== recorded.dataSha256[k]) throw new UsageError(`--resume: the ${k} data file changed since this run started: resuming would train on different data; start a new run instead`);
+  for (const k of ["train", "eval", "prose"] as const) {
+    if (p.dataSha256[k] !== recorded.dataSha256[k]) throw new UsageError(`--resume: the ${k === "prose" ? "replay text" : `${k} data file`} changed since this run started: resuming would train on different data; start a new run instead`);
   }
   try {
     p.trainer.loadState(stateDir);

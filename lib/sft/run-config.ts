@@ -9,7 +9,8 @@ import type { ArgsDef } from "citty";
 import { UsageError } from "../util/cli.ts";
 import { cittyArgs, defaultsOf, describeOption, findOption, isValidOption, optionsFromFlags, type OptionSpec, type OptionTable } from "../util/options.ts";
 import { DEFAULT_BASE, DEFAULT_EVAL_DATA, DEFAULT_PROBES, DEFAULT_TRAIN_DATA, PROJECT_ROOT, RUNS_DIR } from "../util/paths.ts";
-import { resolveSFTConfig, SFT_OPTIONS, SFTConfigError, type SFTConfig } from "../train/config.ts";
+import { resolveSFTConfig, SFT_OPTIONS, SFT_PRESETS, SFTConfigError, type SFTConfig } from "../train/config.ts";
+import { parseSpan } from "../tokenizer/sample-text.ts";
 import { COURSE_SPLIT_SEED } from "../data/split.ts";
 
 export interface RunSettings {
@@ -23,9 +24,19 @@ export interface RunSettings {
   addChatTokens: boolean;
   courseSplit: boolean;
   splitSeed: number;
+  proseData: string;
 }
 
 export type RunConfig = SFTConfig & RunSettings;
+
+/** `--prose-data`'s default: the base's own pretraining text (resolved in lib/sft/prose-source.ts). */
+export const PROSE_DATA_AUTO = "auto";
+
+/** A replay span with its path made absolute and its byte range kept ("file:START-END"). */
+export function absoluteSpan(spec: string): string {
+  const span = parseSpan(spec);
+  return resolve(span.path) + spec.slice(span.path.length);
+}
 
 const path = (p: string) => relative(PROJECT_ROOT, p); // --help shows bundled paths as the README does
 
@@ -70,6 +81,10 @@ export const RUN_OPTIONS: OptionTable<RunSettings> = {
     type: "int", min: 0, max: 0xffffffff, help: "seed of --course-split",
     default: COURSE_SPLIT_SEED, // the notebook's DATA_SPLIT_SEED
   },
+  proseData: {
+    type: "string", help: `replay text for --mix-prose: plain-text files or file:START-END byte ranges, comma-separated; ${PROSE_DATA_AUTO} = the base's own (data/prose/ for the bundled base, else the corpus its sft-mlx.json records)`,
+    default: PROSE_DATA_AUTO, // the base's own pretraining text: lib/sft/prose-source.ts
+  },
 };
 
 /** Every option of train.ts, in --help order: where things are, then the trainer's settings. */
@@ -80,6 +95,7 @@ export const TRAIN_ARGS: ArgsDef = {
   ...cittyArgs(TRAIN_OPTIONS as OptionTable<Record<string, unknown>>),
   config: { type: "string", description: "JSON file of these options (flag names or config keys, e.g. {\"lr\": 1e-4, \"eval-every\": 25})" },
   resume: { type: "string", description: "continue the interrupted run in this folder, with its own config.json" },
+  preset: { type: "string", description: `a named recipe under the config file and flags: ${Object.entries(SFT_PRESETS).map(([k, v]) => `${k} (${Object.entries(v).map(([o, x]) => `${o} ${x}`).join(", ")})`).join("; ")}` },
 };
 
 export function defaultRunSettings(): RunSettings {
@@ -120,11 +136,19 @@ export function readRunConfigFile(file: string): Partial<RunConfig> {
   return out as Partial<RunConfig>;
 }
 
-/** Defaults, then the config file, then flags (undefined = not given). Paths are made absolute so
- * config.json (and `--resume`) does not depend on the working directory. */
-export function resolveRunConfig(file: Partial<RunConfig>, flags: Partial<RunConfig>): RunConfig {
-  const defined = (o: object) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
-  const given = { ...defined(file), ...defined(flags) };
+/** Defaults, then a preset (`--preset course`), then the config file, then flags (undefined = not
+ * given). `steps` and `epochs` are one choice: the highest layer that sets either decides (flags may
+ * not set both; a config.json records both, the steps derived from its epochs). Paths are made
+ * absolute so config.json (and `--resume`) does not depend on the working directory. */
+export function resolveRunConfig(file: Partial<RunConfig>, flags: Partial<RunConfig>, preset?: string): RunConfig {
+  const defined = (o: object) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<RunConfig>;
+  if (preset !== undefined && !SFT_PRESETS[preset]) throw new UsageError(`--preset expects one of ${Object.keys(SFT_PRESETS).join(", ")}, got \`${preset}\``);
+  if (flags.steps !== undefined && flags.epochs !== undefined) throw new UsageError(`--steps ${flags.steps} and --epochs ${flags.epochs} both set the training length: give one`);
+  const given: Partial<RunConfig> = {};
+  for (const layer of [preset ? SFT_PRESETS[preset]! : {}, defined(file), defined(flags)]) {
+    if (layer.steps !== undefined && layer.epochs === undefined) given.epochs = 0; // steps chosen here: a lower layer's epochs no longer apply
+    Object.assign(given, layer);
+  }
   const settings = { ...defaultRunSettings(), ...pick(given, SETTING_KEYS) } as RunSettings;
   for (const key of SETTING_KEYS) {
     const spec = RUN_OPTIONS[key] as OptionSpec;
@@ -138,6 +162,7 @@ export function resolveRunConfig(file: Partial<RunConfig>, flags: Partial<RunCon
     throw e;
   }
   for (const key of ["base", "data", "evalData", "probes", "out"] as const) settings[key] = resolve(settings[key]);
+  if (settings.proseData !== PROSE_DATA_AUTO) settings.proseData = settings.proseData.split(",").map((s) => s.trim()).filter(Boolean).map(absoluteSpan).join(",");
   return { ...sft, ...settings };
 }
 

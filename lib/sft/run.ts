@@ -33,6 +33,8 @@ import { loadLabeled, type LabeledConversation } from "../data/data.ts";
 import { courseSplit } from "../data/split.ts";
 import { truncateExamples } from "../data/batch.ts";
 import { sftPart, type RunConfig } from "./run-config.ts";
+import { prepareReplay, proseSha } from "./prose-source.ts";
+import type { ProseReplay } from "../data/replay.ts";
 import { formatFailure, selfCheck } from "../data/selfcheck.ts";
 import { ChatSession } from "../chat/session.ts";
 import { ChatTemplate } from "../format/template.ts";
@@ -50,12 +52,13 @@ export interface RunInputs {
   model: LlamaModel;
   tokenizer: Tokenizer;
   addedTokens: string[];
-  trainConversations: Conversation[];
+  trainConversations: Conversation[]; // the memorisation probe compares replies with their answers
   evalConversations: Conversation[];
   evalKinds: (string | undefined)[]; // each eval conversation's "kind" in its data file, if any
   trainExamples: SFTExample[];
   evalExamples: SFTExample[];
-  dataSha256: { train: string; eval: string };
+  replay: ProseReplay | null; // pretraining replay (--mix-prose): the text, packed
+  dataSha256: { train: string; eval: string; prose?: string };
 }
 
 /** Everything checked and loaded before a run folder is made. */
@@ -71,10 +74,14 @@ export async function prepareRun(cfg: RunConfig): Promise<PreparedRun> {
   const hooks: TrainerHooks = {};
   let trainer: SFTTrainer;
   try {
-    trainer = new SFTTrainer(inputs.model, inputs.tokenizer, inputs.trainExamples, sftPart(cfg), hooks);
+    trainer = new SFTTrainer(inputs.model, inputs.tokenizer, inputs.trainExamples, sftPart(cfg), hooks, { replay: inputs.replay });
   } catch (e) {
     throw new UsageError(`${shown(cfg.data)}: ${(e as Error).message}`);
   }
+  cfg.steps = trainer.cfg.steps; // derived from --epochs when given: config.json records both
+  const { replay } = inputs;
+  if (replay) log.info(`replay: ${replay.rows} prose rows with every ${cfg.batchSize} conversations (mix ${cfg.mixProse}), ${replay.tokens.length} tokens of ${replay.source}`);
+  if (cfg.neftuneAlpha > 0) log.info(`NEFTune: noise α ${cfg.neftuneAlpha} on the input embeddings while training`);
   return { ...inputs, trainer, hooks };
 }
 
@@ -96,6 +103,7 @@ export async function loadRunInputs(cfg: RunConfig): Promise<RunInputs> {
     throw e;
   }
   let { model, tokenizer } = ckpt;
+  const replay = await prepareReplay(cfg, { baseHash, meta: ckpt.meta, tokenizer }); // before the vocabulary grows: the same text either way
   const missing = ChatFormat.missingTokens(tokenizer);
   let addedTokens: string[] = [];
   if (missing.length) {
@@ -123,6 +131,7 @@ export async function loadRunInputs(cfg: RunConfig): Promise<RunInputs> {
       context: model.config.maxPositionEmbeddings, // how far --max-seq-len can go
       maskMode: what === "eval" ? "assistant" : cfg.maskMode,
       renderChatPrompt: (history) => chat.promptIds(history),
+      replay: what === "training" ? replay : null,
     });
     // Over-length rows are the trainer's to drop or cut when asked; every other failure stops the run.
     const failures = check.failures.filter((f) => !((cfg.dropOverlength || cfg.truncate) && f.check === "length"));
@@ -139,7 +148,8 @@ export async function loadRunInputs(cfg: RunConfig): Promise<RunInputs> {
   // replies, and stays comparable between the "assistant" and "all" runs of the mask ablation.
   const evalExamples = evalConversations.map((c) => template.renderWithMask(c, tokenizer, { maskMode: "assistant" }));
   const sha = (p: string) => createHash("sha256").update(readFileSync(p)).digest("hex");
-  return { cfg, baseHash, model, tokenizer, addedTokens, trainConversations: train, evalConversations, evalKinds, trainExamples, evalExamples, dataSha256: { train: sha(cfg.data), eval: sha(data.evalFile) } };
+  return { cfg, baseHash, model, tokenizer, addedTokens, trainConversations: train, evalConversations, evalKinds, trainExamples, evalExamples, replay,
+    dataSha256: { train: sha(cfg.data), eval: sha(data.evalFile), ...(replay ? { prose: proseSha(cfg.proseData) } : {}) } };
 }
 
 /** A run's training and held-out conversations with their kinds: `data` and `evalData`, or with
@@ -160,13 +170,13 @@ export function loadRunData(cfg: RunConfig): { train: LabeledConversation[]; eva
 /** Train in `runDir` (made by createRunDir, or an interrupted run's folder when `resumed`) and
  * write everything the run leaves behind. Returns the process exit code. */
 export async function executeRun(p: PreparedRun, runDir: string, { resumed = false, priorSec = 0 } = {}): Promise<number> {
-  const { cfg, trainer, hooks } = p;
+  const { cfg, trainer, hooks, replay } = p;
   const t0 = performance.now();
   if (!resumed) writeConfigFile(runDir, cfg, provenance(p, runDir));
   log.info(`run folder: ${shown(runDir)}`);
   const { droppedExamples: dropped, truncatedExamples: cut } = trainer.history;
   log.info(`base ${shown(cfg.base)} · ${dropped ? `${dropped} over-length dropped · ` : ""}${cut ? `${cut} over-length cut · ` : ""}` +
-    `steps ${cfg.steps} · lr ${cfg.lr} · batch ${cfg.batchSize} · mask ${cfg.maskMode} · seed ${cfg.seed}`);
+    `steps ${cfg.steps}${cfg.epochs ? ` (${cfg.epochs} epochs)` : ""} · lr ${cfg.lr} · batch ${cfg.batchSize} · mask ${cfg.maskMode} · mix-prose ${cfg.mixProse} · neftune ${cfg.neftuneAlpha} · seed ${cfg.seed}`);
 
   const progress = new ProgressLine(cfg.steps);
   const tty = Boolean(process.stderr.isTTY);
@@ -176,9 +186,11 @@ export async function executeRun(p: PreparedRun, runDir: string, { resumed = fal
   );
   hooks.shouldStop = () => interrupt.requested;
   hooks.onReport = (m: StepMetrics) => {
-    appendMetrics(runDir, { type: "train", step: m.step, loss: m.loss, lr: m.lr, gradNorm: m.gradNorm, tokensPerSec: m.tokensPerSec, ntoks: m.ntoks, tokens: m.tokens, paddingFraction: m.paddingFraction, rssMB: rssMB() });
+    // `loss` is the conversations' (SFT) loss; with replay, `proseLoss` is the plain-text rows' apart.
+    const prose = m.proseNtoks ? { proseLoss: m.proseLoss, proseNtoks: m.proseNtoks } : {};
+    appendMetrics(runDir, { type: "train", step: m.step, loss: m.loss, ...prose, lr: m.lr, gradNorm: m.gradNorm, tokensPerSec: m.tokensPerSec, ntoks: m.ntoks, tokens: m.tokens, paddingFraction: m.paddingFraction, rssMB: rssMB() });
     const elapsed = formatDuration(priorSec + (performance.now() - t0) / 1000);
-    const line = `step ${String(m.step).padStart(5, "0")} (${((100 * m.step) / cfg.steps).toFixed(1)}%) | loss ${m.loss.toFixed(3)} | lr ${m.lr.toExponential(1)} | ` +
+    const line = `step ${String(m.step).padStart(5, "0")} (${((100 * m.step) / cfg.steps).toFixed(1)}%) | loss ${m.loss.toFixed(3)}${m.proseLoss !== undefined ? ` | prose ${m.proseLoss.toFixed(3)}` : ""} | lr ${m.lr.toExponential(1)} | ` +
       `${(m.tokensPerSec / 1000).toFixed(2)}k tok/s | pad ${(100 * m.paddingFraction).toFixed(0)}% | ${elapsed}`;
     progress.log(line);
     if (tty) progress.update(m.step, `loss ${m.loss.toFixed(3)} | lr ${m.lr.toExponential(1)} | ${(m.tokensPerSec / 1000).toFixed(2)}k tok/s`);
@@ -228,6 +240,8 @@ export async function executeRun(p: PreparedRun, runDir: string, { resumed = fal
     const trainPeakMemMB = peakRssMB();
     summary = {
       ...runSummary(h, cfg, trainer.step),
+      epochs: trainer.epochsDone, // passes over the training conversations
+      ...(replay ? { replay: { source: replay.source, tokens: replay.tokens.length, rowsPerBatch: replay.rows, finalTrainProseLoss: finite(h.train.filter((m) => !m.skipped).at(-1)?.proseLoss) } } : {}),
       wallSec: priorSec + trainSec,
       wallTime: formatDuration(priorSec + trainSec),
       peakMemMB: trainPeakMemMB, // the probes update it to the whole run's

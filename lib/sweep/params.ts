@@ -6,7 +6,7 @@ import { parseList, parseNumber, UsageError } from "../util/cli.ts";
 import { flagOf, parseOptionFlag, type OptionSpec } from "../util/options.ts";
 import { TRAIN_OPTIONS, type RunConfig } from "../sft/run-config.ts";
 
-export const PARAM_NAMES = ["lr", "steps", "data-size", "mask", "noise"] as const;
+export const PARAM_NAMES = ["lr", "steps", "epochs", "data-size", "mask", "noise", "mix-prose", "neftune"] as const;
 export type ParamName = (typeof PARAM_NAMES)[number];
 
 /** How a parameter's values are laid out on a plot's x axis. */
@@ -68,6 +68,16 @@ export const PARAMS: Record<ParamName, SweepParam> = {
     implied: { patience: "0", keep: "last" },
     lookAt: "The held-out loss curves reach a minimum and then rise (over-fitting) while train loss keeps falling; the final held-out loss moves away from the best. The probes measure each run's last-step weights (`--keep last`): the stop rate saturates early, and more steps bring a larger prose-loss change vs base, lower retention, and more prose openings answered instead of continued (format collapse).",
   },
+  epochs: {
+    name: "epochs",
+    defaults: ["3", "6", "12", "25"], // 25 passes is the course's 500 steps over 154 conversations in batches of 8
+    axis: "log",
+    unit: "passes over the training data",
+    trainFlag: "epochs",
+    implied: { patience: "0", keep: "last" }, // as for steps: every run trains to its end and is probed there
+    check: number({ integer: true, positive: true }),
+    lookAt: "The steps sweep in passes over the data (steps = epochs × ceil(conversations / batch size)). Watch the final held-out loss against the best (over-fitting), memorised replies (training answers given to unrelated prompts) and prose loss vs base rise with the epochs, and the stop rate saturate early.",
+  },
   "data-size": {
     name: "data-size",
     defaults: ["10", "25", "50", "all"], // nested subsets: each adds data to the previous one
@@ -95,6 +105,24 @@ export const PARAMS: Record<ParamName, SweepParam> = {
     unit: "noisy answers, %",
     check: number({ min: 0, max: 100 }),
     lookAt: "The off-pattern rate (replies with \"Sure, let me help you with that!\"-style filler on the probe prompts) is 0 for the clean run and rises with the share of noisy training answers; it can exceed that share, because a fixed opener is easier to learn than the answers it precedes. Held-out loss (on the clean eval set) rises a little with the noise.",
+  },
+  "mix-prose": {
+    name: "mix-prose",
+    defaults: ["0", "0.25", "0.5"], // share of each batch's rows that are replayed pretraining text
+    axis: "linear",
+    unit: "replayed prose, share of rows",
+    trainFlag: "mix-prose",
+    check: number({ min: 0, max: 0.75 }),
+    lookAt: "Pretraining replay: plain-text windows of the base's own pretraining text ride along in every batch. Read prose loss vs base, prose continued and retention (the base's skills kept) against the stop rate and memorised replies (the format learned, the data not recited). The held-out SFT loss is on conversations only; the replayed rows dilute the SFT gradient, so a larger mix may want a higher lr or more steps.",
+  },
+  neftune: {
+    name: "neftune",
+    defaults: ["0", "5", "10"], // α values of the NEFTune paper (5, 10, 15)
+    axis: "linear",
+    unit: "NEFTune α",
+    trainFlag: "neftune-alpha",
+    check: number({ min: 0 }),
+    lookAt: "NEFTune: uniform noise of half-width α/√(length·width) on the input embeddings while training, never when evaluating or generating. Its claim is less over-fitting to the exact training answers: read memorised replies and the final-vs-best held-out loss, with the stop rate and prose loss kept.",
   },
 };
 

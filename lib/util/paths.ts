@@ -12,4 +12,6 @@ export const DEFAULT_NOISE = here("data/sft/noise.json");
 export const RETENTION_ITEMS = here("data/probes/retention.json");
 /** Prose from the books held out of pretraining: the forgetting probe's plain-text loss. */
 export const HELDOUT_PROSE = here("data/probes/heldout-prose.txt");
+/** The bundled base's own pretraining text, sampled (data/prose/README.md): what replay mixes in for it. */
+export const DEFAULT_PROSE_SAMPLE = here("data/prose/gutenberg-sample.txt");
 export const RUNS_DIR = here("runs");

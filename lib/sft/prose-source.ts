@@ -1,0 +1,79 @@
+// Which plain text a run replays (--mix-prose): the user's --prose-data; else, for the bundled base,
+// the sample of its own pretraining text shipped in data/prose/ (works on a fresh clone without
+// ../shared); else the corpus spans a base made by scripts/pretrain.ts records in its sft-mlx.json,
+// when those files are here. A base with no known corpus (a downloaded Qwen3) needs --prose-data:
+// the run stops and says so rather than replaying nothing.
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { relative } from "node:path";
+import { UsageError } from "../util/cli.ts";
+import { DEFAULT_BASE, DEFAULT_PROSE_SAMPLE } from "../util/paths.ts";
+import { parseSpan } from "../tokenizer/sample-text.ts";
+import { absoluteSpan, PROSE_DATA_AUTO } from "./run-config.ts";
+import type { TextTokenizer } from "../tokenizer/types.ts";
+import { hashCheckpoint } from "../model/checkpoint.ts";
+import { loadProseStream, proseRowsPerBatch, ProseReplay } from "../data/replay.ts";
+
+export interface ProseSource {
+  specs: string[]; // files or byte ranges ("path:START-END"), absolute
+  origin: "--prose-data" | "bundled sample" | "base's pretraining corpus";
+}
+
+/** The replay text for `base` (whose sft-mlx.json is `meta`), or null when nothing is mixed in. */
+export function resolveProseSource(
+  { mixProse, proseData, base, isBundledBase, meta }: { mixProse: number; proseData: string; base: string; isBundledBase: boolean; meta: Record<string, unknown> },
+): ProseSource | null {
+  const given = proseData === PROSE_DATA_AUTO ? [] : proseData.split(",").map((s) => s.trim()).filter(Boolean);
+  if (mixProse === 0) {
+    if (given.length) throw new UsageError("--prose-data is the text replayed by --mix-prose, which is 0: add --mix-prose 0.25 (or drop --prose-data)");
+    return null;
+  }
+  if (given.length) {
+    const missing = given.find((s) => !existsSync(parseSpan(s).path));
+    if (missing) throw new UsageError(`--prose-data \`${missing}\`: no such file; give plain-text files (or "file:START-END" byte ranges), comma-separated`);
+    return { specs: given.map(absoluteSpan), origin: "--prose-data" };
+  }
+  if (isBundledBase) {
+    if (!existsSync(DEFAULT_PROSE_SAMPLE)) throw new UsageError(`the bundled replay text ${DEFAULT_PROSE_SAMPLE} is missing: restore it (\`git checkout data/prose\`), pass --prose-data, or --mix-prose 0`);
+    return { specs: [DEFAULT_PROSE_SAMPLE], origin: "bundled sample" };
+  }
+  const corpus = Array.isArray(meta.corpus) ? meta.corpus.filter((s): s is string => typeof s === "string") : [];
+  if (corpus.length && corpus.every((s) => existsSync(parseSpan(s).path))) return { specs: corpus.map(absoluteSpan), origin: "base's pretraining corpus" };
+  const why = corpus.length ? `its pretraining corpus (${corpus.join(", ")}) is not on this machine` : "it records no pretraining corpus";
+  throw new UsageError(
+    `--mix-prose ${mixProse} replays plain text from the base's pretraining, but for --base ${base === DEFAULT_BASE ? "models/gutenberg-base" : base} ${why}: ` +
+      "pass --prose-data FILE[,FILE] (any plain text in the base's language, ideally like what it was trained on), or --mix-prose 0",
+  );
+}
+
+/** The run's replay, ready for the trainer (null with --mix-prose 0): the text resolved as above,
+ * read (at most MAX_PROSE_BYTES, evenly spread) and packed as the base was pretrained. Sets
+ * `cfg.proseData` to what was used, so config.json says it. */
+export async function prepareReplay(
+  cfg: { mixProse: number; proseData: string; base: string; batchSize: number; seed: number },
+  { baseHash, meta, tokenizer }: { baseHash: string; meta: Record<string, unknown>; tokenizer: TextTokenizer },
+): Promise<ProseReplay | null> {
+  // A copy of the bundled base (same weights and tokenizer) is the bundled base.
+  const isBundledBase = cfg.base === DEFAULT_BASE || (cfg.mixProse > 0 && cfg.proseData === PROSE_DATA_AUTO && existsSync(DEFAULT_BASE) && hashCheckpoint(DEFAULT_BASE) === baseHash);
+  const source = resolveProseSource({ ...cfg, isBundledBase, meta });
+  if (!source) return null;
+  let tokens: Int32Array;
+  try {
+    ({ tokens } = await loadProseStream(source.specs, tokenizer));
+  } catch (e) {
+    throw new UsageError(`replay text (${source.origin}): ${(e as Error).message}`);
+  }
+  cfg.proseData = source.specs.join(",");
+  const shown = source.specs.map((s) => relative(process.cwd(), s) || s).join(", ");
+  return new ProseReplay(tokens, proseRowsPerBatch(cfg.batchSize, cfg.mixProse), cfg.seed, `${source.origin} ${shown}`);
+}
+
+/** sha256 of the replay files (whole files, whatever byte ranges are used): `--resume` refuses text that changed. */
+export function proseSha(proseData: string): string {
+  const h = createHash("sha256");
+  for (const spec of proseData.split(",").filter(Boolean)) {
+    const { path } = parseSpan(spec);
+    h.update(spec.slice(path.length)).update(readFileSync(path)); // the byte range and the contents, not where the clone is
+  }
+  return h.digest("hex");
+}
