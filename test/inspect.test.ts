@@ -3,10 +3,11 @@
 //   bun test -t inspect
 
 import { describe, expect, test } from "bun:test";
-import { diffMarks, formatMaskView, inputAlignedCollate, inputMarks, targetMarks } from "../lib/data/inspect.ts";
+import { diffMarks, formatMaskView, inputAlignedCollate, inputMarks, targetMarks, viewTrainingBatch } from "../lib/data/inspect.ts";
+import { packDocuments, ProseReplay } from "../lib/data/replay.ts";
 import { ChatTemplate } from "../lib/format/template.ts";
 import type { Message } from "../lib/format/types.ts";
-import { tinyTokenizer } from "./helpers/tiny.ts";
+import { TINY_TEXT, tinyTokenizer } from "./helpers/tiny.ts";
 import { ChatFormat } from "../lib/format/chat-format.ts";
 
 const tok = tinyTokenizer();
@@ -51,5 +52,27 @@ describe("inspect", () => {
     ["colour", { color: true }, /\x1b\[30;4\d?m/],
   ] as const)("%s form", (_name, opts, pattern) => {
     expect(formatMaskView(tok, ex.ids, targetMarks(ex, pad), opts)).toMatch(pattern);
+  });
+});
+
+describe("inspect a training batch", () => {
+  const convs = [[u("Hi"), a("The sea.")], [u("And?"), a("Paris.")], [u("Who?"), a("Alice was.")]];
+  const replay = new ProseReplay(packDocuments([TINY_TEXT], tok).tokens, 2, 0, "tiny text");
+
+  test("the conversations, then the replay windows as long as their rows, every window target bracketed", () => {
+    const out = viewTrainingBatch(tok, convs, 0, { batchSize: 3, seed: 0, maxSeqLen: 64, replay });
+    expect(out).toMatch(/^batch 0 \(epoch 0\): 3 conversations \+ 2 replay windows, 5 rows × \d+ positions/);
+    const rows = out.split("\n── ").slice(1);
+    expect(rows.map((r) => r.split(":")[0])).toEqual(["row 0", "row 1", "row 2", "row 3", "row 4"]);
+    for (const r of rows.slice(3)) {
+      const [, targets, supervised] = /, (\d+) targets, (\d+) supervised/.exec(r)!;
+      expect(supervised).toBe(targets); // plain text: every target trained
+      expect(r).toContain("replay window at token");
+    }
+    expect(rows[0]).toMatch(/conversation \d, \d+ targets/);
+  });
+
+  test("without replay: only the conversations", () => {
+    expect(viewTrainingBatch(tok, convs, 1, { batchSize: 2, seed: 0, maxSeqLen: 64 })).toMatch(/^batch 1 \(epoch 0\): [12] conversations \+ 0 replay windows/);
   });
 });

@@ -5,11 +5,12 @@
 import { describe, expect, test } from "bun:test";
 import { collateArrays } from "../lib/data/batch.ts";
 import { inputAlignedCollate } from "../lib/data/inspect.ts";
-import { assertSelfCheck, SelfCheckError, selfCheck, type SelfCheckOptions } from "../lib/data/selfcheck.ts";
+import { assertSelfCheck, formatFailure, SelfCheckError, selfCheck, type SelfCheckOptions } from "../lib/data/selfcheck.ts";
+import { packDocuments, ProseReplay } from "../lib/data/replay.ts";
 import { ChatTemplate, type RenderOptions } from "../lib/format/template.ts";
 import type { Conversation, Message, SFTExample } from "../lib/format/types.ts";
 import type { TextTokenizer } from "../lib/tokenizer/types.ts";
-import { tinyTokenizer } from "./helpers/tiny.ts";
+import { TINY_TEXT, tinyTokenizer } from "./helpers/tiny.ts";
 
 const tok = tinyTokenizer();
 const tpl = new ChatTemplate();
@@ -141,5 +142,29 @@ describe("selfcheck", () => {
     const r = selfCheck({ ...base, conversations: many });
     expect(r.ok).toBe(true);
     expect(r.stats.ms / many.length).toBeLessThan(5);
+  });
+});
+
+describe("selfcheck with replay", () => {
+  const replay = new ProseReplay(packDocuments([TINY_TEXT], tok).tokens, 2, 0, "tiny text");
+
+  test("replay windows are collated into the batches and pass: every target supervised, as long as the rows", () => {
+    const r = selfCheck({ ...base, replay });
+    expect(r.failures).toEqual([]);
+    expect(r.checks.find((c) => c.name === "replay")?.detail).toBe("2 replay windows mixed into the batches: every target supervised, as long as the conversations' rows");
+  });
+
+  test("a collate that misaligns the mask is caught on the replay rows too, named by their offset", () => {
+    const r = selfCheck({ ...base, replay, collate: inputAlignedCollate });
+    const hits = r.failures.filter((f) => f.check === "replay");
+    expect(hits).toHaveLength(2);
+    expect(hits[0]!.message).toMatch(/^replay window at token \d+ \(batch with conversations 0..3\): the mask is aligned to the inputs/);
+    expect(formatFailure(hits[0]!)).toMatch(/^replay \[replay\]: /);
+  });
+
+  test("replay text shorter than one window is a failure, not a crash", () => {
+    const r = selfCheck({ ...base, replay: new ProseReplay(Int32Array.from([7, 8, 9]), 1, 0, "three tokens") });
+    expect(r.failures.map((f) => f.check)).toEqual(["replay"]);
+    expect(r.failures[0]!.message).toMatch(/three tokens\) has 3 tokens, fewer than one window/);
   });
 });

@@ -1,0 +1,116 @@
+// The run-level side of replay, NEFTune and epochs: steps/epochs and --preset layering, which text a
+// run replays (the user's, the bundled sample, a recorded corpus, or a refusal that says what to
+// pass), and one tiny run end to end with replay and noise.
+//   bun test test/replay-run.test.ts
+import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { saveCheckpoint } from "../lib/model/checkpoint.ts";
+import { createRunDir, readMetrics } from "../lib/run/folder.ts";
+import { readJSON } from "../lib/io/files.ts";
+import { DEFAULT_PROSE_SAMPLE } from "../lib/util/paths.ts";
+import { resolveRunConfig, type RunConfig } from "../lib/sft/run-config.ts";
+import { resolveProseSource } from "../lib/sft/prose-source.ts";
+import { executeRun, prepareRun } from "../lib/sft/run.ts";
+import { tinyModel } from "./helpers/tiny-model.ts";
+import { TINY_TEXT, tinyTokenizer } from "./helpers/tiny.ts";
+
+setDefaultTimeout(60_000); // ms; the 2-core box is shared
+
+const tmp = mkdtempSync(join(tmpdir(), "replay-run-"));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const write = (name: string, value: unknown) => {
+  const path = join(tmp, name);
+  writeFileSync(path, typeof value === "string" ? value : JSON.stringify(value));
+  return path;
+};
+
+describe("steps, epochs and presets", () => {
+  test.each([
+    ["defaults", {}, {}, undefined, { steps: 500, epochs: 0, lr: 3e-4 }],
+    ["--epochs over the default steps", {}, { epochs: 4 }, undefined, { epochs: 4 }],
+    ["--preset course: the course's recipe", {}, {}, "course", { steps: 500, epochs: 0, lr: 3e-4, mixProse: 0, neftuneAlpha: 0 }],
+    ["a flag over the preset", {}, { lr: 1e-4 }, "course", { steps: 500, lr: 1e-4 }],
+    ["--epochs over the preset's steps", {}, { epochs: 3 }, "course", { epochs: 3 }],
+    ["--steps over a config file's epochs", { epochs: 6, steps: 120 }, { steps: 40 }, undefined, { steps: 40, epochs: 0 }],
+    ["a config.json's epochs and derived steps, reused", { epochs: 6, steps: 120 }, {}, undefined, { steps: 120, epochs: 6 }],
+  ] as const)("%s", (_name, file, flags, preset, expected) => {
+    expect(resolveRunConfig(file as Partial<RunConfig>, flags as Partial<RunConfig>, preset)).toMatchObject(expected);
+  });
+
+  test("--steps and --epochs together, or an unknown preset, are refused", () => {
+    expect(() => resolveRunConfig({}, { steps: 10, epochs: 2 })).toThrow(/--steps 10 and --epochs 2 both set the training length: give one/);
+    expect(() => resolveRunConfig({}, {}, "fast")).toThrow(/--preset expects one of course, got `fast`/);
+  });
+});
+
+describe("which text a run replays", () => {
+  const prose = write("prose.txt", TINY_TEXT);
+  const opts = { mixProse: 0.25, proseData: "", base: "/somewhere/base", isBundledBase: false, meta: {} };
+
+  test("no mix: nothing; --prose-data without a mix is refused", () => {
+    expect(resolveProseSource({ ...opts, mixProse: 0 })).toBeNull();
+    expect(() => resolveProseSource({ ...opts, mixProse: 0, proseData: prose })).toThrow(/--prose-data is the text replayed by --mix-prose, which is 0/);
+  });
+
+  test("--prose-data first, byte ranges kept; a missing file is named", () => {
+    expect(resolveProseSource({ ...opts, proseData: `${prose}:0-100,${prose}` })).toEqual({ specs: [`${prose}:0-100`, prose], origin: "--prose-data" });
+    expect(() => resolveProseSource({ ...opts, proseData: join(tmp, "nope.txt") })).toThrow(/--prose-data `.*nope.txt`: no such file/);
+  });
+
+  test("the bundled base: the shipped sample of its own pretraining text", () => {
+    expect(resolveProseSource({ ...opts, isBundledBase: true })).toEqual({ specs: [DEFAULT_PROSE_SAMPLE], origin: "bundled sample" });
+    expect(existsSync(DEFAULT_PROSE_SAMPLE)).toBe(true);
+  });
+
+  test("a base that records its pretraining corpus (scripts/pretrain.ts writes it): that corpus", () => {
+    expect(resolveProseSource({ ...opts, meta: { corpus: [`${prose}:0-200`] } })).toEqual({ specs: [`${prose}:0-200`], origin: "base's pretraining corpus" });
+  });
+
+  test.each([
+    ["no corpus recorded", {}, /it records no pretraining corpus: pass --prose-data FILE\[,FILE\].*or --mix-prose 0/],
+    ["a corpus not on this machine", { corpus: ["/elsewhere/books.txt"] }, /its pretraining corpus \(\/elsewhere\/books.txt\) is not on this machine/],
+  ])("a base with %s is refused with the fix", (_name, meta, message) => {
+    expect(() => resolveProseSource({ ...opts, meta })).toThrow(message);
+  });
+});
+
+describe("a tiny run with replay and NEFTune", () => {
+  const tok = tinyTokenizer();
+  const base = join(tmp, "base");
+  saveCheckpoint(base, tinyModel(tok.vocabSize, { seed: 1 }), tok, { meta: { kind: "test-base" } });
+  const chat = (user: string, assistant: string) => ({ messages: [{ role: "user", content: user }, { role: "assistant", content: assistant }] });
+  const data = write("train.json", [
+    chat("What is the capital of France?", "The capital of France is Paris."),
+    chat("How many legs does a spider have?", "A spider has eight legs."),
+    chat("Write one sentence about the sea.", "The sea is wide, deep and always moving."),
+  ]);
+  const evalData = write("eval.json", [chat("Where does the dog sleep?", "The dog sleeps in the sun.")]);
+  const out = join(tmp, "runs");
+  const config = (over: Partial<RunConfig> = {}) =>
+    resolveRunConfig({}, { base, data, evalData, out, epochs: 2, evalEvery: 2, batchSize: 2, maxSeqLen: 64, logEvery: 2, lr: 3e-3, probeTokens: 2, mixProse: 0.5, neftuneAlpha: 5, ...over });
+
+  test("a base with no known corpus and no --prose-data is refused before any run folder exists", async () => {
+    await expect(prepareRun(config())).rejects.toThrow(/records no pretraining corpus: pass --prose-data/);
+    expect(existsSync(out) ? readdirSync(out) : []).toEqual([]);
+  });
+
+  test("with --prose-data: steps from epochs, prose loss logged apart, what was used recorded", async () => {
+    const proseData = write("books.txt", TINY_TEXT.repeat(3));
+    const cfg = config({ proseData });
+    const p = await prepareRun(cfg);
+    expect(cfg.steps).toBe(4); // 2 epochs × ceil(3 / 2)
+    const dir = createRunDir(cfg.out, cfg.name);
+    expect(await executeRun(p, dir)).toBe(0);
+    const saved = readJSON(join(dir, "config.json"));
+    expect([saved.steps, saved.epochs, saved.mixProse, saved.neftuneAlpha, saved.proseData]).toEqual([4, 2, 0.5, 5, proseData]);
+    expect(saved.provenance.dataSha256.prose).toMatch(/^[0-9a-f]{64}$/);
+    const train = readMetrics(dir).filter((m) => m.type === "train");
+    expect(train.every((m) => m.proseLoss > 0 && m.proseNtoks > 0 && m.loss > 0)).toBe(true);
+    const summary = readJSON(join(dir, "summary.json"));
+    expect(summary.epochs).toBe(2);
+    expect(summary.replay).toMatchObject({ rowsPerBatch: 2, source: expect.stringContaining("--prose-data") });
+    expect(summary.probes.settings.trainingAnswers).toBe(3);
+  });
+});
