@@ -7,7 +7,8 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { saveCheckpoint } from "../lib/model/checkpoint.ts";
-import { createRunDir, readMetrics } from "../lib/run/folder.ts";
+import { createRunDir } from "../lib/run/folder.ts";
+import { readMetrics, type TrainRow } from "../lib/run/metrics.ts";
 import { readJSON } from "../lib/io/files.ts";
 import { DEFAULT_PROSE_SAMPLE } from "../lib/util/paths.ts";
 import { resolveRunConfig, type RunConfig } from "../lib/sft/run-config.ts";
@@ -47,7 +48,7 @@ describe("steps, epochs and presets", () => {
 
 describe("which text a run replays", () => {
   const prose = write("prose.txt", TINY_TEXT);
-  const opts = { mixProse: 0.25, proseData: "", base: "/somewhere/base", isBundledBase: false, meta: {} };
+  const opts = { mixProse: 0.25, proseData: "auto", base: "/somewhere/base", isBundledBase: false, meta: {} };
 
   test("no mix: nothing; --prose-data without a mix is refused", () => {
     expect(resolveProseSource({ ...opts, mixProse: 0 })).toBeNull();
@@ -106,8 +107,8 @@ describe("a tiny run with replay and NEFTune", () => {
     const saved = readJSON(join(dir, "config.json"));
     expect([saved.steps, saved.epochs, saved.mixProse, saved.neftuneAlpha, saved.proseData]).toEqual([4, 2, 0.5, 5, proseData]);
     expect(saved.provenance.dataSha256.prose).toMatch(/^[0-9a-f]{64}$/);
-    const train = readMetrics(dir).filter((m) => m.type === "train");
-    expect(train.every((m) => m.proseLoss > 0 && m.proseNtoks > 0 && m.loss > 0)).toBe(true);
+    const train = readMetrics(dir).filter((m): m is TrainRow => m.type === "train");
+    expect(train.every((m) => m.proseLoss! > 0 && m.proseNtoks! > 0 && m.loss > 0)).toBe(true);
     const summary = readJSON(join(dir, "summary.json"));
     expect(summary.epochs).toBe(2);
     expect(summary.replay).toMatchObject({ rowsPerBatch: 2, source: expect.stringContaining("--prose-data") });
