@@ -102,9 +102,9 @@ describe("strict command lines", () => {
 describe("one table of options", () => {
   test("the SFT defaults, each from its table entry", () => {
     expect(defaultSFTConfig()).toEqual({
-      steps: 500, epochs: 0, lr: 3e-4, warmup: 20, minLrRatio: 0.1, batchSize: 8, maxSeqLen: 256, padMultiple: 16, evalEvery: 50,
+      steps: 500, epochs: 10, lr: 3e-4, warmup: 20, minLrRatio: 0.1, batchSize: 8, maxSeqLen: 256, padMultiple: 16, evalEvery: 50,
       patience: 0, minDelta: 1e-3, gradClip: 1, weightDecay: 0, seed: 0, maskMode: "assistant", keep: "last",
-      groupByLength: true, dropOverlength: false, truncate: false, logEvery: 10, mixProse: 0, neftuneAlpha: 0,
+      groupByLength: true, dropOverlength: false, truncate: false, logEvery: 10, mixProse: 0.25, neftuneAlpha: 0,
     });
     expect(defaultSFTConfig()).not.toBe(defaultSFTConfig()); // a fresh object each time
     expect(defaultsOf(RUN_OPTIONS)).toMatchObject({ probeTokens: 96, name: "sft", addChatTokens: false, courseSplit: false, splitSeed: 13 });
@@ -115,7 +115,8 @@ describe("one table of options", () => {
     expect(Object.keys(TRAIN_ARGS).sort()).toEqual([...flags, "config", "resume", "preset"].sort());
     expect(flags).toEqual(expect.arrayContaining(["steps", "lr", "mask", "eval-data", "max-seq-len", "group-by-length", "add-chat-tokens", "truncate", "course-split", "split-seed"]));
     expect(TRAIN_ARGS["drop-overlength"]).toMatchObject({ type: "boolean" });
-    expect(TRAIN_ARGS.steps).toMatchObject({ type: "string", description: "optimizer steps (default: 500)" });
+    expect(TRAIN_ARGS.steps).toMatchObject({ type: "string", description: expect.stringMatching(/^optimizer steps, when --epochs is 0 .*\(default: 500\)$/) });
+    expect(TRAIN_ARGS.epochs!.description).toMatch(/\(default: 10\)$/);
     expect(TRAIN_ARGS.base!.description).toMatch(/\(default: models\/gutenberg-base\)$/);
     expect(cittyArgs({ on: { type: "bool", default: true, help: "a switch" } }).on).toMatchObject({ negativeDescription: "turn off --on" });
   });

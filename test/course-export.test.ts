@@ -33,7 +33,7 @@ const base = join(tmp, "gutenberg-base");
 saveCheckpoint(base, tinyModel(tinyTokenizer().vocabSize, { seed: 3 }), tinyTokenizer());
 const data = join(tmp, "train.json");
 writeFileSync(data, JSON.stringify([{ user: "What does the fox do?", assistant: "It jumps." }, { user: "Where does the dog sleep?", assistant: "In the sun." }]));
-const cfg = resolveRunConfig({}, { base, data, evalData: data, out: join(tmp, "runs"), steps: 2, evalEvery: 1, batchSize: 2, maxSeqLen: 64, probeTokens: 0 });
+const cfg = resolveRunConfig({}, { base, data, evalData: data, out: join(tmp, "runs"), mixProse: 0, steps: 2, evalEvery: 1, batchSize: 2, maxSeqLen: 64, probeTokens: 0 });
 const realRun = createRunDir(cfg.out, "real");
 if ((await executeRun(await prepareRun(cfg), realRun)) !== 0) throw new Error("the tiny run failed");
 const realSummary = readSummary(realRun)!;

@@ -36,7 +36,7 @@ const data = join(tmp, "instructions.json");
 writeFileSync(data, JSON.stringify(pairs, null, 2) + "\n"); // json.dumps(sft_pairs, indent=2) + "\n"
 const out = join(tmp, "runs");
 const config = (over: Partial<RunConfig> = {}) =>
-  resolveRunConfig({}, { base, data, out, courseSplit: true, steps: 4, evalEvery: 2, batchSize: 2, maxSeqLen: 40, logEvery: 2, lr: 3e-3, probeTokens: 2, ...over });
+  resolveRunConfig({}, { base, data, out, courseSplit: true, mixProse: 0, steps: 4, evalEvery: 2, batchSize: 2, maxSeqLen: 40, logEvery: 2, lr: 3e-3, probeTokens: 2, ...over });
 
 describe("a run on the course's data", () => {
   test("without --truncate an over-long row is refused, naming the fix", async () => {

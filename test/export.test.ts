@@ -48,7 +48,7 @@ const evalData = write("eval.jsonl", messagesJsonl(evalConvs));
 const odd: Partial<RunConfig> = {
   steps: 7, lr: 0.00123, warmup: 3, minLrRatio: 0.2, batchSize: 2, maxSeqLen: 64, padMultiple: 8, evalEvery: 3, patience: 2,
   minDelta: 0.01, gradClip: 0.5, weightDecay: 0.05, seed: 11, maskMode: "all", keep: "best", groupByLength: false,
-  dropOverlength: true, logEvery: 2, name: "odd-run", base, data, evalData,
+  dropOverlength: true, logEvery: 2, name: "odd-run", mixProse: 0, base, data, evalData,
 };
 const oddCfg = resolveRunConfig({}, odd);
 
@@ -148,7 +148,8 @@ describe("export: mlx-lm config", () => {
 
 describe("export: folders", () => {
   const opts = { data, evalData, base };
-  const runConfig = (over: Partial<RunConfig>) => write(`cfg-${Object.keys(over).join("-")}.json`, JSON.stringify({ ...over }));
+  // mixProse 0: a job with pretraining replay is not exportable (see the test below)
+  const runConfig = (over: Partial<RunConfig>) => write(`cfg-${Object.keys(over).join("-")}.json`, JSON.stringify({ mixProse: 0, ...over }));
 
   test("trl: a self-contained folder with the start checkpoint, the data, the project's batches and rows; the base untouched", async () => {
     const before = hashCheckpoint(base);
@@ -181,7 +182,7 @@ describe("export: folders", () => {
 
   test("mlx-lm: train.jsonl and valid.jsonl in the chat format, the YAML, and the README's note on mask_prompt", async () => {
     const out = join(tmp, "mlx");
-    await EXPORT_FORMATS["mlx-lm"]!.run({ ...opts, out }, "mlx-lm");
+    await EXPORT_FORMATS["mlx-lm"]!.run({ ...opts, config: runConfig({}), out }, "mlx-lm");
     const read = (f: string) => readFileSync(join(out, f), "utf8");
     expect(parseConversations(read("data/train.jsonl"), "train.jsonl")).toEqual(train);
     expect(parseConversations(read("data/valid.jsonl"), "valid.jsonl")).toEqual(evalConvs);
@@ -190,6 +191,12 @@ describe("export: folders", () => {
     expect(readme).toContain("`ChatDataset.process`");
     expect(readme).toContain("`default_loss`");
     expect(readme).toMatch(/Here 1 of 5 training conversations have more than one exchange/);
+  });
+
+  test.each(["trl", "mlx-lm"])("%s: a run with pretraining replay or NEFTune is refused, saying why", async (format) => {
+    await expect(findFormat(format).run({ ...opts, out: join(tmp, `replay-${format}`) }, format)).rejects.toThrow(/mixes pretraining replay rows into its batches \(--mix-prose\), which the exported job would not/);
+    await expect(findFormat(format).run({ ...opts, config: runConfig({ neftuneAlpha: 5 }), out: join(tmp, `noise-${format}`) }, format)).rejects.toThrow(/NEFTune noise/);
+    expect(existsSync(join(tmp, `replay-${format}`))).toBe(false);
   });
 
   test("an existing folder is never written into", async () => {
@@ -204,7 +211,7 @@ describe("export: folders", () => {
   test("--run: the run's config.json, the export inside the run folder; an unknown key in it is refused", async () => {
     const run = join(tmp, "runs", "20990101-000000-x");
     mkdirSync(run, { recursive: true });
-    writeFileSync(join(run, "config.json"), JSON.stringify({ ...resolveRunConfig({}, { ...opts, steps: 4, batchSize: 2 }), provenance: { git: "abc" } }));
+    writeFileSync(join(run, "config.json"), JSON.stringify({ ...resolveRunConfig({}, { ...opts, steps: 4, batchSize: 2, mixProse: 0 }), provenance: { git: "abc" } }));
     const out = await findFormat("trl").run({ run }, "trl");
     expect(out).toBe(join(run, "export-trl"));
     expect(readFileSync(join(out, "train_trl.py"), "utf8")).toContain("\nSTEPS = 4  # ");

@@ -37,7 +37,7 @@ afterAll(() => {
 });
 
 const { write, data, evalData, out } = tinyRunFiles(tmp);
-const flags = (over: Partial<RunConfig> = {}) => ({ base, data, evalData, out, steps: 6, evalEvery: 3, batchSize: 2, maxSeqLen: 64, logEvery: 2, lr: 3e-3, probeTokens: 0, ...over });
+const flags = (over: Partial<RunConfig> = {}) => ({ base, data, evalData, out, mixProse: 0, steps: 6, evalEvery: 3, batchSize: 2, maxSeqLen: 64, logEvery: 2, lr: 3e-3, probeTokens: 0, ...over });
 const config = (over: Partial<RunConfig> = {}) => resolveRunConfig({}, flags(over));
 const files = (dir: string) => (existsSync(dir) ? readdirSync(dir).sort() : []);
 const bytesOf = (dir: string) => Object.fromEntries(files(dir).map((f) => [f, readFileSync(join(dir, f)).toString("base64")]));

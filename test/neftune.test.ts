@@ -23,7 +23,7 @@ const examples = [
   chat("How many legs does a spider have?", "A spider has eight legs."),
   chat("Write one sentence about the sea.", "The sea is wide, deep and always moving."),
 ].map((c) => template.renderWithMask(c, tok));
-const config = (over: Partial<SFTConfig> = {}) => resolveSFTConfig({ steps: 4, lr: 3e-3, warmup: 0, batchSize: 3, maxSeqLen: 64, ...over });
+const config = (over: Partial<SFTConfig> = {}) => resolveSFTConfig({ steps: 4, mixProse: 0, lr: 3e-3, warmup: 0, batchSize: 3, maxSeqLen: 64, ...over });
 
 describe("neftune noise", () => {
   test.each([

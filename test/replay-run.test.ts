@@ -29,7 +29,8 @@ const write = (name: string, value: unknown) => {
 
 describe("steps, epochs and presets", () => {
   test.each([
-    ["defaults", {}, {}, undefined, { steps: 500, epochs: 0, lr: 3e-4 }],
+    ["defaults: 10 epochs with replay", {}, {}, undefined, { epochs: 10, lr: 3e-4, mixProse: 0.25, neftuneAlpha: 0 }],
+    ["--steps over the default epochs", {}, { steps: 30 }, undefined, { steps: 30, epochs: 0 }],
     ["--epochs over the default steps", {}, { epochs: 4 }, undefined, { epochs: 4 }],
     ["--preset course: the course's recipe", {}, {}, "course", { steps: 500, epochs: 0, lr: 3e-4, mixProse: 0, neftuneAlpha: 0 }],
     ["a flag over the preset", {}, { lr: 1e-4 }, "course", { steps: 500, lr: 1e-4 }],

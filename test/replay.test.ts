@@ -101,7 +101,7 @@ describe("replay rows", () => {
 
 /** A small, fast config as in the trainer tests. */
 const config = (over: Partial<SFTConfig> = {}) =>
-  resolveSFTConfig({ steps: 12, lr: 3e-3, warmup: 0, batchSize: 2, maxSeqLen: 64, evalEvery: 4, patience: 0, logEvery: 4, ...over });
+  resolveSFTConfig({ steps: 12, mixProse: 0, lr: 3e-3, warmup: 0, batchSize: 2, maxSeqLen: 64, evalEvery: 4, patience: 0, logEvery: 4, ...over });
 const replayFor = (cfg: SFTConfig) => new ProseReplay(stream, proseRowsPerBatch(cfg.batchSize, cfg.mixProse), cfg.seed, "tiny text");
 const trainer = (over: Partial<SFTConfig> = {}, modelSeed = 0, hooks = {}) => {
   const cfg = config(over);

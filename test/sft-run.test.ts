@@ -29,7 +29,7 @@ const { write, data, evalData, out } = tinyRunFiles(tmp);
 
 /** A fast run: tiny steps, probes with 2-token replies. */
 const config = (over: Partial<RunConfig> = {}) =>
-  resolveRunConfig({}, { base, data, evalData, out, steps: 6, evalEvery: 3, batchSize: 2, maxSeqLen: 64, logEvery: 2, lr: 3e-3, probeTokens: 2, ...over });
+  resolveRunConfig({}, { base, data, evalData, out, mixProse: 0, steps: 6, evalEvery: 3, batchSize: 2, maxSeqLen: 64, logEvery: 2, lr: 3e-3, probeTokens: 2, ...over });
 const runDirs = () => (existsSync(out) ? readdirSync(out) : []);
 
 describe("train_run", () => {

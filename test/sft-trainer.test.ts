@@ -38,7 +38,7 @@ const render = (convs: Conversation[], maskMode: MaskMode = "assistant") => conv
 
 /** A small, fast config: no warmup surprises, no early stopping unless a test asks. */
 const config = (over: Partial<SFTConfig> = {}) =>
-  resolveSFTConfig({ steps: 40, lr: 3e-3, warmup: 0, batchSize: 4, maxSeqLen: 64, evalEvery: 10, patience: 0, logEvery: 10, ...over });
+  resolveSFTConfig({ steps: 40, mixProse: 0, lr: 3e-3, warmup: 0, batchSize: 4, maxSeqLen: 64, evalEvery: 10, patience: 0, logEvery: 10, ...over });
 
 const trainer = (examples: SFTExample[], over: Partial<SFTConfig> = {}, modelSeed = 0, hooks = {}) =>
   new SFTTrainer(tinyModel(tok.vocabSize, { seed: modelSeed }), tok, examples, config(over), hooks);

@@ -50,7 +50,7 @@ export interface ExportJob {
 
 /** Load and check the run's inputs as the project would before training, and draw its batches. */
 export async function loadExportJob(cfg: RunConfig, runDir?: string): Promise<ExportJob> {
-  const inputs = await loadRunInputs(cfg);
+  const inputs = await loadRunInputs(cfg, { withReplay: false }); // a replay run is the format's to refuse (its mapping table)
   // The trainer's own drop rule (dropOverlength); without it loadRunInputs has refused long rows.
   const keep = (examples: SFTExample[]) => examples.map((ex, i) => (fitsLength(ex, cfg.maxSeqLen) ? i : -1)).filter((i) => i >= 0);
   const trainKept = keep(inputs.trainExamples);

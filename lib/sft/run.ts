@@ -87,7 +87,7 @@ export async function prepareRun(cfg: RunConfig): Promise<PreparedRun> {
 
 /** The base (grown by the chat tokens when asked), the data self-checked and rendered with the
  * run's mask; the base on disk is only read. */
-export async function loadRunInputs(cfg: RunConfig): Promise<RunInputs> {
+export async function loadRunInputs(cfg: RunConfig, { withReplay = true }: { withReplay?: boolean } = {}): Promise<RunInputs> {
   if (!existsSync(cfg.base)) {
     throw new UsageError(cfg.base === DEFAULT_BASE
       ? `the bundled base ${shown(cfg.base)} is missing: restore it (\`git checkout models/\`, or rebuild it with bun scripts/pretrain.ts), or pass --base <checkpoint folder>`
@@ -103,7 +103,8 @@ export async function loadRunInputs(cfg: RunConfig): Promise<RunInputs> {
     throw e;
   }
   let { model, tokenizer } = ckpt;
-  const replay = await prepareReplay(cfg, { baseHash, meta: ckpt.meta, tokenizer }); // before the vocabulary grows: the same text either way
+  // Before the vocabulary grows (the same text either way); an export, which never trains, skips it.
+  const replay = withReplay ? await prepareReplay(cfg, { baseHash, meta: ckpt.meta, tokenizer }) : null;
   const missing = ChatFormat.missingTokens(tokenizer);
   let addedTokens: string[] = [];
   if (missing.length) {

@@ -136,14 +136,20 @@ export interface SweepPreset {
   lookAt: string;
 }
 
+/** The course's exercises run on the course's recipe (train.ts --preset course: 500 steps, lr 3e-4,
+ * no replay, no noise), which is what they are about; a flag given to the sweep still wins. */
+const COURSE = { preset: "course" };
+
 export const PRESETS: Record<string, SweepPreset> = {
   "format-collapse": {
     param: "steps",
+    implied: COURSE, // the course's recipe: these exercises show what it does
     headline: "prose answered",
     lookAt: "Format collapse: on raw prose openings (a poem, a passage, no chat template) the base model continues the text. Read `prose answered` (the share of openings the model ends or turns into a chat within 16 tokens) against the steps: it rises as SFT trains longer, i.e. the model answers where it should continue. The probes measure each run's best checkpoint (the `@step` of its best held-out loss), so runs whose best step is the same show the same probe numbers.",
   },
   "prose-loss": {
     param: "lr",
+    implied: COURSE, // the course's recipe: these exercises show what it does
     headline: "prose loss vs base",
     lookAt: "Pretraining loss after SFT: `prose loss vs base` is the fine-tuned model's loss on held-out Gutenberg prose minus the base model's (nats/token, relative change in brackets). Expect it near zero for small lr and rising with lr; retention of corpus facts falls as it rises.",
   },
@@ -151,25 +157,28 @@ export const PRESETS: Record<string, SweepPreset> = {
   "unmasked-loss": {
     param: "mask",
     values: ["assistant", "all"],
+    implied: COURSE, // the course's recipe: these exercises show what it does
     headline: "role leakage",
     lookAt: "The course's exercise 3, the loss-masking ablation: `all` trains on every token (the user turns too), `assistant` only on the replies and their `<|end|>`. Held-out loss is on assistant tokens in both runs, so the two are comparable (the course's two loss curves are not: its ablation's loss averages over user text too). Read `role leakage`: without the mask the model also learns to write the user's side, and invents `<|user|>` turns inside its replies; the stop rate should stay high in both.",
   },
   "data-size-10-50": {
     param: "data-size",
     values: ["10", "50"],
-    implied: { steps: "300" }, // the course's run_sft_subset(n, max_steps=300)
+    implied: { preset: "course", steps: "300" }, // the course's recipe; its run_sft_subset(n, max_steps=300)
     headline: "stop rate",
     lookAt: "The course's exercise 5, the data-size sweep: 10 vs 50 training conversations, 300 steps each (the course takes the first n pairs; here a seeded subset, the 10 inside the 50). Read `stop rate` for the format and the held-out loss for the answers: the format (stopping with `<|end|>`) shows up first, already with 10 conversations, while the held-out loss is lower with 50; the 10-conversation run over-fits (its held-out curve turns up early).",
   },
   "plain-text-ce": {
     param: "steps",
     values: ["100", "500"],
+    implied: COURSE, // the course's recipe: these exercises show what it does
     headline: "prose loss",
     lookAt: "The course's exercise 6, base loss after SFT: cross-entropy on held-out plain prose (no template) before SFT (the base row) and after it (each run). Read `prose loss`: it rises after SFT (behaviour shaping costs plain next-token prediction), more with more steps; `prose loss vs base` is the change.",
   },
   "prefilled-turn": {
     param: "steps",
     values: ["100", "500"],
+    implied: COURSE, // the course's recipe: these exercises show what it does
     headline: "prefill completed",
     lookAt: "The course's exercise 4, format collapse with a prefilled reply: prompts that end inside an assistant turn (the course's \"Continue this poem:\" with \"The stars above shine bright at night,\" already written, data/sft/probes.json kind `prefill`). A model that learned the format continues the reply in the assistant's voice and closes it with `<|end|>`; the base never closes it. Read `prefill completed` (the share continued for 2+ tokens, without a role marker, and closed with `<|end|>`) against the base row, and the samples of the `f-` probes in each run's samples.md: one-sentence training answers make the model stop early.",
   },

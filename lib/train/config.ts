@@ -33,12 +33,16 @@ export interface SFTConfig {
 /** The course's defaults for a ~6M-parameter base and a few hundred conversations. */
 export const SFT_OPTIONS: OptionTable<SFTConfig> = {
   steps: {
-    type: "int", positive: true, help: "optimizer steps",
-    default: 500, // the course's number; early stopping may end sooner
+    type: "int", positive: true, help: "optimizer steps, when --epochs is 0 (--steps sets it to 0 unless both are given, which is refused)",
+    default: 500, // the course's number (--preset course); the default run counts --epochs instead
   },
+  // Measured on the bundled base and data (README "Teaching the format without memorising the
+  // data"): the held-out loss bottoms out after ~5 passes; by 25 passes (the course's 500 steps)
+  // half the replies to unrelated prompts are training answers. 10 passes with replay keep the stop
+  // rate and leave few.
   epochs: {
     type: "int", min: 0, help: "passes over the training data instead of --steps: steps = epochs × ceil(conversations / batch size); 0 = use --steps",
-    default: 0,
+    default: 10, // 200 steps on the bundled 154 conversations in batches of 8
   },
   lr: {
     type: "number", positive: true, help: "peak learning rate",
@@ -121,11 +125,11 @@ export const SFT_OPTIONS: OptionTable<SFTConfig> = {
   },
   mixProse: {
     type: "number", min: 0, max: 0.75, help: "share of each batch's rows that are plain-text windows of the base's pretraining text, trained on every token (pretraining replay; --prose-data); 0 = off",
-    default: 0,
+    default: 0.25, // 3 prose rows with every 8 conversations: prose loss within +4% of the base's (measured), the format still learned
   },
   neftuneAlpha: {
     type: "number", min: 0, help: "NEFTune: uniform noise of half-width alpha/sqrt(length x width) on the input embeddings while training; 0 = off",
-    default: 0,
+    default: 0, // off: alpha 5 measured no better here (more memorised replies at 25 passes, fewer stops at 8)
   },
 };
 
@@ -153,6 +157,9 @@ export class SFTConfigError extends Error {
  * SFTConfigError naming the key and the value. */
 export function resolveSFTConfig(partial: Partial<SFTConfig>): SFTConfig {
   const cfg: Record<string, unknown> = { ...defaultSFTConfig() };
+  // Steps given without epochs: the steps count (the default counts epochs). Both given: epochs win
+  // (a config.json records both, its steps derived from its epochs).
+  if (partial.steps !== undefined && partial.epochs === undefined) cfg.epochs = 0;
   for (const [key, value] of Object.entries(partial)) {
     const spec = SFT_OPTIONS[key as keyof SFTConfig];
     if (!spec) throw new SFTConfigError(`unknown SFT config key \`${key}\`; known keys: ${Object.keys(SFT_OPTIONS).join(", ")}`);
