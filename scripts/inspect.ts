@@ -10,10 +10,10 @@
 
 import { defineCommand } from "citty";
 import { consola } from "consola";
-import { parseList, parseNumber, runStrict, UsageError } from "../lib/util/cli.ts";
-import { DEFAULT_BASE, DEFAULT_PROSE_SAMPLE, DEFAULT_TRAIN_DATA } from "../lib/util/paths.ts";
+import { parseNumber, runStrict, UsageError } from "../lib/util/cli.ts";
+import { DEFAULT_BASE, DEFAULT_TRAIN_DATA } from "../lib/util/paths.ts";
 import { defaultSFTConfig } from "../lib/train/config.ts";
-import { loadProseStream, MAX_MIX_PROSE, proseRowsPerBatch, ProseReplay } from "../lib/data/replay.ts";
+import { REPLAY_ARGS, replayFromArgs } from "../lib/sft/prose-source.ts";
 import { DataError, loadConversations } from "../lib/data/data.ts";
 import { VIEW_ARGS, viewConversation, viewOptionsFromArgs, viewTrainingBatch } from "../lib/data/inspect.ts";
 import { loadCheckTokenizer, TOKENIZER_ARGS } from "../lib/data/selfcheck.ts";
@@ -26,10 +26,7 @@ const command = defineCommand({
     data: { type: "string", default: DEFAULT_TRAIN_DATA, description: ".json/.jsonl conversation file" },
     index: { type: "string", default: "0", description: "conversation to show, counted from 0" },
     batch: { type: "string", description: "show training batch N (from 0) instead, as the trainer draws it (with --batch-size, --seed, --mix-prose)" },
-    "batch-size": { type: "string", default: String(defaultSFTConfig().batchSize), description: "conversations per batch, for --batch" },
-    seed: { type: "string", default: String(defaultSFTConfig().seed), description: "batch order seed, for --batch" },
-    "mix-prose": { type: "string", default: String(defaultSFTConfig().mixProse), description: "replay share of each batch's rows, for --batch" },
-    "prose-data": { type: "string", default: DEFAULT_PROSE_SAMPLE, description: "replay text, comma-separated files, for --batch" },
+    ...REPLAY_ARGS,
     ...VIEW_ARGS,
     ...TOKENIZER_ARGS,
   },
@@ -42,11 +39,7 @@ const command = defineCommand({
         console.log(viewConversation(tokenizer, convs[index]!, `${args.data} #${index}`, viewOptionsFromArgs(args)));
         return;
       }
-      const batchSize = parseNumber("batch-size", args["batch-size"], { integer: true, positive: true });
-      const seed = parseNumber("seed", args.seed, { integer: true, min: 0 });
-      const mix = parseNumber("mix-prose", args["mix-prose"], { min: 0, max: MAX_MIX_PROSE });
-      const specs = parseList(args["prose-data"]);
-      const replay = mix > 0 ? new ProseReplay((await loadProseStream(specs, tokenizer)).tokens, proseRowsPerBatch(batchSize, mix), seed, specs.join(", ")) : null;
+      const { replay, batchSize, seed } = await replayFromArgs(args, tokenizer);
       const batch = parseNumber("batch", args.batch, { integer: true, min: 0 });
       const { padMultiple, maxSeqLen } = defaultSFTConfig();
       console.log(viewTrainingBatch(tokenizer, convs, batch, { ...viewOptionsFromArgs(args), batchSize, seed, replay, padMultiple, maxSeqLen: Math.min(maxSeqLen, context ?? maxSeqLen) }));

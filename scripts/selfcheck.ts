@@ -1,14 +1,16 @@
-// bun scripts/selfcheck.ts [--data a.json,b.jsonl] [--base dir | --tokenizer path] [--max-seq-len N] [--mask-mode all]
+// bun scripts/selfcheck.ts [--data a.json,b.jsonl] [--base dir | --tokenizer path] [--max-seq-len N] [--mask-mode all] [--mix-prose F]
 //   bun scripts/selfcheck.ts --tokenizer models/tokenizer-4096
 //
 // The pre-flight self-check on real data (default: the bundled train and eval sets) and a real
 // tokenizer: markers are single ids, no text becomes a special id, prompts are id-exact prefixes
-// of the training render, masks and the collate shift are right, lengths fit. A pass is one line
+// of the training render, masks and the collate shift are right, lengths fit, and replay windows
+// (--mix-prose, default as train.ts) collate into the batches with every target supervised. A pass is one line
 // per file; a failure lists conversation, problem and fix, and exits 1.
 
 import { defineCommand } from "citty";
 import { consola } from "consola";
 import { parseList, parseNumber, runStrict, UsageError } from "../lib/util/cli.ts";
+import { REPLAY_ARGS, replayFromArgs } from "../lib/sft/prose-source.ts";
 import { DEFAULT_BASE, DEFAULT_EVAL_DATA, DEFAULT_TRAIN_DATA } from "../lib/util/paths.ts";
 import { DataError, loadConversations } from "../lib/data/data.ts";
 import { DEFAULT_MAX_SEQ_LEN, formatFailure, loadCheckTokenizer, selfCheck, TOKENIZER_ARGS } from "../lib/data/selfcheck.ts";
@@ -22,6 +24,7 @@ const command = defineCommand({
     data: { type: "string", default: `${DEFAULT_TRAIN_DATA},${DEFAULT_EVAL_DATA}`, description: "comma-separated .json/.jsonl conversation files" },
     ...TOKENIZER_ARGS,
     "mask-mode": { type: "string", default: "assistant", description: "assistant (train on answers) or all (the ablation)" },
+    ...REPLAY_ARGS,
   },
   async run({ args }) {
     try {
@@ -29,10 +32,11 @@ const command = defineCommand({
       if (maskMode !== "assistant" && maskMode !== "all") throw new UsageError(`--mask-mode expects assistant or all, got \`${maskMode}\``);
       const { tokenizer, source, context } = await loadCheckTokenizer(args.tokenizer, args.base ?? DEFAULT_BASE);
       const maxSeqLen = parseNumber("max-seq-len", args["max-seq-len"] ?? context ?? DEFAULT_MAX_SEQ_LEN, { integer: true, positive: true });
-      log.info(`tokenizer \`${source}\`, max-seq-len ${maxSeqLen}`);
+      const { replay } = await replayFromArgs(args, tokenizer);
+      log.info(`tokenizer \`${source}\`, max-seq-len ${maxSeqLen}${replay ? `, replay ${replay.rows} rows per batch from ${replay.source}` : ""}`);
       let failed = false;
       for (const file of parseList(args.data)) {
-        const result = selfCheck({ tokenizer, conversations: loadConversations(file), maxSeqLen, context, maskMode });
+        const result = selfCheck({ tokenizer, conversations: loadConversations(file), maxSeqLen, context, maskMode, replay });
         if (result.ok) {
           log.success(`${file}: ${result.summary}`);
           continue;

@@ -6,13 +6,14 @@
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { relative } from "node:path";
-import { UsageError } from "../util/cli.ts";
+import { parseList, parseNumber, UsageError } from "../util/cli.ts";
 import { DEFAULT_BASE, DEFAULT_PROSE_SAMPLE } from "../util/paths.ts";
 import { parseSpan } from "../tokenizer/sample-text.ts";
 import { absoluteSpan, PROSE_DATA_AUTO } from "./run-config.ts";
 import type { TextTokenizer } from "../tokenizer/types.ts";
 import { hashCheckpoint } from "../model/checkpoint.ts";
-import { loadProseStream, proseRowsPerBatch, ProseReplay } from "../data/replay.ts";
+import { loadProseStream, MAX_MIX_PROSE, proseRowsPerBatch, ProseReplay } from "../data/replay.ts";
+import { defaultSFTConfig } from "../train/config.ts";
 
 export interface ProseSource {
   specs: string[]; // files or byte ranges ("path:START-END"), absolute
@@ -76,4 +77,26 @@ export function proseSha(proseData: string): string {
     h.update(spec.slice(path.length)).update(readFileSync(path)); // the byte range and the contents, not where the clone is
   }
   return h.digest("hex");
+}
+
+/** The flags that mix replay windows into the batches the inspection scripts show or check
+ * (scripts/inspect.ts --batch, scripts/selfcheck.ts), with train.ts's defaults. */
+export const REPLAY_ARGS = {
+  "batch-size": { type: "string", default: String(defaultSFTConfig().batchSize), description: "conversations per batch (as train.ts)" },
+  seed: { type: "string", default: String(defaultSFTConfig().seed), description: "batch order and replay window seed (as train.ts)" },
+  "mix-prose": { type: "string", default: String(defaultSFTConfig().mixProse), description: "share of each batch's rows that are replayed plain text (as train.ts; 0 = none)" },
+  "prose-data": { type: "string", default: DEFAULT_PROSE_SAMPLE, description: "replay text: plain-text files or file:START-END ranges, comma-separated" },
+} as const;
+
+/** The replay REPLAY_ARGS describe (null for --mix-prose 0), read and packed as a run does. */
+export async function replayFromArgs(args: { "batch-size": string; seed: string; "mix-prose": string; "prose-data": string }, tokenizer: TextTokenizer): Promise<{ replay: ProseReplay | null; batchSize: number; seed: number }> {
+  const batchSize = parseNumber("batch-size", args["batch-size"], { integer: true, positive: true });
+  const seed = parseNumber("seed", args.seed, { integer: true, min: 0 });
+  const mix = parseNumber("mix-prose", args["mix-prose"], { min: 0, max: MAX_MIX_PROSE });
+  if (mix === 0) return { replay: null, batchSize, seed };
+  const specs = parseList(args["prose-data"]);
+  const missing = specs.find((s) => !existsSync(parseSpan(s).path));
+  if (missing || specs.length === 0) throw new UsageError(`--prose-data \`${missing ?? args["prose-data"]}\`: no such file; give plain-text files, comma-separated`);
+  const { tokens } = await loadProseStream(specs, tokenizer);
+  return { replay: new ProseReplay(tokens, proseRowsPerBatch(batchSize, mix), seed, specs.map((s) => relative(process.cwd(), s) || s).join(", ")), batchSize, seed };
 }
