@@ -230,6 +230,21 @@ describe("verdict", () => {
     expect(v).toContain("No reply holds a role marker");
   });
 
+  test.each([
+    [0, 0, null],
+    [2, 0, "2 of 24 replies reproduce a training answer verbatim (base: 0)."],
+    [11, 1, "11 of 24 replies reproduce a training answer verbatim (base: 1): it recites its training data instead of answering."],
+  ])("memorised replies %d (base %d) in the verdict", (n, b, sentence) => {
+    const v = verdictText({
+      base: gm({ memorised: b, memorisedRate: b / 24 }),
+      sft: gm({ stops: 24, stopRate: 1, memorised: n, memorisedRate: n / 24 }),
+      prose: prose(3.0, 3.0),
+      retention: { base: score(19), sft: score(19), items: [] },
+    });
+    if (sentence === null) expect(v).not.toContain("training answer");
+    else expect(v).toContain(sentence);
+  });
+
   test("a bad run reads differently from the same template", () => {
     const v = verdictText({
       base: gm({}),
