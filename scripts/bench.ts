@@ -6,7 +6,7 @@
 //                                         # eager runs interleaved with ours, then 3 compiled runs
 //   bun scripts/bench.ts --torch --python /path/to/venv/bin/python   # a Python that has torch
 //   bun scripts/bench.ts --trl --python /path/to/venv/bin/python --runs 3
-//                                         # the default SFT job against TRL's SFTTrainer
+//                                         # the course's SFT job against TRL's SFTTrainer
 //                                         # (../shared/bench/trl), interleaved; alone unless --case is given
 import { defineCommand } from "citty";
 import { consola } from "consola";
@@ -66,7 +66,7 @@ const command = defineCommand({
     python: { type: "string", default: "python3", description: "the Python with torch (--torch) or torch, transformers and trl (--trl)" },
     "batch-size": { type: "string", default: "8", description: "SFT batch size for train-sft" },
     torch: { type: "boolean", default: false, description: "also run the PyTorch peer (needs torch)" },
-    trl: { type: "boolean", default: false, description: "the default SFT job against TRL's SFTTrainer, --runs interleaved pairs (needs torch, transformers, trl)" },
+    trl: { type: "boolean", default: false, description: "the course's SFT job (--preset course) against TRL's SFTTrainer, --runs interleaved pairs (needs torch, transformers, trl)" },
   },
   async run({ args }) {
     prepareProcess(); // tcmalloc, BLAS kernels, kernel flags: lib/mlx/startup.ts
@@ -154,7 +154,7 @@ const command = defineCommand({
       emit({ case: "sft-run", exitCode: proc.exitCode, wallSec, runDir, runWallSec: summary.wallSec, peakRssMB: summary.peakMemMB, trainPeakRssMB: summary.trainPeakMemMB, status: summary.status });
     }
     if (args.trl) {
-      log.start(`trl: the default SFT job, ours (bun scripts/train.ts) and TRL's SFTTrainer (${TRL_SCRIPT}), ${runs} interleaved pairs`);
+      log.start(`trl: the course's SFT job, ours (bun scripts/train.ts --preset course) and TRL's SFTTrainer (${TRL_SCRIPT}), ${runs} interleaved pairs`);
       const rowsDir = mkdtempSync(join(tmpdir(), "bench-trl-rows-"));
       const rows = await projectRowsForTrl(rowsDir); // TRL's ids and supervised targets are checked against these
       // each run's line as soon as it ends: a pair takes minutes, more on a busy machine

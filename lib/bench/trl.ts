@@ -1,4 +1,5 @@
-// The TRL peer of the default SFT job: `bun scripts/train.ts` (defaults) against Hugging Face TRL's
+// The TRL peer of the course's SFT job: `bun scripts/train.ts --preset course` (the defaults until
+// replay, which TRL's job does not do) against Hugging Face TRL's
 // SFTTrainer on the same base, data, supervised span and hyperparameters
 // (../shared/bench/trl/trl_sft.py, which matches the project's lr at every step), in interleaved
 // pairs (ours, TRL, ours, TRL, ...) as the PyTorch peer (lib/bench/peer.ts), because a shared
@@ -127,13 +128,14 @@ export function compareWithTrl(ours: JobRun[], trl: JobRun[]) {
   return { ...r, trainSecRatios: ours.map((x, i) => trl[i]!.trainSec / x.trainSec) };
 }
 
-/** The default SFT job of ours (`bun scripts/train.ts`, defaults: the job trl_sft.py reproduces), in
+/** The course's SFT job of ours (`bun scripts/train.ts --preset course`: 500 steps, no replay, the job
+ * trl_sft.py reproduces; the defaults since replay would not be the same job), in
  * a run folder under a temporary --out that is removed afterwards (the figures come from its summary.json). */
 export function runOurJob(): JobRun {
   const out = mkdtempSync(join(tmpdir(), "bench-trl-ours-"));
   try {
     const t = performance.now();
-    const proc = Bun.spawnSync([process.execPath, "scripts/train.ts", "--name", "bench-trl", "--out", out], { cwd: PROJECT_ROOT, env: process.env, stdout: "pipe", stderr: "pipe" });
+    const proc = Bun.spawnSync([process.execPath, "scripts/train.ts", "--preset", "course", "--name", "bench-trl", "--out", out], { cwd: PROJECT_ROOT, env: process.env, stdout: "pipe", stderr: "pipe" });
     const processSec = (performance.now() - t) / 1000;
     const summary = readdirSync(out).map((d) => readSummary(join(out, d))).find((x) => x !== null);
     if (proc.exitCode !== 0 || !summary) throw new Error(`bun scripts/train.ts exited with ${proc.exitCode}: ${proc.stderr.toString().slice(-400)}`);
