@@ -3,7 +3,7 @@
 // pass), and one tiny run end to end with replay and noise.
 //   bun test test/replay-run.test.ts
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { saveCheckpoint } from "../lib/model/checkpoint.ts";
@@ -14,6 +14,7 @@ import { DEFAULT_PROSE_SAMPLE } from "../lib/util/paths.ts";
 import { resolveRunConfig, type RunConfig } from "../lib/sft/run-config.ts";
 import { resolveProseSource } from "../lib/sft/prose-source.ts";
 import { executeRun, prepareRun } from "../lib/sft/run.ts";
+import { resumeRun } from "../lib/sft/resume.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
 import { TINY_TEXT, tinyTokenizer } from "./helpers/tiny.ts";
 
@@ -114,5 +115,37 @@ describe("a tiny run with replay and NEFTune", () => {
     expect(summary.epochs).toBe(2);
     expect(summary.replay).toMatchObject({ rowsPerBatch: 2, source: expect.stringContaining("--prose-data") });
     expect(summary.probes.settings.trainingAnswers).toBe(3);
+  });
+
+  test("interrupted and resumed with replay: the same losses as a run never interrupted; changed replay text is refused", async () => {
+    const proseData = write("books-resume.txt", TINY_TEXT.repeat(3));
+    const over = { proseData, probeTokens: 0, neftuneAlpha: 0 };
+    const straight = await prepareRun(config({ ...over, name: "straight" }));
+    const straightDir = createRunDir(out, "straight");
+    expect(await executeRun(straight, straightDir)).toBe(0);
+
+    const cfg = config({ ...over, name: "interrupt" });
+    const p = await prepareRun(cfg);
+    const dir = createRunDir(cfg.out, cfg.name);
+    const poll = setInterval(() => { // Ctrl-C once the step-0 evaluation is on disk: it lands during the first step
+      const metrics = join(dir, "metrics.jsonl");
+      if (existsSync(metrics) && readFileSync(metrics, "utf8").includes('"type":"eval"')) {
+        clearInterval(poll);
+        process.emit("SIGINT");
+      }
+    }, 1);
+    expect(await executeRun(p, dir)).toBe(130);
+    // Held-out losses at every evaluation, and the last report window (the interruption splits the
+    // windows before it), as the run never interrupted: the same batches and the same replay windows.
+    const losses = (d: string) => {
+      const rows = readMetrics(d);
+      const last = rows.filter((m): m is TrainRow => m.type === "train").at(-1)!;
+      return [...rows.flatMap((m) => (m.type === "eval" ? [[m.step, m.evalLoss]] : [])), [last.step, last.loss, last.proseLoss]];
+    };
+    appendFileSync(proseData, "more text"); // the replay text changed: resuming would replay other windows
+    await expect(resumeRun(dir)).rejects.toThrow(/the replay text changed since this run started/);
+    writeFileSync(proseData, TINY_TEXT.repeat(3));
+    expect(await resumeRun(dir)).toBe(0);
+    expect(losses(dir)).toEqual(losses(straightDir));
   });
 });
