@@ -22,7 +22,7 @@ import { saveConversation } from "../lib/chat/save.ts";
 import { loadConversations } from "../lib/data/data.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
-import { chat, tinyRunFiles } from "./helpers/tiny-run.ts";
+import { chat, tinyRunFiles, interruptAfterFirstEval } from "./helpers/tiny-run.ts";
 
 setDefaultTimeout(180_000); // ms: child processes train and probe a tiny model; a loaded 2-core machine is slow
 const PROJECT = resolve(import.meta.dir, "..");
@@ -48,14 +48,7 @@ async function interruptedRun(name: string, over: Partial<RunConfig> = {}): Prom
   const cfg = config({ name, ...over });
   const p = await prepareRun(cfg);
   const dir = createRunDir(cfg.out, cfg.name);
-  const poll = setInterval(() => {
-    const metrics = join(dir, "metrics.jsonl");
-    if (existsSync(metrics) && readFileSync(metrics, "utf8").includes('"type":"eval"')) {
-      clearInterval(poll);
-      process.emit("SIGINT");
-    }
-  }, 1);
-  expect(await executeRun(p, dir)).toBe(130);
+  expect(await interruptAfterFirstEval(p, dir)).toBe(130);
   expect(readSummary(dir)!.status).toBe("interrupted");
   return dir;
 }

@@ -16,6 +16,7 @@ import { resolveProseSource } from "../lib/sft/prose-source.ts";
 import { executeRun, prepareRun } from "../lib/sft/run.ts";
 import { resumeRun } from "../lib/sft/resume.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
+import { interruptAfterFirstEval } from "./helpers/tiny-run.ts";
 import { TINY_TEXT, tinyTokenizer } from "./helpers/tiny.ts";
 
 setDefaultTimeout(60_000); // ms; the 2-core box is shared
@@ -127,14 +128,7 @@ describe("a tiny run with replay and NEFTune", () => {
     const cfg = config({ ...over, name: "interrupt" });
     const p = await prepareRun(cfg);
     const dir = createRunDir(cfg.out, cfg.name);
-    const poll = setInterval(() => { // Ctrl-C once the step-0 evaluation is on disk: it lands during the first step
-      const metrics = join(dir, "metrics.jsonl");
-      if (existsSync(metrics) && readFileSync(metrics, "utf8").includes('"type":"eval"')) {
-        clearInterval(poll);
-        process.emit("SIGINT");
-      }
-    }, 1);
-    expect(await executeRun(p, dir)).toBe(130);
+    expect(await interruptAfterFirstEval(p, dir)).toBe(130);
     // Held-out losses at every evaluation, and the last report window (the interruption splits the
     // windows before it), as the run never interrupted: the same batches and the same replay windows.
     const losses = (d: string) => {

@@ -14,7 +14,7 @@ import { executeRun, prepareRun } from "../lib/sft/run.ts";
 import { resumeRun } from "../lib/sft/resume.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
-import { chat, tinyRunFiles } from "./helpers/tiny-run.ts";
+import { chat, tinyRunFiles, interruptAfterFirstEval } from "./helpers/tiny-run.ts";
 
 setDefaultTimeout(60_000); // ms; bunfig's [test] timeout is not applied
 
@@ -94,15 +94,7 @@ describe("train_run", () => {
     const cfg = config({ name: "interrupt", probeTokens: 0 });
     const p = await prepareRun(cfg);
     const dir = createRunDir(cfg.out, cfg.name);
-    // Ctrl-C once the step-0 evaluation is on disk: it lands during the first step (which yields)
-    const poll = setInterval(() => {
-      const metrics = join(dir, "metrics.jsonl");
-      if (existsSync(metrics) && readFileSync(metrics, "utf8").includes('"type":"eval"')) {
-        clearInterval(poll);
-        process.emit("SIGINT");
-      }
-    }, 1);
-    expect(await executeRun(p, dir)).toBe(130);
+    expect(await interruptAfterFirstEval(p, dir)).toBe(130);
     const interrupted = readJSON(join(dir, "summary.json"));
     expect([interrupted.status, interrupted.step]).toEqual(["interrupted", 1]);
     expect(existsSync(join(dir, "checkpoint", "model.safetensors"))).toBe(true);

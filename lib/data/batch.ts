@@ -140,7 +140,11 @@ export function collateArrays(examples: SFTExample[], { maxSeqLen, padId, padMul
 
 /** `collateArrays` as MLX arrays, ready for the model and `maskedCrossEntropy`. */
 export function padAndCollate(examples: SFTExample[], opts: CollateOptions): Batch {
-  const c = collateArrays(examples, opts);
+  return toBatch(collateArrays(examples, opts));
+}
+
+/** Collated host arrays as MLX arrays. */
+export function toBatch(c: CollatedArrays): Batch {
   return {
     inputs: mx.array(c.inputs, mx.int32),
     targets: mx.array(c.targets, mx.int32),

@@ -15,7 +15,7 @@ import type { TextTokenizer } from "../tokenizer/types.ts";
 import { normalizeText } from "../tokenizer/normalize.ts";
 import { parseSpan, sampleSpans } from "../tokenizer/sample-text.ts";
 import { seededRandom } from "../util/random.ts";
-import { collateArrays, paddedLength, type Batch, type CollateOptions } from "./batch.ts";
+import { collateArrays, paddedLength, toBatch, type Batch, type CollateOptions } from "./batch.ts";
 
 export const MAX_MIX_PROSE = 0.75; // at most 3 prose rows per conversation: beyond that SFT is the side dish
 export const MAX_PROSE_BYTES = 4_000_000; // text read from a recorded corpus (evenly spread 1 MiB chunks): plenty of windows
@@ -112,11 +112,7 @@ export function collateMixed(sft: SFTExample[], replay: ProseReplay | null, inde
   const c = collateArrays(examples, opts);
   const prose = c.mask.map((row, r) => (r < sftRows ? row.map(() => 0) : row));
   return {
-    inputs: mx.array(c.inputs, mx.int32),
-    targets: mx.array(c.targets, mx.int32),
-    mask: mx.array(c.mask, mx.float32),
-    ntoks: c.ntoks,
-    paddingFraction: c.paddingFraction,
+    ...toBatch(c),
     prose: mx.array(prose, mx.float32),
     proseNtoks: prose.reduce((n, row) => n + row.reduce((a, b) => a + b, 0), 0),
     sftRows,

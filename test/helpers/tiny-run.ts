@@ -1,7 +1,9 @@
 // A tiny SFT run's data in a temporary folder: four training conversations, one held out, a writer
-// for the files a test adds, and where its runs go (test/sft-run.test.ts, test/file-safety.test.ts).
-import { writeFileSync } from "node:fs";
+// for the files a test adds, and where its runs go (test/sft-run.test.ts, test/file-safety.test.ts);
+// and a run Ctrl-C'd right after its step-0 evaluation.
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { executeRun, type PreparedRun } from "../../lib/sft/run.ts";
 
 /** One exchange in the messages format. */
 export const chat = (user: string, assistant: string) => ({ messages: [{ role: "user", content: user }, { role: "assistant", content: assistant }] });
@@ -21,4 +23,17 @@ export function tinyRunFiles(tmp: string) {
   ]);
   const evalData = write("eval.json", [chat("Where does the dog sleep?", "The dog sleeps in the sun.")]);
   return { write, data, evalData, out: join(tmp, "runs") };
+}
+
+/** Execute a prepared run in `dir`, sending Ctrl-C (SIGINT, in this process) once its step-0
+ * evaluation is on disk, so it lands during the first step (which yields); returns the exit code. */
+export async function interruptAfterFirstEval(p: PreparedRun, dir: string): Promise<number> {
+  const poll = setInterval(() => {
+    const metrics = join(dir, "metrics.jsonl");
+    if (existsSync(metrics) && readFileSync(metrics, "utf8").includes('"type":"eval"')) {
+      clearInterval(poll);
+      process.emit("SIGINT");
+    }
+  }, 1);
+  return executeRun(p, dir);
 }
