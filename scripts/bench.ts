@@ -8,6 +8,9 @@
 //   bun scripts/bench.ts --trl --python /path/to/venv/bin/python --runs 3
 //                                         # the course's SFT job against TRL's SFTTrainer
 //                                         # (../shared/bench/trl), interleaved; alone unless --case is given
+//   bun scripts/bench.ts --case lora --torch --python /tmp/tv/bin/python   # LoRA/QLoRA on the Qwen3-0.6B shapes
+//                                         # (not in the default cases: ~10 GB for full fine-tuning, minutes per step),
+//                                         # each variant in its own process, the PyTorch + PEFT peer after each
 import { defineCommand } from "citty";
 import { consola } from "consola";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
@@ -29,9 +32,15 @@ import { blasRecord, prepareProcess } from "../lib/mlx/startup.ts";
 import { checkPeer, interleavedRatio, PEER_SCRIPT, PeerError, runPeer, type PeerRun } from "../lib/bench/peer.ts";
 import { checkTrl, compareWithTrl, interleave, projectRowsForTrl, runOurJob, runTrlJob, TRL_SCRIPT, type JobRun } from "../lib/bench/trl.ts";
 import { ChatFormat } from "../lib/format/chat-format.ts";
+import { benchLoRAStep, LORA_VARIANTS, PEER_LORA_SCRIPT, type LoRAVariant } from "../lib/bench/lora.ts";
 
 const log = consola.create({ stdout: process.stderr }).withTag("bench"); // stdout carries only the JSON lines
 const CASES = ["sgemm", "train-ref", "train-base", "train-sft", "generate", "sft-run"];
+const OPT_IN = ["lora", "lora-step"]; // asked for by name only; lora-step is one variant of lora, in a child process
+/** The lora case's runs: variant, gradient checkpointing, and whether the PyTorch + PEFT peer has it. */
+const LORA_RUNS: [LoRAVariant, boolean, boolean][] = [
+  ["full", false, true], ["lora-qv", false, true], ["lora-qv", true, true], ["lora-all", false, true], ["qlora4", false, false], ["qlora4", true, false],
+];
 
 /** The issue's reference model: the same math as ../shared/bench/peers/torch_train.py. */
 const REFERENCE = { model_type: "llama", vocab_size: 4096, hidden_size: 256, intermediate_size: 688, num_hidden_layers: 6, num_attention_heads: 8, num_key_value_heads: 8, max_position_embeddings: 256, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true };
@@ -66,13 +75,26 @@ const command = defineCommand({
     python: { type: "string", default: "python3", description: "the Python with torch (--torch) or torch, transformers and trl (--trl)" },
     "batch-size": { type: "string", default: "8", description: "SFT batch size for train-sft" },
     torch: { type: "boolean", default: false, description: "also run the PyTorch peer (needs torch)" },
+    variant: { type: "string", description: `lora-step: one of ${Object.keys(LORA_VARIANTS).join(", ")}` },
+    "grad-checkpoint": { type: "boolean", default: false, description: "lora-step: recompute layers in the backward pass" },
     trl: { type: "boolean", default: false, description: "the course's SFT job (--preset course) against TRL's SFTTrainer, --runs interleaved pairs (needs torch, transformers, trl)" },
   },
   async run({ args }) {
     prepareProcess(); // tcmalloc, BLAS kernels, kernel flags: lib/mlx/startup.ts
     const cases = args.case !== undefined ? parseList(args.case) : args.trl ? [] : CASES;
-    for (const c of cases) if (!CASES.includes(c)) throw new UsageError(`--case: unknown case \`${c}\`; cases: ${CASES.join(", ")}`);
+    for (const c of cases) if (![...CASES, ...OPT_IN].includes(c)) throw new UsageError(`--case: unknown case \`${c}\`; cases: ${[...CASES, ...OPT_IN].join(", ")}`);
     const steps = parseNumber("steps", args.steps, { integer: true, positive: true });
+    if (cases.includes("lora-step")) {
+      const variant = args.variant as LoRAVariant;
+      if (!(variant in LORA_VARIANTS)) throw new UsageError(`--variant expects one of ${Object.keys(LORA_VARIANTS).join(", ")}, got \`${args.variant}\``);
+      const base = process.argv.includes("--base") ? args.base : undefined; // default: random init, Qwen3-0.6B shapes
+      emit({ case: "lora-step", ...(await benchLoRAStep(variant, { base, steps, gradCheckpoint: args["grad-checkpoint"] })) });
+      return;
+    }
+    if (cases.includes("lora")) {
+      await loraCase({ steps: process.argv.includes("--steps") ? steps : 2, torch: args.torch, python: args.python, base: process.argv.includes("--base") ? args.base : undefined });
+      if (cases.length === 1) return;
+    }
     const runs = parseNumber("runs", args.runs, { integer: true, positive: true });
     try {
       if (args.torch) checkPeer(args.python);
@@ -176,5 +198,23 @@ const command = defineCommand({
     }
   },
 });
+
+/** The lora case: each variant in a child process (its own peak memory), the peer after each. */
+async function loraCase({ steps, torch, python, base }: { steps: number; torch: boolean; python: string; base?: string }) {
+  const cpu = /^Model name:\s*(.*)$/m.exec(Bun.spawnSync(["lscpu"]).stdout.toString())?.[1]?.trim();
+  emit({ case: "lora-setup", cpu, cores: navigator.hardwareConcurrency, model: base ?? "random init, Qwen3-0.6B shapes as llama", batch: "4x128", steps, note: "shared machine: other jobs ran meanwhile" });
+  const lastJSON = (out: string) => JSON.parse(out.trim().split("\n").filter((l) => l.startsWith("{")).pop() ?? "null");
+  for (const [variant, ckpt, peer] of LORA_RUNS) {
+    log.start(`lora: ${variant}${ckpt ? " + grad-checkpoint" : ""}`);
+    const ours = Bun.spawnSync(["bun", "scripts/bench.ts", "--case", "lora-step", "--variant", variant, "--steps", String(steps), ...(ckpt ? ["--grad-checkpoint"] : []), ...(base ? ["--base", base] : [])], { cwd: PROJECT_ROOT, stdout: "pipe", stderr: "pipe" });
+    const mine = ours.exitCode === 0 ? lastJSON(ours.stdout.toString()) : { error: ours.stderr.toString().slice(-400) };
+    emit({ case: "lora", stack: "sft-mlx", ...mine, variant, gradCheckpoint: ckpt });
+    if (!torch || !peer) continue;
+    const p = Bun.spawnSync([python, PEER_LORA_SCRIPT, "--variant", variant, "--steps", String(steps), ...(ckpt ? ["--grad-checkpoint"] : [])], { env: process.env, stdout: "pipe", stderr: "pipe" });
+    const theirs = p.exitCode === 0 ? lastJSON(p.stdout.toString()) : { error: p.stderr.toString().slice(-400) };
+    emit({ case: "lora-peer", ...theirs });
+    if (mine.tokensPerSec && theirs.tokensPerSec) emit({ case: "lora-ratio", variant, gradCheckpoint: ckpt, ratio: mine.tokensPerSec / theirs.tokensPerSec, peakRatio: mine.stepPeakRssMB / theirs.stepPeakRssMB });
+  }
+}
 
 runStrict(command);

@@ -76,21 +76,22 @@ const command = defineCommand({
       }
       throw e;
     }
-    let checkpoints: typeof import("../lib/model/checkpoint.ts");
+    let adapters: typeof import("../lib/model/adapter.ts");
     let generate: typeof import("../lib/generate/generate.ts").generate;
     try {
-      checkpoints = await import("../lib/model/checkpoint.ts");
+      adapters = await import("../lib/model/adapter.ts");
       generate = (await import("../lib/generate/generate.ts")).generate;
     } catch (e) {
       log.error(`MLX failed to load (${(e as Error).message}): run \`bun scripts/doctor.ts\` for the fix`);
       process.exit(1);
     }
-    /** Load a checkpoint; a broken one is a message, not a stack trace. */
+    /** Load a checkpoint, or a LoRA run's adapter onto its base, merged into a copy of the weights
+     * (what the compiled decode step reads); a broken one is a message, not a stack trace. */
     const load = async (dir: string): Promise<Checkpoint | null> => {
       try {
-        return await checkpoints.loadCheckpoint(dir);
+        return await adapters.loadForDecoding(dir);
       } catch (e) {
-        if (!(e instanceof checkpoints.CheckpointError)) throw e;
+        if (!(e instanceof Error) || !["CheckpointError", "AdapterError", "ConfigError"].includes(e.name)) throw e;
         log.error(e.message);
         return null;
       }

@@ -1,4 +1,4 @@
-// bun scripts/dump-logits.ts <checkpoint dir> [--ids 1,2,3] [--prompt "Once upon a time"] [--tokens 20] --out f.json
+// bun scripts/dump-logits.ts <checkpoint or adapter dir> [--ids 1,2,3] [--prompt "Once upon a time"] [--tokens 20] --out f.json
 //
 // What this project computes for a checkpoint, as JSON, for scripts/check-hf.py to compare with
 // transformers: logits for fixed ids, the greedy continuation of a prompt, the chat template's
@@ -34,7 +34,7 @@ const CONVERSATIONS: Message[][] = [
 const main = defineCommand({
   meta: { name: "dump-logits", description: "Dump logits, greedy ids and chat renders of a checkpoint as JSON" },
   args: {
-    dir: { type: "positional", description: "checkpoint directory (Hugging Face layout)", required: true },
+    dir: { type: "positional", description: "checkpoint directory (Hugging Face layout), or a LoRA adapter folder (PEFT's layout, on its recorded base)", required: true },
     ids: { type: "string", description: "comma-separated ids to compute logits for", default: "1,2,3,10,20,30,40,50" },
     prompt: { type: "string", description: "prompt text for the greedy continuation", default: "Once upon a time" },
     tokens: { type: "string", description: "greedy tokens to generate", default: "20" },
@@ -47,12 +47,12 @@ const main = defineCommand({
     const tokens = parseNumber("tokens", args.tokens, { integer: true, min: 1 });
     // Imported here so that a broken MLX install is reported as such, not as a module error.
     const { core: mx } = await import("@frost-beta/mlx");
-    const { loadCheckpoint } = await import("../lib/model/checkpoint.ts");
+    const { loadForDecoding } = await import("../lib/model/adapter.ts");
     const { generate } = await import("../lib/generate/generate.ts");
     const { ChatTemplate } = await import("../lib/format/template.ts");
     const { CHAT_TOKENS } = await import("../lib/format/tokens.ts");
 
-    const { model, tokenizer, config } = await loadCheckpoint(args.dir);
+    const { model, tokenizer, config } = await loadForDecoding(args.dir); // a checkpoint, or an adapter on its base
     const bad = ids.filter((id) => id >= config.vocabSize);
     if (bad.length) throw new UsageError(`--ids: ${bad.join(", ")} out of range: ${args.dir} has vocab_size ${config.vocabSize}`);
     const logits = model.forward(mx.array([ids], mx.int32)).index(0).tolist() as number[][]; // [T, V]

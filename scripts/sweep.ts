@@ -2,6 +2,7 @@
 //   bun scripts/sweep.ts --param lr                          (6 learning rates, train.ts defaults otherwise)
 //   bun scripts/sweep.ts --param mask --steps 30 --eval-every 10 --base /tmp/devbase
 //   bun scripts/sweep.ts --param data-size --values 10,50,all
+//   bun scripts/sweep.ts --param lora-rank --values 1,8 --lr 1e-3   (LoRA runs: --lora is added)
 //   bun scripts/sweep.ts --preset format-collapse            (the course's exercises: see README)
 //   bun scripts/sweep.ts --resume runs/sweep-<time>-<param>  (skip finished runs, rerun the rest)
 // train.ts's flags (--steps, --base, --seed, ...) are checked up front and passed to every

@@ -5,6 +5,8 @@
 //   bun scripts/train.ts --data instructions.json --course-split   (the course notebook's data and split)
 //   bun scripts/train.ts --resume runs/<dir>                (continue an interrupted run)
 //   bun scripts/train.ts --preset course                    (the course's recipe: 500 steps, lr 3e-4, no replay, no noise)
+//   bun scripts/train.ts --lora --lr 1e-3                   (a LoRA adapter: runs/<dir>/adapter/, PEFT's layout)
+//   bun scripts/train.ts --lora --quantize 4 --base <dir>   (QLoRA: the base's weights in 4 bits in memory)
 // Nothing is written until the flags, base, tokenizer and data have all been checked.
 import { prepareProcess } from "../lib/mlx/startup.ts";
 import { defineCommand } from "citty";
@@ -41,7 +43,7 @@ const command = defineCommand({
       process.exitCode = await executeRun(prepared, runDir);
     } catch (e) {
       const err = e as Error;
-      if (err instanceof UsageError || ["DataError", "SelfCheckError", "CheckpointError", "SFTConfigError"].includes(err.name)) {
+      if (err instanceof UsageError || ["DataError", "SelfCheckError", "CheckpointError", "SFTConfigError", "AdapterError", "PrecisionError"].includes(err.name)) {
         log.error(err.message);
         process.exit(2);
       }

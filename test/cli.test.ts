@@ -105,6 +105,8 @@ describe("one table of options", () => {
       steps: 500, epochs: 10, lr: 3e-4, warmup: 20, minLrRatio: 0.1, batchSize: 8, maxSeqLen: 256, padMultiple: 16, evalEvery: 50,
       patience: 0, minDelta: 1e-3, gradClip: 1, weightDecay: 0, seed: 0, maskMode: "assistant", keep: "last",
       groupByLength: true, dropOverlength: false, truncate: false, logEvery: 10, mixProse: 0.25, neftuneAlpha: 0,
+      gradAccum: 1, gradCheckpoint: false, lora: false, loraRank: 8, loraAlpha: 8, loraDropout: 0, loraTargets: "q_proj,v_proj",
+      loraTokens: "chat", quantize: 0, quantizeGroupSize: 64,
     });
     expect(defaultSFTConfig()).not.toBe(defaultSFTConfig()); // a fresh object each time
     expect(defaultsOf(RUN_OPTIONS)).toMatchObject({ probeTokens: 96, name: "sft", addChatTokens: false, courseSplit: false, splitSeed: 13 });

@@ -62,7 +62,7 @@ describe("export: trl script", () => {
       PATIENCE: "2", MIN_DELTA: "0.01", GRAD_CLIP: "0.5", WEIGHT_DECAY: "0.05", SEED: "11", ASSISTANT_ONLY_LOSS: "False", KEEP: '"best"',
       GROUP_BY_LENGTH: "False", DROP_OVERLENGTH: "True", LOG_EVERY: "2", RUN_NAME: '"odd-run"', START: '"start"',
       TRAIN_FILE: '"data/train.jsonl"', EVAL_FILE: '"data/eval.jsonl"', ADAM_BETA1: "0.9", ADAM_BETA2: "0.95", ADAM_EPS: "1e-8",
-      EOS_TOKEN: '"<|end|>"', PAD_TOKEN: '"<|pad|>"', PEFT_CONFIG: "None",
+      EOS_TOKEN: '"<|end|>"', PAD_TOKEN: '"<|pad|>"', PEFT_CONFIG: "None", GRAD_CHECKPOINT: "False",
     };
     for (const [name, value] of Object.entries(expected)) expect(script).toContain(`\n${name} = ${value}  # `);
     expect(settings.map((s) => s.name).sort()).toEqual(Object.keys(expected).filter((n) => !fixedTrlSettings().some((f) => f.name === n)).sort());
@@ -74,7 +74,7 @@ describe("export: trl script", () => {
   });
 
   test("TRL defaults that would change the job are set explicitly", () => {
-    for (const line of ["bf16=False", "fp16=False", "tf32=False", "gradient_checkpointing=False", "packing=False", "max_length=None",
+    for (const line of ["bf16=False", "fp16=False", "tf32=False", "gradient_checkpointing=GRAD_CHECKPOINT", "packing=False", "max_length=None",
       "average_tokens_across_devices=True", "optim=\"adamw_torch\"", "def create_scheduler", "def get_train_dataloader", "def get_decay_parameter_names"]) {
       expect(script).toContain(line);
     }
@@ -85,8 +85,18 @@ describe("export: trl script", () => {
     ["TRL", TRL_TABLE],
     ["mlx-lm", MLX_LM_TABLE],
   ] as const)("a config key without a %s mapping is refused, not dropped", (engine, table) => {
-    const withLora = { ...oddCfg, lora: { rank: 8 } } as unknown as RunConfig;
-    expect(() => mapSettings(withLora, table, engine)).toThrow(new RegExp(`\`lora\` have no ${engine} mapping`));
+    const withNew = { ...oddCfg, someNewOption: 1 } as unknown as RunConfig;
+    expect(() => mapSettings(withNew, table, engine)).toThrow(new RegExp(`\`someNewOption\` have no ${engine} mapping`));
+  });
+
+  test("a LoRA run: PEFT_CONFIG for TRL and lora_parameters for mlx-lm; a QLoRA run is refused for TRL", () => {
+    const lora = resolveRunConfig({}, { ...odd, lora: true, loraRank: 4, loraAlpha: 16, loraTargets: "v_proj,q_proj", gradCheckpoint: true });
+    expect(trlScript(lora, "a test")).toContain(`\nPEFT_CONFIG = {"task_type": "CAUSAL_LM", "r": 4, "lora_alpha": 16, "lora_dropout": 0, "target_modules": ["q_proj", "v_proj"], "trainable_tokens": ["<|user|>", "<|assistant|>", "<|end|>", "<|pad|>"]}  # `);
+    expect(trlScript(lora, "a test")).toContain("\nGRAD_CHECKPOINT = True  # ");
+    const yaml = mlxLmConfig(lora, "a test");
+    for (const line of ['fine_tune_type: "lora"', "num_layers: -1", "  rank: 4", "  scale: 4", '  keys: ["self_attn.q_proj", "self_attn.v_proj"]', "grad_checkpoint: true"]) expect(yaml).toContain(line);
+    expect(yaml).toMatch(/# trainable_tokens: "chat" # DIFFERS/);
+    expect(() => trlScript({ ...lora, quantize: 4 }, "a test")).toThrow(/--quantize 0/);
   });
 
   test.each([
@@ -186,7 +196,7 @@ describe("export: folders", () => {
     const read = (f: string) => readFileSync(join(out, f), "utf8");
     expect(parseConversations(read("data/train.jsonl"), "train.jsonl")).toEqual(train);
     expect(parseConversations(read("data/valid.jsonl"), "valid.jsonl")).toEqual(evalConvs);
-    expect(read("mlx-lm.yaml")).toContain("fine_tune_type: full");
+    expect(read("mlx-lm.yaml")).toContain('fine_tune_type: "full"');
     const readme = read("README.md");
     expect(readme).toContain("`ChatDataset.process`");
     expect(readme).toContain("`default_loss`");
@@ -217,8 +227,8 @@ describe("export: folders", () => {
     expect(readFileSync(join(out, "train_trl.py"), "utf8")).toContain("\nSTEPS = 4  # ");
     expect(existsSync(join(out, "start", "model.safetensors"))).toBe(true);
 
-    writeFileSync(join(run, "config.json"), JSON.stringify({ ...resolveRunConfig({}, opts), lora: { rank: 8 } }));
-    await expect(findFormat("trl").run({ run, out: join(tmp, "never") }, "trl")).rejects.toThrow(/unknown option `lora`/);
+    writeFileSync(join(run, "config.json"), JSON.stringify({ ...resolveRunConfig({}, opts), someNewOption: { rank: 8 } }));
+    await expect(findFormat("trl").run({ run, out: join(tmp, "never") }, "trl")).rejects.toThrow(/unknown option `someNewOption`/);
     expect(existsSync(join(tmp, "never"))).toBe(false);
   });
 

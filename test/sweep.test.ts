@@ -57,7 +57,7 @@ describe("values", () => {
     [{ param: "noise", values: "150" }, /<= 100, got `150`/],
     [{ param: "lr", values: "1e-4,1e-4" }, /lists `1e-4` twice/],
     [{ param: "lr", values: " , " }, /--values is empty/],
-    [{ param: "batch" }, /--param expects one of lr, steps, epochs, data-size, mask, noise, mix-prose, neftune, got `batch`/],
+    [{ param: "batch" }, /--param expects one of lr, steps, epochs, data-size, mask, noise, mix-prose, neftune, lora-rank, got `batch`/],
     [{}, /say what to vary: --param/],
     [{ preset: "collapse" }, /--preset expects one of format-collapse, prose-loss, unmasked-loss, data-size-10-50, plain-text-ce, prefilled-turn/],
     [{ preset: "prose-loss", param: "steps" }, /sweeps `lr`, but --param says `steps`/],
@@ -159,6 +159,15 @@ describe("plan", () => {
     [["--keep", "best"], ["--keep", "best", "--patience", "0"]],
   ])("steps: --patience 0 and --keep last unless the flags say otherwise: %j", (passthrough, expected) => {
     expect(buildPlan({ param: "steps", values: ["100"], passthrough }).passthrough).toEqual(expected);
+  });
+
+  test.each([
+    [[], ["--lora"]],
+    [["--lora", "--lr", "1e-3"], ["--lora", "--lr", "1e-3"]],
+  ])("lora-rank: adds --lora (a boolean flag, alone) unless given: %j", (passthrough, expected) => {
+    const plan = buildPlan({ param: "lora-rank", values: ["1", "8"], passthrough });
+    expect(plan.passthrough).toEqual(expected);
+    expect(trainArgs(plan, plan.runs[0]!, "/tmp/sweep")).toEqual(expect.arrayContaining(["--lora", "--lora-rank", "1"]));
   });
 
   test("a --config file's data is the source of a data sweep, and its patience is respected", () => {

@@ -2,7 +2,7 @@
 // default the newest finished fine-tuning run under runs/.
 //
 // A run folder is `runs/<YYYYMMDD-HHMMSS>-<name>/` with `summary.json` ({"status": ...}) and the
-// final model in `checkpoint/`. Runs whose checkpoint is a base model (pretraining writes the same
+// final model in `checkpoint/`, or for a LoRA run its adapter in `adapter/` (loaded onto its base). Runs whose checkpoint is a base model (pretraining writes the same
 // layout, with sft-mlx.json {"kind": "base"}) are not chat models and are never picked.
 
 import { existsSync, readdirSync, readFileSync } from "node:fs";
@@ -19,7 +19,7 @@ export interface RunInfo {
   name: string; // folder name
   status: string | null; // summary.json status; null while running, after a crash, or when it is damaged
   problem?: string; // why summary.json could not be read
-  checkpoint: string | null; // runDir/checkpoint if it holds a model
+  checkpoint: string | null; // runDir/checkpoint if it holds a model, or runDir/adapter (a LoRA run)
   kind: string | null; // checkpoint/sft-mlx.json "kind", if any
 }
 
@@ -44,10 +44,13 @@ function readJSONOrNull(path: string): any {
 }
 
 const isModelDir = (dir: string) => existsSync(join(dir, "config.json")) && existsSync(join(dir, "model.safetensors"));
+/** A LoRA adapter in PEFT's layout (lib/model/adapter.ts), chatted with on its base. */
+const isAdapterDir = (dir: string) => existsSync(join(dir, "adapter_config.json")) && existsSync(join(dir, "adapter_model.safetensors"));
 
 /** Read one run folder. */
 export function readRun(runDir: string): RunInfo {
-  const ckpt = join(runDir, "checkpoint");
+  const adapter = join(runDir, "adapter");
+  const ckpt = isAdapterDir(adapter) && !isModelDir(join(runDir, "checkpoint")) ? adapter : join(runDir, "checkpoint");
   let status: string | null = null;
   let problem: string | undefined;
   try {
@@ -62,7 +65,7 @@ export function readRun(runDir: string): RunInfo {
     name: basename(runDir),
     status,
     ...(problem ? { problem } : {}),
-    checkpoint: isModelDir(ckpt) ? ckpt : null,
+    checkpoint: isModelDir(ckpt) || isAdapterDir(ckpt) ? ckpt : null,
     kind: typeof meta?.kind === "string" ? meta.kind : null,
   };
 }
@@ -108,14 +111,14 @@ export function chooseModel({ model, run, base, runsDir, defaultBase }: ChoiceFl
   }
   if (model !== undefined) {
     const dir = resolve(model);
-    if (!isModelDir(dir)) throw new ChoiceError(`--model: no model at \`${shown(dir)}\` (config.json and model.safetensors): pass a checkpoint directory such as runs/<run>/checkpoint`);
+    if (!isModelDir(dir) && !isAdapterDir(dir)) throw new ChoiceError(`--model: no model at \`${shown(dir)}\` (config.json and model.safetensors, or a LoRA adapter's adapter_config.json): pass a checkpoint directory such as runs/<run>/checkpoint, or runs/<run>/adapter`);
     return { dir, mode: "chat", note: `checkpoint ${shown(dir)}` };
   }
   if (run !== undefined) {
     const info = readRun(resolve(run));
     if (!existsSync(info.runDir)) throw new ChoiceError(`--run: \`${run}\` does not exist: pass a folder under runs/ (ls ${shown(runsDir)})`);
     if (!info.checkpoint) {
-      throw new ChoiceError(`--run: \`${shown(info.runDir)}\` has no checkpoint/ (status ${info.status ?? "unknown: still running or crashed"}): pick a finished run, or --model <checkpoint dir>`);
+      throw new ChoiceError(`--run: \`${shown(info.runDir)}\` has no checkpoint/ or adapter/ (status ${info.status ?? "unknown: still running or crashed"}): pick a finished run, or --model <checkpoint dir>`);
     }
     return { dir: info.checkpoint, mode: "chat", note: `run ${shown(info.runDir)} (status ${info.status ?? "unknown"})`, meta: info };
   }

@@ -3,6 +3,7 @@
 // data and has no gradient clipping or early stopping: the README and the YAML say where.
 import { join } from "node:path";
 import type { RunConfig } from "../sft/run-config.ts";
+import { LINEAR_MODULES, parseTargets } from "../model/lora-config.ts";
 import { defaultOptimizerConfig } from "../train/step.ts";
 import { countTargets, manifest, messagesJsonl, writeExportFolder, writeStartCheckpoint, type ExportJob } from "./job.ts";
 import { mappingTableMarkdown, mapSettings, refusedWhen, setting, yamlLiteral, type MappingTable, type Setting, type Value } from "./mapping.ts";
@@ -62,10 +63,32 @@ export const MLX_LM_TABLE = {
   proseData: { outside: "the replay text of --mix-prose (see mixProse)" },
   neftuneAlpha: refusedWhen((c) => c.neftuneAlpha > 0, "the run adds NEFTune noise to the input embeddings (--neftune-alpha), which the exported job would not: export a run trained with --neftune-alpha 0", "off: no embedding noise"),
   out: { outside: "where the project puts run folders" },
+  gradAccum: setting("grad_accumulation_steps", (c) => c.gradAccum, "batches summed into one update (mlx-lm 0.24 and later)"),
+  gradCheckpoint: setting("grad_checkpoint", (c) => c.gradCheckpoint, "recompute layers in the backward pass"),
+  lora: {
+    settings: (c) => [
+      { name: "fine_tune_type", value: c.lora ? "lora" : "full", why: c.lora ? "the run trains a LoRA adapter" : "the run trains every weight" },
+      ...(c.lora ? [{ name: "num_layers", value: -1, why: "every layer, as the run" }] : []),
+    ],
+  },
+  loraRank: {
+    settings: (c) => (c.lora ? [{
+      name: "lora_parameters",
+      value: { rank: c.loraRank, scale: c.loraAlpha / c.loraRank, dropout: c.loraDropout, keys: parseTargets(c.loraTargets).map((t) => `${LINEAR_MODULES[t][0] === "selfAttn" ? "self_attn" : "mlp"}.${t}`) },
+      why: "mlx-lm's scale multiplies B·A as the project's alpha / r",
+    }] : []),
+    outsideWhenUnset: "no adapter: full fine-tuning",
+  },
+  loraAlpha: { outside: "in lora_parameters (scale = alpha / r)" },
+  loraDropout: { outside: "in lora_parameters (dropout)" },
+  loraTargets: { outside: "in lora_parameters (keys)" },
+  loraTokens: setting("trainable_tokens", (c) => c.loraTokens, differs((c) => c.lora && c.loraTokens !== "none", "mlx-lm's LoRA cannot train single embedding rows: the chat tokens' rows stay as start/ has them", "no embedding rows train, as the run")),
+  quantize: setting("quantize", (c) => c.quantize, differs((c) => c.quantize > 0, "QLoRA in mlx-lm trains on a quantized model folder: mlx_lm.convert --hf-path start -q --q-bits <bits> --q-group-size <group> --mlx-path start-q, then model: start-q", "a float32 base, as the run")),
+  quantizeGroupSize: { outside: "see quantize" },
 } satisfies MappingTable;
 
 /** Keys that are records of the run, not mlx_lm.lora options: written as comments. */
-const RECORD_ONLY = new Set(["patience", "grad_clip", "weight_decay", "keep", "group_by_length"]);
+const RECORD_ONLY = new Set(["patience", "grad_clip", "weight_decay", "keep", "group_by_length", "trainable_tokens", "quantize"]);
 
 /** mlx-lm.yaml: one entry per setting with its reason; the optimizer and fixed entries after. */
 export function mlxLmConfig(cfg: RunConfig, source: string): string {
@@ -76,8 +99,6 @@ export function mlxLmConfig(cfg: RunConfig, source: string): string {
     `# from ${source}). Run in this folder: mlx_lm.lora --config ${MLX_LM_FILES.config}`,
     "# Lines marked DIFFERS train something other than the project's run; see README.md.",
     "train: true",
-    "fine_tune_type: full # the run trains every weight",
-    "grad_checkpoint: false",
     "val_batches: -1 # the whole validation set",
     `save_every: ${cfg.steps}`,
   ];

@@ -177,13 +177,20 @@ def barrier():
         torch.distributed.barrier()
 
 
-def peft_config():
-    """PEFT_CONFIG (LoraConfig keyword arguments) when the run trains adapters, else None."""
+def peft_config(tokenizer, model):
+    """PEFT_CONFIG (LoraConfig keyword arguments) when the run trains adapters, else None. Its
+    "trainable_tokens" (token strings) become trainable_token_indices: the rows of those ids in the
+    embedding, and in the head too when it is not tied."""
     if not PEFT_CONFIG:
         return None
     from peft import LoraConfig
 
-    return LoraConfig(**PEFT_CONFIG)
+    kwargs = dict(PEFT_CONFIG)
+    tokens = kwargs.pop("trainable_tokens", None)
+    if tokens:
+        ids = tokenizer.convert_tokens_to_ids(tokens)
+        kwargs["trainable_token_indices"] = {"embed_tokens": ids} if model.config.tie_word_embeddings else {"embed_tokens": ids, "lm_head": ids}
+    return LoraConfig(**kwargs)
 
 
 def build(out_dir: str, stop_after: int | None = None, cpu: bool = False) -> ProjectSFTTrainer:
@@ -209,7 +216,7 @@ def build(out_dir: str, stop_after: int | None = None, cpu: bool = False) -> Pro
         bf16=False,  # TRL defaults to bf16; the project trains in fp32, and bf16 changes every loss
         fp16=False,
         tf32=False,  # TF32 matmuls on Ampere+ round inputs to 10 bits: not fp32
-        gradient_checkpointing=False,  # TRL's default is on: same math, recomputed; turn on to save memory
+        gradient_checkpointing=GRAD_CHECKPOINT,  # TRL's default is on: same math, recomputed; the run's setting
         packing=False,  # one conversation per row, as the project
         padding_free=False,
         pad_to_multiple_of=PAD_MULTIPLE,  # padding never changes the loss; repeats shapes
@@ -256,7 +263,7 @@ def build(out_dir: str, stop_after: int | None = None, cpu: bool = False) -> Pro
         train_dataset=Dataset.from_list([{"messages": r["messages"]} for r in train_rows]),
         processing_class=tokenizer,
         callbacks=[evaluation],
-        peft_config=peft_config(),
+        peft_config=peft_config(tokenizer, model),
         batches=batches[:STEPS],
         metrics_path=os.path.join(out_dir, "metrics.jsonl"),
     )

@@ -5,7 +5,7 @@
 import { join } from "node:path";
 import type { RunConfig } from "../sft/run-config.ts";
 import { defaultOptimizerConfig } from "../train/step.ts";
-import { SPECIAL_TOKENS } from "../format/tokens.ts";
+import { CHAT_TOKENS, SPECIAL_TOKENS } from "../format/tokens.ts";
 import { countTargets, manifest, messagesJsonl, readAsset, writeExportFolder, writeStartCheckpoint, type ExportJob } from "./job.ts";
 import { mappingTableMarkdown, mapSettings, pyLiteral, refusedWhen, setting, type MappingTable, type Setting } from "./mapping.ts";
 
@@ -56,7 +56,33 @@ export const TRL_TABLE = {
   proseData: { outside: "the replay text of --mix-prose (see mixProse)" },
   neftuneAlpha: refusedWhen((c) => c.neftuneAlpha > 0, "the run adds NEFTune noise to the input embeddings (--neftune-alpha), which the exported job would not: export a run trained with --neftune-alpha 0", "off: no embedding noise"),
   out: { outside: "where the project puts run folders; train_trl.py writes to --output" },
+  gradAccum: refusedWhen((c) => c.gradAccum > 1, "the run sums --grad-accum batches into each optimizer step, and the exported batch order has one batch per step: export a run with --grad-accum 1 (a --batch-size of batch × accum is the same gradient)", "1: one batch per step, as the run"),
+  gradCheckpoint: setting("GRAD_CHECKPOINT", (c) => c.gradCheckpoint, "gradient_checkpointing: the same gradients, layers recomputed in the backward pass"),
+  lora: setting("PEFT_CONFIG", peftConfig, (c) => (c.lora
+    ? `LoraConfig keyword arguments: the run trains a LoRA adapter (r, alpha/r scale, A drawn as PEFT draws it, B zero)${c.loraTokens === "chat" ? " and the chat tokens' rows (trainable_tokens: their ids in start/'s tokenizer, as trainable_token_indices)" : ""}`
+    : "None: every weight is trained")),
+  loraRank: { outside: "in PEFT_CONFIG (r)" },
+  loraAlpha: { outside: "in PEFT_CONFIG (lora_alpha)" },
+  loraDropout: { outside: "in PEFT_CONFIG (lora_dropout)" },
+  loraTargets: { outside: "in PEFT_CONFIG (target_modules)" },
+  loraTokens: refusedWhen((c) => c.lora && c.loraTokens === "added", "the run trains the rows of the tokens --add-chat-tokens added (--lora-tokens added), which the export does not record: export a run with --lora-tokens chat or none", "in PEFT_CONFIG (trainable_tokens), or none"),
+  quantize: refusedWhen((c) => c.quantize > 0, "the run's base is quantized in MLX (QLoRA); PEFT's 4/8-bit bases come from bitsandbytes, another quantization, on CUDA: export the run with --quantize 0 (the same adapter on a float32 base)", "0: the base in float32, as the run"),
+  quantizeGroupSize: { outside: "see quantize" },
 } satisfies MappingTable;
+
+/** PEFT's LoraConfig arguments for a LoRA run (null when every weight trains). `trainable_tokens`
+ * holds token strings; train_trl.py turns them into trainable_token_indices with start/'s tokenizer. */
+function peftConfig(c: RunConfig): Setting["value"] {
+  if (!c.lora) return null;
+  return {
+    task_type: "CAUSAL_LM",
+    r: c.loraRank,
+    lora_alpha: c.loraAlpha,
+    lora_dropout: c.loraDropout,
+    target_modules: c.loraTargets === "all-linear" ? "all-linear" : c.loraTargets.split(","),
+    trainable_tokens: c.loraTokens === "chat" ? [...CHAT_TOKENS] : null,
+  };
+}
 
 function assistantOnly(mask: string): boolean {
   if (mask === "assistant") return true;
@@ -74,7 +100,6 @@ export function fixedTrlSettings(): Setting[] {
     { name: "EOS_TOKEN", value: SPECIAL_TOKENS.end, why: "closes every assistant turn; supervised" },
     { name: "PAD_TOKEN", value: SPECIAL_TOKENS.pad, why: "padding; never supervised" },
     { name: "BATCHES_FILE", value: TRL_FILES.batches, why: "the project's batch of every step, drawn by its own iterateBatches" },
-    { name: "PEFT_CONFIG", value: null, why: "every weight is trained (the project has no adapters yet); a LoraConfig dict here trains LoRA via PEFT" },
   ];
 }
 

@@ -15,6 +15,7 @@
 // re-execute themselves once at start (lib/mlx/startup.ts) with LD_PRELOAD naming tcmalloc, and in
 // the re-executed process take tcmalloc out of LD_PRELOAD again so the programs they start (git,
 // g++, Python) keep their own malloc. `SFT_MLX_TCMALLOC=0` opts out.
+import { dlopen, FFIType } from "bun:ffi";
 import { existsSync, readFileSync } from "node:fs";
 import { DEBIAN_TRIPLE, setCEnv } from "./libc.ts";
 
@@ -56,4 +57,21 @@ export function forgetPreload(): void {
   if (rest) process.env.LD_PRELOAD = rest;
   else delete process.env.LD_PRELOAD;
   setCEnv("LD_PRELOAD", rest || undefined);
+}
+
+/** Hand the pages malloc keeps for reuse back to the kernel (tcmalloc: ReleaseFreeMemory; glibc:
+ * malloc_trim), so that the resident set is the memory in use. For measurements: a peak taken after
+ * this is the peak of what follows, not of what came before (e.g. a float32 model freed after
+ * quantizing). Returns false where neither is available. */
+export function returnFreeMemory(): boolean {
+  try {
+    if (activeAllocator() === "tcmalloc") {
+      dlopen(TCMALLOC_PATH, { MallocExtension_ReleaseFreeMemory: { args: [], returns: FFIType.void } }).symbols.MallocExtension_ReleaseFreeMemory();
+    } else {
+      dlopen("libc.so.6", { malloc_trim: { args: [FFIType.u64], returns: FFIType.i32 } }).symbols.malloc_trim(0);
+    }
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -4,7 +4,7 @@
 // garbage collector does not see native memory. A loop that never yields keeps every step's arrays
 // (measured: a 5.8M-param training loop grew to ~24 GB in ~20 steps). Yielding once per step and
 // collecting explicitly kept resident memory flat and was also the fastest setting.
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { libc } from "./libc.ts";
 
 /** Yield to the event loop and run a collection, so finalizers free the last step's arrays. Call
@@ -30,6 +30,19 @@ export function peakRssMB(): number {
   }
   const maxRSS = process.resourceUsage().maxRSS;
   return process.platform === "darwin" ? maxRSS / 2 ** 20 : maxRSS / 1024; // bytes on macOS, KB elsewhere
+}
+
+/** Start the peak resident set over from the current one (Linux: VmHWM through /proc/self/clear_refs),
+ * so that peakRssMB() afterwards is the peak of what follows, e.g. one training step after loading.
+ * Returns false where that is not possible (then the peak stays the process's). */
+export function resetPeakRss(): boolean {
+  if (process.platform !== "linux") return false;
+  try {
+    writeFileSync("/proc/self/clear_refs", "5");
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 const M_ARENA_MAX = -8; // glibc mallopt parameter (malloc.h)

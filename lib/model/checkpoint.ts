@@ -186,7 +186,7 @@ export interface SaveOptions {
 }
 
 /** The tokenizer_config.json that tells transformers and mlx-lm about the chat format. */
-function tokenizerConfig(tokenizer: Tokenizer, maxLength: number): Record<string, unknown> {
+export function tokenizerConfig(tokenizer: Tokenizer, maxLength: number): Record<string, unknown> {
   const has = (t: string) => (tokenizer.hasToken(t) ? t : null);
   return {
     tokenizer_class: "PreTrainedTokenizerFast",

@@ -82,5 +82,7 @@ export interface ReplyOptions {
 export async function generateReply(model: LlamaModel, tokenizer: Tokenizer, ids: number[], { maxTokens, temperature, seed, stopIds }: ReplyOptions): Promise<RawGeneration> {
   const gen = await generate(model, tokenizer, ids, { maxTokens, temperature, seed, stopIds });
   const reply = gen.stopReason === "end-token" ? gen.ids.slice(0, -1) : gen.ids;
-  return { ids: gen.ids, text: tokenizer.decode(reply, { skipSpecial: false }), stopReason: gen.stopReason };
+  // ids past the tokenizer are spare embedding rows: no text, as in generate() and transformers
+  const text = tokenizer.decode(reply.filter((id) => id < tokenizer.vocabSize), { skipSpecial: false });
+  return { ids: gen.ids, text, stopReason: gen.stopReason };
 }

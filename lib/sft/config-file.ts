@@ -15,6 +15,8 @@ export const CONFIG_FILE = "config.json";
 export interface Provenance {
   baseHash: string; // hashCheckpoint of the base at the start
   addedTokens: string[]; // chat tokens added to the base's tokenizer (--add-chat-tokens)
+  lora?: Record<string, unknown>; // --lora: trainable and total parameters, adapted modules, trainable token ids
+  quantization?: Record<string, unknown> | null; // --quantize: what was quantized, what was kept and why
   dataSha256: { train: string; eval: string; prose?: string }; // prose: the replay text (--mix-prose), when used
   evalMask: "assistant"; // held-out loss is on assistant tokens whatever maskMode is
   git: string | null;
@@ -29,6 +31,8 @@ export type ConfigFile = RunConfig & { provenance: Provenance };
 const PROVENANCE: Schema<Provenance> = object<Provenance>({
   baseHash: string(),
   addedTokens: array(string()),
+  lora: optional(record(json())),
+  quantization: optional(nullable(record(json()))),
   dataSha256: object<Provenance["dataSha256"]>({ train: string(), eval: string(), prose: optional(string()) }),
   evalMask: literal("assistant"),
   git: nullable(string()),

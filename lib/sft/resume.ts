@@ -9,7 +9,8 @@ import { join } from "node:path";
 import { consola } from "consola";
 import { UsageError } from "../util/cli.ts";
 import { FileError, recoverDir, refuseSymlinks } from "../io/files.ts";
-import { CheckpointError, hashCheckpoint, loadCheckpoint } from "../model/checkpoint.ts";
+import { CheckpointError, hashCheckpoint } from "../model/checkpoint.ts";
+import { AdapterError, loadForDecoding } from "../model/adapter.ts";
 import { truncateMetrics } from "../run/metrics.ts";
 import { probeStatusOf, readSummary, type RunSummary } from "../run/summary.ts";
 import { readConfigFile } from "./config-file.ts";
@@ -26,6 +27,7 @@ export async function resumeRun(runDir: string): Promise<number> {
     refuseSymlinks(runDir);
     recoverDir(stateDir);
     recoverDir(join(runDir, "checkpoint"));
+    recoverDir(join(runDir, "adapter")); // a LoRA run's
     prior = readSummary(runDir);
   } catch (e) {
     if (e instanceof FileError) throw new UsageError(`--resume ${shown(runDir)}: ${e.message}`);
@@ -55,14 +57,15 @@ export async function resumeRun(runDir: string): Promise<number> {
   return executeRun(p, runDir, { resumed: true, priorSec: prior?.wallSec ?? 0 });
 }
 
-/** Run the probes of a finished run from its checkpoint (they were interrupted, or never started). */
+/** Run the probes of a finished run from its checkpoint, or its adapter on the base (they were
+ * interrupted, or never started). */
 async function probesOnly(runDir: string, cfg: Parameters<typeof prepareRun>[0], baseHash: string, addedTokens: string[], summary: RunSummary): Promise<number> {
   if (hashCheckpoint(cfg.base) !== baseHash) throw new UsageError(`--resume: the base ${shown(cfg.base)} is not the one this run started from: its probes would compare against another model`);
   let sft;
   try {
-    sft = await loadCheckpoint(join(runDir, "checkpoint"));
+    sft = await loadForDecoding(join(runDir, summary.checkpoint), { base: cfg.base }); // adapter/: merged onto the base
   } catch (e) {
-    if (e instanceof CheckpointError) throw new UsageError(`--resume ${shown(runDir)}: the run's checkpoint cannot be loaded: ${e.message}`);
+    if (e instanceof CheckpointError || e instanceof AdapterError) throw new UsageError(`--resume ${shown(runDir)}: the run's checkpoint cannot be loaded: ${e.message}`);
     throw e;
   }
   log.info(`${shown(runDir)}: ${summary.status} at step ${summary.step}; running the probes it has not run`);

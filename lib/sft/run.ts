@@ -39,6 +39,7 @@ import { formatFailure, selfCheck } from "../data/selfcheck.ts";
 import { ChatSession } from "../chat/session.ts";
 import { ChatTemplate } from "../format/template.ts";
 import { SFTTrainer, type History, type StepMetrics, type TrainerHooks } from "../train/trainer.ts";
+import { decodable, saveRunAdapter, setUpAdapter, type AdapterSetup } from "./lora.ts";
 import type { Conversation, SFTExample } from "../format/types.ts";
 
 const log = consola.withTag("train");
@@ -63,6 +64,7 @@ export interface RunInputs {
 
 /** Everything checked and loaded before a run folder is made. */
 export interface PreparedRun extends RunInputs {
+  adapter: AdapterSetup | null; // --lora: what was added to the base (the model holds it)
   trainer: SFTTrainer;
   hooks: TrainerHooks; // filled in by executeRun: the trainer keeps this object
 }
@@ -71,6 +73,9 @@ export interface PreparedRun extends RunInputs {
  * fixes) before any training or any file is written. */
 export async function prepareRun(cfg: RunConfig): Promise<PreparedRun> {
   const inputs = await loadRunInputs(cfg);
+  // --lora (--quantize): the base is adapted in memory here, not in loadRunInputs, whose model an
+  // export ships as the starting checkpoint
+  const adapter = cfg.lora ? await setUpAdapter(inputs.model, inputs.tokenizer, inputs.addedTokens, sftPart(cfg)) : null;
   const hooks: TrainerHooks = {};
   let trainer: SFTTrainer;
   try {
@@ -82,7 +87,7 @@ export async function prepareRun(cfg: RunConfig): Promise<PreparedRun> {
   const { replay } = inputs;
   if (replay) log.info(`replay: ${replay.rows} prose rows with every ${cfg.batchSize} conversations (mix ${cfg.mixProse}), ${replay.tokens.length} tokens of ${replay.source}`);
   if (cfg.neftuneAlpha > 0) log.info(`NEFTune: noise α ${cfg.neftuneAlpha} on the input embeddings while training`);
-  return { ...inputs, trainer, hooks };
+  return { ...inputs, adapter, trainer, hooks };
 }
 
 /** The base (grown by the chat tokens when asked), the data self-checked and rendered with the
@@ -177,7 +182,8 @@ export async function executeRun(p: PreparedRun, runDir: string, { resumed = fal
   log.info(`run folder: ${shown(runDir)}`);
   const { droppedExamples: dropped, truncatedExamples: cut } = trainer.history;
   log.info(`base ${shown(cfg.base)} · ${dropped ? `${dropped} over-length dropped · ` : ""}${cut ? `${cut} over-length cut · ` : ""}` +
-    `steps ${cfg.steps}${cfg.epochs ? ` (${cfg.epochs} epochs)` : ""} · lr ${cfg.lr} · batch ${cfg.batchSize} · mask ${cfg.maskMode} · mix-prose ${cfg.mixProse} · neftune ${cfg.neftuneAlpha} · seed ${cfg.seed}`);
+    `steps ${cfg.steps}${cfg.epochs ? ` (${cfg.epochs} epochs)` : ""} · lr ${cfg.lr} · batch ${cfg.batchSize}${cfg.gradAccum > 1 ? ` × ${cfg.gradAccum} accumulated` : ""} · mask ${cfg.maskMode} · mix-prose ${cfg.mixProse} · neftune ${cfg.neftuneAlpha} · seed ${cfg.seed}` +
+    `${cfg.lora ? ` · LoRA r ${cfg.loraRank}${cfg.quantize ? ` on a ${cfg.quantize}-bit base` : ""}` : ""}`);
 
   const progress = new ProgressLine(cfg.steps);
   const tty = Boolean(process.stderr.isTTY);
@@ -220,7 +226,9 @@ export async function executeRun(p: PreparedRun, runDir: string, { resumed = fal
   // the new state (if any) and the new checkpoint are each swapped in whole, the summary follows,
   // and an earlier state is removed only after all of them are on disk.
   const stateDir = join(runDir, STATE_DIR);
-  const ckptDir = join(runDir, "checkpoint");
+  // A full fine-tune leaves checkpoint/; a LoRA run its adapter/ (PEFT's layout, the base not copied).
+  const weightsDir = p.adapter ? "adapter" : "checkpoint";
+  const ckptDir = join(runDir, weightsDir);
   // Saves are synchronous, so a press is handled once the saving below has ended: what it loses
   // is known by then.
   let afterSave = "the save did not complete (see the error above)";
@@ -234,10 +242,10 @@ export async function executeRun(p: PreparedRun, runDir: string, { resumed = fal
     if (h.status === "interrupted") {
       trainer.saveState(stateDir);
     }
-    saveCheckpoint(ckptDir, p.model, p.tokenizer, {
-      replace: true, // this run's own checkpoint (an earlier attempt's best weights, now superseded), never the base
-      meta: { kind: "sft", base: cfg.base, baseHash: p.baseHash, runDir, status: h.status, bestStep: h.bestStep, bestEvalLoss: finite(h.bestEvalLoss), addedTokens: p.addedTokens, config: cfg },
-    });
+    const meta = { base: cfg.base, baseHash: p.baseHash, runDir, status: h.status, bestStep: h.bestStep, bestEvalLoss: finite(h.bestEvalLoss), addedTokens: p.addedTokens, growSeed: cfg.seed, config: cfg };
+    // replace: this run's own weights (an earlier attempt's best, now superseded), never the base
+    if (p.adapter) saveRunAdapter(ckptDir, p.model, p.tokenizer, p.adapter, { base: cfg.base, meta, replace: true });
+    else saveCheckpoint(ckptDir, p.model, p.tokenizer, { replace: true, meta: { kind: "sft", ...meta } });
     const trainPeakMemMB = peakRssMB();
     summary = {
       ...runSummary(h, cfg, trainer.step),
@@ -248,7 +256,7 @@ export async function executeRun(p: PreparedRun, runDir: string, { resumed = fal
       peakMemMB: trainPeakMemMB, // the probes update it to the whole run's
       trainPeakMemMB,
       base: { path: cfg.base, hashBefore: p.baseHash, hashAfter: baseHashAfter, unchanged: baseHashAfter === p.baseHash },
-      checkpoint: "checkpoint",
+      checkpoint: weightsDir,
       probes: null,
       probeStatus,
       ...(byKind ? { evalLossByKind: byKind } : {}),
@@ -285,11 +293,11 @@ export async function executeRun(p: PreparedRun, runDir: string, { resumed = fal
     return 130;
   }
   if (probeStatus === "pending") {
-    const code = await probe({ cfg, sft: p.model, tokenizer: p.tokenizer, addedTokens: p.addedTokens, trainConversations: p.trainConversations, evalConversations: p.evalConversations, evalKinds: p.evalKinds }, runDir, summary, t0, priorSec);
+    const code = await probe({ cfg, sft: decodable(p.model, p.adapter), tokenizer: p.tokenizer, addedTokens: p.addedTokens, trainConversations: p.trainConversations, evalConversations: p.evalConversations, evalKinds: p.evalKinds }, runDir, summary, t0, priorSec);
     if (code !== 0) return code;
   }
   const probed = probeStatus === "pending";
-  log.info(`outputs in ${shown(runDir)}: ${["config.json", "metrics.jsonl", "summary.json", "checkpoint/", ...(probed ? ["samples.md", "report.html"] : [])].join(", ")}`);
+  log.info(`outputs in ${shown(runDir)}: ${["config.json", "metrics.jsonl", "summary.json", `${weightsDir}/`, ...(probed ? ["samples.md", "report.html"] : [])].join(", ")}`);
   return h.status === "failed" ? 1 : 0;
 }
 
@@ -367,6 +375,7 @@ function provenance(p: PreparedRun, runDir: string): Provenance {
   return {
     baseHash: p.baseHash,
     addedTokens: p.addedTokens,
+    ...(p.adapter ? { lora: { ...p.adapter.summary, tokenIndices: p.adapter.tokenIndices }, quantization: p.adapter.quantization as Record<string, unknown> | null } : {}),
     dataSha256: p.dataSha256,
     evalMask: "assistant", // held-out loss is on assistant tokens whatever maskMode is
     git: gitCommit(),

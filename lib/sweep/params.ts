@@ -6,7 +6,7 @@ import { parseList, parseNumber, UsageError } from "../util/cli.ts";
 import { flagOf, parseOptionFlag, type OptionSpec } from "../util/options.ts";
 import { TRAIN_OPTIONS, type RunConfig } from "../sft/run-config.ts";
 
-export const PARAM_NAMES = ["lr", "steps", "epochs", "data-size", "mask", "noise", "mix-prose", "neftune"] as const;
+export const PARAM_NAMES = ["lr", "steps", "epochs", "data-size", "mask", "noise", "mix-prose", "neftune", "lora-rank"] as const;
 export type ParamName = (typeof PARAM_NAMES)[number];
 
 /** How a parameter's values are laid out on a plot's x axis. */
@@ -19,7 +19,8 @@ export interface SweepParam {
   unit: string; // shown in axis labels and table headers
   /** The train.ts flag set to the value; data-size and noise instead write a data file and pass `--data`. */
   trainFlag?: string;
-  /** train.ts flags this sweep needs unless the user sets them (added to the pass-through flags). */
+  /** train.ts flags this sweep needs unless the user sets them (added to the pass-through flags;
+   * "" adds a boolean flag alone). */
   implied?: Record<string, string>;
   /** Check one value and return its canonical label (also used in the run name). Throws a UsageError. */
   check(value: string): string;
@@ -123,6 +124,16 @@ export const PARAMS: Record<ParamName, SweepParam> = {
     trainFlag: "neftune-alpha",
     check: number({ min: 0 }),
     lookAt: "NEFTune: uniform noise of half-width α/√(length·width) on the input embeddings while training, never when evaluating or generating. Its claim is less over-fitting to the exact training answers: read memorised replies and the final-vs-best held-out loss, with the stop rate and prose loss kept.",
+  },
+  "lora-rank": {
+    name: "lora-rank",
+    defaults: ["1", "2", "4", "8", "16"], // the course's exercise compares rank 1 with its default 8
+    axis: "log",
+    unit: "LoRA rank r",
+    trainFlag: "lora-rank",
+    implied: { lora: "" },
+    check: number({ integer: true, positive: true }),
+    lookAt: "Trainable parameters grow linearly with the rank (see each run's config.json, provenance.lora.trainable) while the held-out loss and the stop rate barely move past a small rank: learning the chat format is a low-rank change. Keep alpha fixed (--lora-alpha) and the scale alpha/r shrinks as r grows, so a higher rank may also want a higher lr; rank 1 already teaching the format is the course's point.",
   },
 };
 

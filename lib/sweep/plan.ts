@@ -73,7 +73,7 @@ export function buildPlan(
   }
   const implied = { ...spec.implied, ...(preset !== undefined ? PRESETS[preset]?.implied : {}) };
   for (const [flag, value] of Object.entries(implied)) {
-    if (flagValue(passthrough, flag) === undefined && configValue(passthrough, flag) === undefined) passthrough = [...passthrough, `--${flag}`, value];
+    if (flagValue(passthrough, flag) === undefined && configValue(passthrough, flag) === undefined) passthrough = [...passthrough, `--${flag}`, ...(value === "" ? [] : [value])]; // "": a switch given alone (`--lora`)
   }
   const plan: SweepPlan = {
     version: PLAN_VERSION,

@@ -16,9 +16,11 @@ export function neftuneScale(alpha: number, T: number, D: number): number {
 }
 
 /** Noise for the input embeddings of one training batch, [B, T, D] float32. Drawn from a key made of
- * (seed, step), so the same step of a resumed run draws the same noise. */
-export function neftuneNoise([B, T, D]: [number, number, number], alpha: number, seed: number, step: number): mx.array {
-  const key = mx.random.key(seed * 1_000_003 + step);
+ * (seed, step, micro-batch `micro` of the step under --grad-accum), so the same step of a resumed run
+ * draws the same noise; micro-batch 0 uses the step's key itself. */
+export function neftuneNoise([B, T, D]: [number, number, number], alpha: number, seed: number, step: number, micro = 0): mx.array {
+  const stepKey = mx.random.key(seed * 1_000_003 + step);
+  const key = micro === 0 ? stepKey : mx.random.split(stepKey, micro + 1).index(micro);
   const scale = neftuneScale(alpha, T, D);
   return mx.random.uniform(-scale, scale, [B, T, D], mx.float32, key);
 }

@@ -5,7 +5,10 @@ import type { LlamaModel } from "../model/llama.ts";
 import { maskedCrossEntropy, tokenCrossEntropy } from "./loss.ts";
 import { releaseMemory } from "../mlx/memory.ts";
 import { balance, computeStreams, shardRanges, useBlasFor } from "../mlx/parallel.ts";
-import { compileFlat, FlatParams, flatValueAndGrad } from "../mlx/autodiff.ts";
+import { compileFlat, FlatParams, flatValueAndGrad, flattenParams } from "../mlx/autodiff.ts";
+import { assertCpuPrecision } from "../mlx/precision.ts";
+import { dropoutKeysOf, type DropoutKeys } from "../model/lora.ts";
+import { recomputedGradients } from "./recompute.ts";
 
 export interface OptimizerConfig {
   beta1: number;
@@ -146,14 +149,31 @@ export function gatherSupervised(batch: StepBatch): { positions: mx.array; targe
  * The batch's rows are split into shards, one per compute stream (lib/mlx/parallel.ts): each shard's
  * forward and backward run on their own stream, its gradients of the loss SUM are added, and the
  * total is divided once by the batch's supervised-token count — the same gradient as the mean loss
- * of the whole batch. The optimizer update is spread over the streams by parameter size. */
+ * of the whole batch. The optimizer update is spread over the streams by parameter size.
+ *
+ * `step([b1, ..., bk], lr)` accumulates: each micro-batch's gradient sums are computed (and
+ * evaluated, so only one micro-batch's activations live at a time), added, and divided once by the
+ * supervised tokens of all k together: the gradient of one batch holding their rows.
+ *
+ * With `recompute` (gradient checkpointing, lib/train/recompute.ts) each batch's gradients come from
+ * the piecewise recomputation instead, uncompiled; the update stays compiled.
+ *
+ * Only the model's trainable parameters are updated (all of them, or a LoRA adapter). When LoRA
+ * layers use dropout, each call gets a fresh PRNG key as an input: a compiled graph would otherwise
+ * replay the mask it was traced with. */
 export class TrainStep {
   readonly flat: FlatParams;
   private m: mx.array[];
   private v: mx.array[];
   private t = 0;
-  private readonly compiled: (...args: mx.array[]) => mx.array[];
+  private readonly fused: (...args: mx.array[]) => mx.array[]; // one batch: gradients and update
+  private readonly micro: (...args: mx.array[]) => mx.array[]; // a micro-batch's loss sum, count, gradient sums
+  private readonly apply: (...args: mx.array[]) => mx.array[]; // the update from summed gradients
   private readonly streams: mx.Stream[];
+  private readonly dropout: DropoutKeys | null;
+  private readonly seed: number;
+  private readonly recompute: boolean;
+  private readonly home: mx.Stream[]; // each parameter's stream
   /** Run the head and loss only at supervised positions (worth it when many positions are masked). */
   readonly sparseHead: boolean;
   /** Every batch carries `noise` for the input embeddings (NEFTune); fixed per step, as it sets the arity. */
@@ -162,30 +182,30 @@ export class TrainStep {
   constructor(
     readonly model: LlamaModel,
     readonly opt: OptimizerConfig = defaultOptimizerConfig(),
-    { compile = true, sparseHead = false, embedNoise = false, streams = computeStreams() }: { compile?: boolean; sparseHead?: boolean; embedNoise?: boolean; streams?: mx.Stream[] } = {},
+    { compile = true, sparseHead = false, embedNoise = false, streams = computeStreams(), seed = 0, recompute = false }: { compile?: boolean; sparseHead?: boolean; embedNoise?: boolean; streams?: mx.Stream[]; seed?: number; recompute?: boolean } = {},
   ) {
+    assertCpuPrecision(flattenParams(model.parameters()), "the model to train");
     this.sparseHead = sparseHead;
     this.embedNoise = embedNoise;
     this.streams = streams;
+    this.seed = seed;
+    this.recompute = recompute;
     this.flat = new FlatParams(model);
+    if (this.flat.slots.length === 0) throw new Error("TrainStep: the model has no trainable parameters (everything is frozen)");
     const params = this.flat.read();
     this.m = params.map((p) => mx.zerosLike(p));
     this.v = params.map((p) => mx.zerosLike(p));
     const n = params.length;
     const decays = params.map((p) => p.ndim >= 2);
-    const home = balance(params.map((p) => p.size), streams.length).map((i) => streams[i]!); // each parameter's stream
+    const home = (this.home = balance(params.map((p) => p.size), streams.length).map((i) => streams[i]!)); // each parameter's stream
     const perShard = (sparseHead ? 5 : 4) + (embedNoise ? 1 : 0); // arrays per shard (see shardArrays)
     const vg = flatValueAndGrad(this.flat, (...a) => shardLossSums(model, sparseHead, embedNoise, a));
     const { beta1, beta2, eps, weightDecay, gradClip } = opt;
+    const dropout = (this.dropout = dropoutKeysOf(model));
 
-    // args: [...params, ...m, ...v, ...shard 0, ...shard 1, ..., lr, t];
-    // returns [loss, gradNorm, proseSum, ...params', ...m', ...v']
-    const update = (...args: mx.array[]): mx.array[] => {
-      const p = args.slice(0, n);
-      const m = args.slice(n, 2 * n);
-      const v = args.slice(2 * n, 3 * n);
-      const shardArgs = args.slice(3 * n, args.length - 2);
-      const [lr, t] = args.slice(args.length - 2) as [mx.array, mx.array];
+    /** Loss sums (all targets, replay rows'), supervised-token count and gradient sums (not yet
+     * divided) over the shards. */
+    const gradients = (p: mx.array[], shardArgs: mx.array[]) => {
       const sums: mx.array[] = [];
       const proseSums: mx.array[] = [];
       const counts: mx.array[] = [];
@@ -199,11 +219,21 @@ export class TrainStep {
         counts.push(mx.sum(b[perShard - 1]!)); // the mask, or the weights
         shardGrads.push(grads);
       }
-      const ntoks = mx.maximum(counts.reduce((a, b) => mx.add(a, b)), mx.array(1, mx.float32));
-      const loss = mx.divide(sums.reduce((a, b) => mx.add(a, b)), ntoks);
       const grads = p.map((_, i) => {
         using _s = mx.stream(home[i]!);
-        return mx.divide(shardGrads.map((g) => g[i]!).reduce((a, b) => mx.add(a, b)), ntoks);
+        return shardGrads.map((g) => g[i]!).reduce((a, b) => mx.add(a, b));
+      });
+      const total = (xs: mx.array[]) => xs.reduce((a, b) => mx.add(a, b));
+      return { sum: total(sums), proseSum: total(proseSums), count: total(counts), grads };
+    };
+
+    /** AdamW from gradient sums: [loss, gradNorm, proseSum, ...params', ...m', ...v']. */
+    const adamw = (p: mx.array[], m: mx.array[], v: mx.array[], gradSums: mx.array[], sum: mx.array, proseSum: mx.array, count: mx.array, lr: mx.array, t: mx.array): mx.array[] => {
+      const ntoks = mx.maximum(count, mx.array(1, mx.float32));
+      const loss = mx.divide(sum, ntoks);
+      const grads = gradSums.map((g, i) => {
+        using _s = mx.stream(home[i]!);
+        return mx.divide(g, ntoks);
       });
       const sq = grads.map((g, i) => {
         using _s = mx.stream(home[i]!);
@@ -228,9 +258,38 @@ export class TrainStep {
         newM.push(mi);
         newV.push(vi);
       }
-      return [loss, gradNorm, proseSums.reduce((a, b) => mx.add(a, b)), ...newP, ...newM, ...newV];
+      return [loss, gradNorm, proseSum, ...newP, ...newM, ...newV];
     };
-    this.compiled = compile ? compileFlat(update) : update;
+
+    /** With dropout, the last argument is the PRNG key the LoRA layers draw from while `fn` traces. */
+    const keyed = (fn: (args: mx.array[]) => mx.array[]) => (...args: mx.array[]): mx.array[] => {
+      if (!dropout) return fn(args);
+      dropout.key = args.at(-1)!;
+      try {
+        return fn(args.slice(0, -1));
+      } finally {
+        dropout.key = null;
+      }
+    };
+    // [...params, ...m, ...v, ...shard 0, ...shard 1, ..., lr, t] → adamw's outputs
+    const fused = keyed((args) => {
+      const g = gradients(args.slice(0, n), args.slice(3 * n, args.length - 2));
+      const [lr, t] = args.slice(args.length - 2) as [mx.array, mx.array];
+      return adamw(args.slice(0, n), args.slice(n, 2 * n), args.slice(2 * n, 3 * n), g.grads, g.sum, g.proseSum, g.count, lr, t);
+    });
+    // [...params, ...shards] → [sum, proseSum, count, ...gradient sums]
+    const micro = keyed((args) => {
+      const g = gradients(args.slice(0, n), args.slice(n));
+      return [g.sum, g.proseSum, g.count, ...g.grads];
+    });
+    // [...params, ...m, ...v, ...gradient sums, sum, proseSum, count, lr, t] → adamw's outputs
+    const apply = (...args: mx.array[]) => {
+      const [sum, proseSum, count, lr, t] = args.slice(4 * n) as [mx.array, mx.array, mx.array, mx.array, mx.array];
+      return adamw(args.slice(0, n), args.slice(n, 2 * n), args.slice(2 * n, 3 * n), args.slice(3 * n, 4 * n), sum, proseSum, count, lr, t);
+    };
+    this.fused = compile ? compileFlat(fused) : fused;
+    this.micro = compile ? compileFlat(micro) : micro;
+    this.apply = compile ? compileFlat(apply) : apply;
   }
 
   /** Number of optimizer steps taken. */
@@ -238,32 +297,66 @@ export class TrainStep {
     return this.t;
   }
 
-  /** One optimizer step at learning rate `lr`. */
-  async step(batch: StepBatch, lr: number): Promise<StepResult> {
+  /** One optimizer step at learning rate `lr`, on one batch or on micro-batches accumulated. */
+  async step(batch: StepBatch | StepBatch[], lr: number): Promise<StepResult> {
+    const batches = Array.isArray(batch) ? batch : [batch];
+    if (batches.length === 0) throw new Error("TrainStep.step: no batch");
     const n = this.flat.slots.length;
     this.t += 1;
-    if (this.embedNoise !== (batch.noise !== undefined)) {
-      throw new Error(`TrainStep was built ${this.embedNoise ? "with" : "without"} embedding noise, but the batch ${batch.noise ? "has" : "has no"} \`noise\``);
+    for (const b of batches) {
+      if (this.embedNoise !== (b.noise !== undefined)) {
+        throw new Error(`TrainStep was built ${this.embedNoise ? "with" : "without"} embedding noise, but the batch ${b.noise ? "has" : "has no"} \`noise\``);
+      }
     }
     useBlasFor(this.streams.length);
-    const arrays = shardArrays(batch, this.streams.length, this.sparseHead).flat();
-    const out = this.compiled(
-      ...this.flat.read(),
-      ...this.m,
-      ...this.v,
-      ...arrays,
-      mx.array(lr, mx.float32),
-      mx.array(this.t, mx.float32),
-    );
+    const params = this.flat.read();
+    const tail = [mx.array(lr, mx.float32), mx.array(this.t, mx.float32)];
+    let out: mx.array[];
+    if (batches.length === 1 && !this.recompute) {
+      out = this.fused(...params, ...this.m, ...this.v, ...this.arrays(batches[0]!), ...tail, ...this.key(0));
+    } else {
+      let acc: mx.array[] = [];
+      for (const [j, b] of batches.entries()) {
+        const g = this.recompute ? this.recomputed(params, b, j) : this.micro(...params, ...this.arrays(b), ...this.key(j));
+        acc = j === 0 ? g : acc.map((a, i) => mx.add(a, g[i]!)); // [sum, proseSum, count, ...gradient sums]
+        mx.eval(...acc);
+        if (j + 1 < batches.length) await releaseMemory(); // this micro-batch's activations go before the next
+      }
+      out = this.apply(...params, ...this.m, ...this.v, ...acc.slice(3), acc[0]!, acc[1]!, acc[2]!, ...tail);
+    }
     const [loss, gradNorm, proseSum] = out;
-    const params = out.slice(3, 3 + n);
+    const updated = out.slice(3, 3 + n);
     this.m = out.slice(3 + n, 3 + 2 * n);
     this.v = out.slice(3 + 2 * n, 3 + 3 * n);
-    this.flat.write(params);
-    mx.eval(loss, gradNorm, proseSum, ...params, ...this.m, ...this.v);
+    this.flat.write(updated);
+    mx.eval(loss, gradNorm, proseSum, ...updated, ...this.m, ...this.v);
     const result = { loss: loss.item() as number, gradNorm: gradNorm.item() as number, proseSum: proseSum.item() as number };
     await releaseMemory();
     return result;
+  }
+
+  /** What `micro` computes ([sum, count, ...gradient sums]), by recomputation (lib/train/recompute.ts). */
+  private recomputed(params: mx.array[], batch: StepBatch, j: number): mx.array[] {
+    const shards = shardArrays(batch, this.streams.length, this.sparseHead);
+    const { sums, grads } = recomputedGradients(this.model, this.flat, params, shards, {
+      streams: this.streams, sparseHead: this.sparseHead, dropout: this.dropout, key: this.key(j)[0],
+    });
+    const count = shards.map((a) => mx.sum(a.at(-1)!)).reduce((a, b) => mx.add(a, b)); // the mask, or the weights
+    const gradSums = params.map((_, i) => {
+      using _s = mx.stream(this.home[i]!);
+      return grads.map((g) => g[i]!).reduce((a, b) => mx.add(a, b));
+    });
+    return [sums.reduce((a, b) => mx.add(a, b)), count, ...gradSums];
+  }
+
+  private arrays(batch: StepBatch): mx.array[] {
+    return shardArrays(batch, this.streams.length, this.sparseHead).flat();
+  }
+
+  /** The dropout key of micro-batch `j` of this step (none without dropout): a function of the seed
+   * and the step, so a resumed run draws the masks an uninterrupted one would have. */
+  private key(j: number): mx.array[] {
+    return this.dropout ? [mx.random.key(this.seed * 1_000_000 + this.t * 64 + j)] : [];
   }
 
   /** Optimizer state for resuming: moments in parameter order, and the step count. */

@@ -79,7 +79,7 @@ export class SFTTrainer {
     // weightDecay comes from the SFT config (0 unless set), not the pretraining default.
     // sparseHead: the output head and the softmax run only at supervised targets (about 60% of the
     // positions on the bundled data): same losses to the last digit, ~9% less time per step.
-    this.stepper = new TrainStep(model, { ...defaultOptimizerConfig(), weightDecay: cfg.weightDecay, gradClip: cfg.gradClip }, { sparseHead: true, embedNoise: cfg.neftuneAlpha > 0 });
+    this.stepper = new TrainStep(model, { ...defaultOptimizerConfig(), weightDecay: cfg.weightDecay, gradClip: cfg.gradClip }, { sparseHead: true, embedNoise: cfg.neftuneAlpha > 0, seed: cfg.seed, recompute: cfg.gradCheckpoint });
     this.batches = this.newBatchIterator();
   }
 
@@ -99,34 +99,49 @@ export class SFTTrainer {
     return learningRate({ lr, warmup, steps, minLrRatio }, step);
   }
 
-  /** One batch: draw, mix in the replay rows, collate, add NEFTune noise, step. A batch whose
-   * conversations have no supervised targets is skipped (warned and counted) rather than stepped
-   * on: its loss would be 0 with a zero gradient, but Adam's moments would still decay and the step
-   * counter advance, so it would silently shorten the schedule. */
+  /** One optimizer step: draw `gradAccum` batches, mix the replay rows into each, collate, add
+   * NEFTune noise, step on them together. A step whose conversations have no supervised targets is
+   * skipped (warned and counted) rather than stepped on: its loss would be 0 with a zero gradient,
+   * but Adam's moments would still decay and the step counter advance, so it would silently shorten
+   * the schedule. */
   async trainStep(): Promise<StepMetrics> {
     this.trained = null;
-    const { indices, examples } = this.batches.next().value as IndexBatch;
-    const index = this.batchesDrawn; // replay windows are a function of it: resume replays the same ones
-    this.batchesDrawn += 1;
     const t0 = performance.now();
-    const batch = collateMixed(examples, this.replay, index, { maxSeqLen: this.cfg.maxSeqLen, padId: this.padId, padMultiple: this.cfg.padMultiple });
-    const [B, T] = batch.inputs.shape as [number, number];
-    const sftNtoks = batch.ntoks - batch.proseNtoks;
-    const base = { ntoks: sftNtoks, proseNtoks: batch.proseNtoks, tokens: B * T, paddingFraction: batch.paddingFraction };
+    const drawn: number[] = [];
+    const batches = Array.from({ length: this.cfg.gradAccum }, () => {
+      const { indices, examples } = this.batches.next().value as IndexBatch;
+      const index = this.batchesDrawn; // replay windows are a function of it: resume replays the same ones
+      this.batchesDrawn += 1;
+      drawn.push(...indices);
+      return collateMixed(examples, this.replay, index, { maxSeqLen: this.cfg.maxSeqLen, padId: this.padId, padMultiple: this.cfg.padMultiple });
+    });
+    const sizes = batches.map((b) => b.inputs.shape[0]! * b.inputs.shape[1]!); // [B, T] each
+    const tokens = sizes.reduce((a, b) => a + b, 0);
+    const ntoks = batches.reduce((a, b) => a + b.ntoks, 0);
+    const proseNtoks = batches.reduce((a, b) => a + b.proseNtoks, 0);
+    const sftNtoks = ntoks - proseNtoks;
+    const paddingFraction = batches.reduce((a, b, i) => a + b.paddingFraction * sizes[i]!, 0) / tokens;
+    const base = { ntoks: sftNtoks, proseNtoks, tokens, paddingFraction };
     let m: StepMetrics;
     if (sftNtoks === 0) {
       this.history.skippedBatches += 1;
-      log.warn(`skipping a batch with no supervised tokens (examples ${indices.join(", ")}) at step ${this.step}`);
+      log.warn(`skipping a batch with no supervised tokens (examples ${drawn.join(", ")}) at step ${this.step}`);
       m = { step: this.step, loss: 0, lr: this.lr(), gradNorm: 0, ...base, tokensPerSec: 0, skipped: true };
     } else {
       const lr = this.lr();
-      const noise = this.cfg.neftuneAlpha > 0 ? neftuneNoise([B, T, this.model.config.hiddenSize], this.cfg.neftuneAlpha, this.cfg.seed, this.step + 1) : undefined;
-      const { loss, gradNorm, proseSum } = await this.stepper.step(noise ? { ...batch, noise } : batch, lr);
+      // micro-batches with no targets add nothing to the sums: left out
+      const steps = batches.flatMap((batch, j) => {
+        if (batch.ntoks === 0) return [];
+        const [B, T] = batch.inputs.shape as [number, number];
+        const alpha = this.cfg.neftuneAlpha;
+        return [alpha > 0 ? { ...batch, noise: neftuneNoise([B, T, this.model.config.hiddenSize], alpha, this.cfg.seed, this.step + 1, j) } : batch];
+      });
+      const { loss, gradNorm, proseSum } = await this.stepper.step(steps.length === 1 ? steps[0]! : steps, lr);
       const secs = (performance.now() - t0) / 1000;
       // The step's loss is over every target; the conversations' part is what eval loss compares with.
-      const sftLoss = batch.proseNtoks ? (loss * batch.ntoks - proseSum) / sftNtoks : loss;
-      const prose = batch.proseNtoks ? { proseLoss: proseSum / batch.proseNtoks } : {};
-      m = { step: this.step, loss: sftLoss, ...prose, lr, gradNorm, ...base, tokensPerSec: (B * T) / secs, skipped: false };
+      const sftLoss = proseNtoks ? (loss * ntoks - proseSum) / sftNtoks : loss;
+      const prose = proseNtoks ? { proseLoss: proseSum / proseNtoks } : {};
+      m = { step: this.step, loss: sftLoss, ...prose, lr, gradNorm, ...base, tokensPerSec: tokens / secs, skipped: false };
     }
     this.history.train.push(m);
     return m;
@@ -137,6 +152,7 @@ export class SFTTrainer {
    * and memory is released after every batch, so evaluating does not raise resident memory. */
   async evaluate(examples: SFTExample[]): Promise<number> {
     const order = examples.map((_, i) => i).sort((a, b) => examples[a]!.ids.length - examples[b]!.ids.length);
+    this.model.eval(); // no LoRA dropout while measuring
     let sum = 0;
     let ntoks = 0;
     for (let i = 0; i < order.length; i += this.cfg.batchSize) {
@@ -146,6 +162,7 @@ export class SFTTrainer {
       ntoks += b.ntoks;
       await releaseMemory();
     }
+    this.model.train();
     if (ntoks === 0) throw new Error(`the ${examples.length} eval examples have no supervised targets: nothing to evaluate`);
     return sum / ntoks;
   }

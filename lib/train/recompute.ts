@@ -1,0 +1,139 @@
+// Gradient checkpointing (`--grad-checkpoint`), by hand: MLX 0.13 declares mx.checkpoint but the
+// native binding lacks it, and inside one compiled graph a recomputed forward would be merged with
+// the first one (common subexpressions), saving nothing. So the step runs in pieces, each evaluated
+// before the next: a forward pass that keeps only each decoder layer's input [B, T, D]; then, from the
+// loss backwards, one `mx.vjp` per piece, which recomputes that piece's activations from its input
+// and frees them once its gradients are out. The head and loss run over the supervised positions in
+// chunks of HEAD_CHUNK rows, so the [N, V] logits never exist all at once either. Cost: one more
+// forward pass, and the pieces are not compiled.
+//
+// Gradients come out as sums (like flatValueAndGrad of the loss sum), in the FlatParams order.
+import { core as mx } from "@frost-beta/mlx";
+import type { LlamaModel } from "../model/llama.ts";
+import { causalMask } from "../model/llama.ts";
+import type { DropoutKeys } from "../model/lora.ts";
+import type { FlatParams } from "../mlx/autodiff.ts";
+import { maskedCrossEntropySum } from "./loss.ts";
+
+const HEAD_CHUNK = 256; // supervised positions per head-and-loss piece: 256 × 152k vocab × 4 B = 156 MB of logits
+
+/** One shard's arrays as shardArrays makes them: [inputs, targets, mask] or, with the sparse head,
+ * [inputs, positions, targets, weights]. */
+type ShardArrays = mx.array[];
+
+/** Which trainable parameters (indices into FlatParams) each piece of the model reads. */
+function pieces(model: LlamaModel, flat: FlatParams) {
+  const paths = flat.paths;
+  const where = (test: (p: string) => boolean) => paths.flatMap((p, i) => (test(p) ? [i] : []));
+  const embed = where((p) => p.startsWith("model.embedTokens."));
+  return {
+    embed,
+    layers: model.model.layers.map((_, l) => where((p) => p.startsWith(`model.layers.${l}.`))),
+    // a tied head is the embedding: its parameters are read by both pieces (their gradients add)
+    head: where((p) => p.startsWith("model.norm.") || p.startsWith("lmHead.") || (model.config.tieWordEmbeddings && p.startsWith("model.embedTokens."))),
+  };
+}
+
+/**
+ * Loss sums and gradient sums of every shard, recomputing each layer in the backward pass. Shards
+ * (one per compute stream) go through each piece side by side. `keys` (LoRA dropout) is re-seeded
+ * per layer so that a recomputed layer draws the mask its forward pass drew.
+ */
+export function recomputedGradients(
+  model: LlamaModel,
+  flat: FlatParams,
+  params: mx.array[],
+  shards: ShardArrays[],
+  { streams, sparseHead, dropout, key }: { streams: mx.Stream[]; sparseHead: boolean; dropout: DropoutKeys | null; key?: mx.array },
+): { sums: mx.array[]; grads: mx.array[][] } {
+  const { embed, layers, head } = pieces(model, flat);
+  const L = layers.length;
+  const layerKeys = dropout && key ? mx.random.split(key, L) : null; // [L, 2]
+  const body = model.model;
+  const onStreams = <T>(fn: (shard: ShardArrays, s: number) => T): T[] =>
+    shards.map((shard, s) => {
+      using _ = mx.stream(streams[s]!);
+      return fn(shard, s);
+    });
+  /** `fn`'s output and its vjp over `primals` then the parameters `idx` (written into the model
+   * while it traces). */
+  const vjpWith = (idx: number[], primals: mx.array[], cotangents: mx.array[], fn: (...x: mx.array[]) => mx.array): [mx.array, mx.array[]] => {
+    const [out, grads] = mx.vjp((...args: mx.array[]) => {
+      writeSome(flat, idx, args.slice(primals.length));
+      return fn(...args.slice(0, primals.length));
+    }, [...primals, ...idx.map((i) => params[i]!)], cotangents);
+    writeSome(flat, idx, idx.map((i) => params[i]!)); // tracing left placeholders: put the arrays back
+    return [out[0]!, grads];
+  };
+  const grads: mx.array[][] = shards.map(() => params.map(() => null as unknown as mx.array));
+  const add = (s: number, idx: number[], g: mx.array[]) => idx.forEach((i, j) => (grads[s]![i] = grads[s]![i] ? mx.add(grads[s]![i]!, g[j]!) : g[j]!));
+  const setKey = (l: number) => {
+    if (dropout && layerKeys) dropout.key = layerKeys.index(l);
+  };
+
+  // Forward: only each layer's input is kept.
+  flat.write(params);
+  const masks = onStreams((shard) => causalMask(shard[0]!.shape[1]!, 0));
+  const hs: mx.array[][] = [onStreams((shard) => body.embedTokens.forward(shard[0]!))]; // [layer][shard] → [B, T, D]
+  mx.eval(...hs[0]!);
+  for (let l = 0; l < L; l++) {
+    setKey(l);
+    hs.push(onStreams((_, s) => body.layers[l]!.forward(hs[l]![s]!, masks[s]!)));
+    mx.eval(...hs[l + 1]!);
+  }
+
+  // Head and loss, in chunks of supervised positions: dL/dh at the last layer, and the head's gradients.
+  const sums: mx.array[] = [];
+  let dh = onStreams((shard, s) => {
+    const h = hs[L]![s]!;
+    const [B, T, D] = h.shape as [number, number, number];
+    const [positions, targets, weights] = sparseHead
+      ? [shard[1]!, shard[2]!, shard[3]!]
+      : [mx.arange(0, B * T, 1, mx.int32), shard[1]!.reshape([-1]), shard[2]!.reshape([-1])];
+    const N = positions.shape[0]!;
+    let d = mx.zerosLike(h);
+    let sum = mx.array(0, mx.float32);
+    for (let c = 0; c < N; c += HEAD_CHUNK) {
+      const part = (a: mx.array) => a.index(mx.Slice(c, Math.min(N, c + HEAD_CHUNK)));
+      const [pos, tgt, w] = [part(positions), part(targets), part(weights)];
+      const n = pos.shape[0]!;
+      const loss = (hLast: mx.array) => {
+        const rows = mx.take(body.norm.forward(hLast).reshape([B * T, D]), pos, 0); // [n, D]
+        return maskedCrossEntropySum(model.head(rows).reshape([1, n, -1]), tgt.reshape([1, n]), w.reshape([1, n]))[0];
+      };
+      const [chunkSum, g] = vjpWith(head, [h], [mx.array(1, mx.float32)], loss);
+      sum = mx.add(sum, chunkSum);
+      d = mx.add(d, g[0]!);
+      add(s, head, g.slice(1));
+      mx.eval(d, sum, ...g.slice(1));
+    }
+    sums.push(sum);
+    return d;
+  });
+
+  // Layers, last to first: each recomputed from its input, then freed.
+  for (let l = L - 1; l >= 0; l--) {
+    setKey(l);
+    dh = onStreams((_, s) => {
+      const [, g] = vjpWith(layers[l]!, [hs[l]![s]!], [dh[s]!], (x) => body.layers[l]!.forward(x, masks[s]!));
+      add(s, layers[l]!, g.slice(1));
+      return g[0]!;
+    });
+    mx.eval(...dh, ...grads.flatMap((g) => layers[l]!.map((i) => g[i]!)));
+    hs[l + 1] = []; // no longer needed
+  }
+  if (embed.length) {
+    onStreams((shard, s) => add(s, embed, vjpWith(embed, [], [dh[s]!], () => body.embedTokens.forward(shard[0]!))[1]));
+  }
+  if (dropout) dropout.key = null;
+  // a parameter no piece reads (none in a Llama model) has a zero gradient
+  return { sums, grads: grads.map((g) => g.map((x, i) => x ?? mx.zerosLike(params[i]!))) };
+}
+
+/** Put `arrays` into the slots `idx` of `flat` (the others stay). */
+function writeSome(flat: FlatParams, idx: number[], arrays: mx.array[]): void {
+  idx.forEach((i, j) => {
+    const slot = flat.slots[i]!;
+    slot.owner[slot.key] = arrays[j];
+  });
+}
