@@ -14,7 +14,7 @@ import type { LlamaModel } from "../lib/model/llama.ts";
 import { FlatParams, flatValueAndGrad, flattenParams } from "../lib/mlx/autodiff.ts";
 import { batchLoss, TrainStep, type StepBatch } from "../lib/train/step.ts";
 import { padAndCollate } from "../lib/data/batch.ts";
-import { resolveSFTConfig } from "../lib/train/config.ts";
+import { LORA_LR, resolveSFTConfig } from "../lib/train/config.ts";
 import { seededRandom } from "../lib/util/random.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
 
@@ -214,6 +214,12 @@ describe("lora config", () => {
   ])("targets %p read as %p", (given, canonical) => {
     expect(formatTargets(parseTargets(given))).toBe(canonical);
     expect(resolveSFTConfig({ loraTargets: given }).loraTargets).toBe(canonical);
+  });
+
+  test("a LoRA run without --lr takes LORA_LR; a given lr stays", () => {
+    expect(resolveSFTConfig({ lora: true }).lr).toBe(LORA_LR);
+    expect(resolveSFTConfig({ lora: true, lr: 1e-3 }).lr).toBe(1e-3);
+    expect(resolveSFTConfig({}).lr).toBe(3e-4);
   });
 
   test.each([
