@@ -317,7 +317,7 @@ export class TrainStep {
     } else {
       let acc: mx.array[] = [];
       for (const [j, b] of batches.entries()) {
-        const g = this.recompute ? this.recomputed(params, b, j) : this.micro(...params, ...this.arrays(b), ...this.key(j));
+        const g = this.recompute ? await this.recomputed(params, b, j) : this.micro(...params, ...this.arrays(b), ...this.key(j));
         acc = j === 0 ? g : acc.map((a, i) => mx.add(a, g[i]!)); // [sum, proseSum, count, ...gradient sums]
         mx.eval(...acc);
         if (j + 1 < batches.length) await releaseMemory(); // this micro-batch's activations go before the next
@@ -336,9 +336,9 @@ export class TrainStep {
   }
 
   /** What `micro` computes ([sum, count, ...gradient sums]), by recomputation (lib/train/recompute.ts). */
-  private recomputed(params: mx.array[], batch: StepBatch, j: number): mx.array[] {
+  private async recomputed(params: mx.array[], batch: StepBatch, j: number): Promise<mx.array[]> {
     const shards = shardArrays(batch, this.streams.length, this.sparseHead);
-    const { sums, grads } = recomputedGradients(this.model, this.flat, params, shards, {
+    const { sums, grads } = await recomputedGradients(this.model, this.flat, params, shards, {
       streams: this.streams, sparseHead: this.sparseHead, dropout: this.dropout, key: this.key(j)[0],
     });
     const count = shards.map((a) => mx.sum(a.at(-1)!)).reduce((a, b) => mx.add(a, b)); // the mask, or the weights
