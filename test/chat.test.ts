@@ -250,7 +250,7 @@ describe("which checkpoint", () => {
   test.each([
     ["no runs folder", null, {}, /no fine-tuned model yet .*run `bun scripts\/train\.ts` first, or chat with a checkpoint: --model <dir>, or with the base model: --base/],
     ["only a pretraining run", [["20260101-000000-p", "completed", true, "base"]], {}, /found 1 run folder, none a finished fine-tuning run .*20260101-000000-p \[base model\].*bun scripts\/train\.ts/],
-    ["--run without a checkpoint", [["20260101-000000-a", "failed", false]], { run: "RUN/20260101-000000-a" }, /--run: .* has no checkpoint\/ \(status failed\)/],
+    ["--run without a checkpoint", [["20260101-000000-a", "failed", false]], { run: "RUN/20260101-000000-a" }, /--run: .* has no checkpoint\/ or adapter\/ \(status failed\)/],
     ["--run that does not exist", [], { run: "RUN/nope" }, /--run: `.*\/nope` does not exist: pass a folder under runs\//],
     ["--model without a model", [], { model: "/nonexistent/ckpt" }, /--model: no model at `\/nonexistent\/ckpt`/],
     ["--base when the default base is missing", [], { base: "" }, /--base: no model at .*no-base/],

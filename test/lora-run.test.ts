@@ -21,6 +21,7 @@ import { resumeRun } from "../lib/sft/resume.ts";
 import { readRun } from "../lib/chat/select.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
+import { CHAT_TOKENS } from "../lib/format/tokens.ts";
 
 setDefaultTimeout(120_000); // ms
 
@@ -46,7 +47,7 @@ const config = (over: Partial<RunConfig> = {}) =>
     base: LLAMA, data, evalData, out, steps: 6, evalEvery: 3, batchSize: 2, maxSeqLen: 64, logEvery: 2, lr: 1e-2, probeTokens: 2,
     lora: true, loraTargets: "all-linear", addChatTokens: true, ...over,
   });
-const ids = mx.array([[5, 40, 344, 120, 345, 346, 9, 347]], mx.int32); // the added tokens are 344..347
+const ids = mx.array([[5, 40, 344, 120, 345, 346, 9, 349, 350]], mx.int32); // added tokens from 344 on
 
 describe("lora run", () => {
   let runDir = "";
@@ -61,22 +62,25 @@ describe("lora run", () => {
     expect(readdirSync(join(runDir, "adapter")).sort()).toEqual(["adapter_config.json", "adapter_model.safetensors", "sft-mlx.json", "tokenizer.json", "tokenizer_config.json"]);
     const recorded = readJSON(join(runDir, "config.json"));
     expect([recorded.lora, recorded.loraRank, recorded.loraAlpha, recorded.loraTargets, recorded.gradAccum]).toEqual([true, 8, 8, "all-linear", 2]);
-    expect(recorded.provenance.lora.tokenIndices).toEqual([344, 345, 346, 347]);
+    // --add-chat-tokens adds the course's tokens (344.. here); the chat tokens' rows train (--lora-tokens chat)
+    const chatIds = CHAT_TOKENS.map((t) => p.tokenizer.tokenId(t));
+    expect(Math.min(...chatIds)).toBeGreaterThanOrEqual(344);
+    expect(recorded.provenance.lora.tokenIndices).toEqual(chatIds);
     const peft = readJSON(join(runDir, "adapter", "adapter_config.json"));
-    expect(peft.trainable_token_indices).toEqual({ embed_tokens: [344, 345, 346, 347], lm_head: [344, 345, 346, 347] });
+    expect(peft.trainable_token_indices).toEqual({ embed_tokens: chatIds, lm_head: chatIds });
     expect([peft.r, peft.lora_alpha, peft.target_modules.length]).toEqual([8, 8, 7]);
     expect(readJSON(join(runDir, "summary.json")).checkpoint).toBe("adapter");
     expect(hashCheckpoint(LLAMA)).toBe(hash);
 
     // read back for chat: base + grown vocabulary + adapter, merged; the same logits as the run's model
     const loaded = await loadForDecoding(join(runDir, "adapter"));
-    expect(loaded.tokenizer.vocabSize).toBe(348);
+    expect(loaded.tokenizer.vocabSize).toBe(p.tokenizer.vocabSize);
     const trained = mergeLoRA(p.model);
     expect(mx.max(mx.abs(mx.subtract(loaded.model.forward(ids), trained.forward(ids)))).item()).toBeLessThan(1e-5);
-    // every embedding and head row but the added tokens' is the base's, bit for bit
+    // every embedding and head row but the chat tokens' is the (grown) base's, bit for bit
     const base = await loadCheckpoint(LLAMA);
     const grown = new Map(namedParameters(addChatTokens(base.model, base.tokenizer).model));
-    const others = mx.array([...Array.from({ length: 344 }, (_, i) => i), ...Array.from({ length: 36 }, (_, i) => 348 + i)], mx.int32);
+    const others = mx.array(Array.from({ length: 384 }, (_, i) => i).filter((i) => !chatIds.includes(i)), mx.int32);
     for (const [name, w] of namedParameters(loaded.model)) {
       if (name !== "model.embed_tokens.weight" && name !== "lm_head.weight") continue;
       expect(mx.arrayEqual(mx.take(w, others, 0), mx.take(grown.get(name)!, others, 0)).item()).toBe(true);
