@@ -19,7 +19,7 @@ import type { FlatParams } from "../mlx/autodiff.ts";
 import { maskedCrossEntropySum } from "./loss.ts";
 import { releaseMemory } from "../mlx/memory.ts";
 
-const HEAD_CHUNK = 256; // supervised positions per head-and-loss piece: 256 × 152k vocab × 4 B = 156 MB of logits
+const HEAD_CHUNK = 128; // supervised positions per head-and-loss piece: 128 × 152k vocab × 4 B = 78 MB of logits
 
 /** One shard's arrays as shardArrays makes them: [inputs, targets, mask] or, with the sparse head,
  * [inputs, positions, targets, weights]. */
@@ -97,10 +97,13 @@ export async function recomputedGradients(
   });
   const sums = shards.map(() => mx.array(0, mx.float32));
   let dh = onStreams((_, s) => mx.zerosLike(hs[L]![s]!));
-  for (let c = 0; c < Math.max(...heads.map((x) => x.N)); c += HEAD_CHUNK) {
-    onStreams((_, s) => {
+  // One shard's chunk at a time (not side by side as the layers): the [n, V] logits, their softmax and
+  // gradient, and a quantized embedding's dequantized copy, are the step's largest arrays.
+  for (let c = 0; c < Math.max(...heads.map((x) => x.N)); c += HEAD_CHUNK) for (let s = 0; s < shards.length; s++) {
+    {
+      using _ = mx.stream(streams[s]!);
       const { B, T, D, positions, targets, weights, N } = heads[s]!;
-      if (c >= N) return;
+      if (c >= N) continue;
       const part = (a: mx.array) => a.index(mx.Slice(c, Math.min(N, c + HEAD_CHUNK)));
       const [pos, tgt, w] = [part(positions), part(targets), part(weights)];
       const n = pos.shape[0]!;
@@ -112,8 +115,8 @@ export async function recomputedGradients(
       sums[s] = mx.add(sums[s]!, chunkSum);
       dh[s] = mx.add(dh[s]!, g[0]!);
       add(s, head, g.slice(1));
-    });
-    mx.eval(...dh, ...sums, ...grads.flatMap((g) => head.map((i) => g[i]!)));
+    }
+    mx.eval(dh[s]!, sums[s]!, ...head.map((i) => grads[s]![i]!));
     await releaseMemory();
   }
 
