@@ -253,9 +253,9 @@ describe("quantize", () => {
     const model = tinyModel(V, { seed: 9, tied: false, overrides: WIDE });
     const float = model.forward(ids);
     const report = await quantizeModel(model, { bits: 4, groupSize: 64 });
-    expect(report.quantized.sort()).toEqual(["embed_tokens", "gate_proj", "k_proj", "lm_head", "o_proj", "q_proj", "up_proj", "v_proj"]);
+    expect(report.quantized.sort()).toEqual(["gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]); // the embedding and head stay float32
     expect(report.kept).toEqual({ down_proj: "input dimension 688 is not a multiple of the group size 64" });
-    expect(report.bytesAfter).toBeLessThan(0.4 * report.bytesBefore);
+    expect(report.bytesAfter).toBeLessThan(0.5 * report.bytesBefore); // down_proj's third stays float32
     expect(model.model.layers[0]!.selfAttn.qProj).toBeInstanceOf(QuantizedLinear);
     expect(model.model.layers[0]!.mlp.downProj).toBeInstanceOf(nn.Linear);
     const q = model.forward(ids);

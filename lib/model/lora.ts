@@ -15,10 +15,10 @@ import { setNamedParameters } from "./checkpoint.ts";
 import { countParameters } from "./config.ts";
 import { LINEAR_MODULES, type LoRASettings } from "./lora-config.ts";
 import { flattenParams } from "../mlx/autodiff.ts";
-import { QuantizedEmbedding, QuantizedLinear } from "./quantize.ts";
+import { QuantizedLinear } from "./quantize.ts";
 
 type DenseOrQuantized = nn.Linear | QuantizedLinear;
-type EmbeddingLike = nn.Embedding | QuantizedEmbedding;
+type EmbeddingLike = nn.Embedding;
 
 /** The PRNG key that LoRA dropout draws from inside a compiled training step. A compiled graph bakes
  * in any key taken from MLX's global state when it is traced, so the step passes a fresh key in as an
@@ -116,7 +116,7 @@ export class TrainableTokens extends nn.Module {
    * the rows are unchanged (a matmul of another shape rounds differently). */
   project(h: mx.array): mx.array {
     const b = this.base;
-    const logits = b instanceof nn.Embedding || b instanceof QuantizedEmbedding ? b.asLinear(h) : b.forward(h);
+    const logits = b instanceof nn.Embedding ? b.asLinear(h) : b.forward(h);
     const delta = mx.subtract(this.rows, this.baseRows()); // [n, D]
     return mx.add(logits, mx.take(padCols(mx.matmul(h, delta.T)), this._slots, -1)); // [..., n + 1] -> [..., V]
   }
@@ -129,11 +129,11 @@ export class TrainableTokens extends nn.Module {
       const pick = (a: mx.array) => mx.take(a, ids, 0);
       return mx.dequantize(pick(b.weight), pick(b.scales), pick(b.biases), b.groupSize, b.bits);
     }
-    return b instanceof QuantizedEmbedding ? b.forward(ids) : mx.take(b.weight, ids, 0);
+    return mx.take(b.weight, ids, 0);
   }
 
   override forward(x: mx.array): mx.array {
-    return this.base instanceof nn.Embedding || this.base instanceof QuantizedEmbedding ? this.lookup(x) : this.project(x);
+    return this.base instanceof nn.Embedding ? this.lookup(x) : this.project(x);
   }
 
   /** Tied head: the embedding used as the output projection. */
@@ -162,7 +162,7 @@ export function linearShape(l: DenseOrQuantized): [number, number] {
 /** The float weight a layer computes with: dequantized, adapters merged. */
 export function denseWeight(m: nn.Module): mx.array {
   if (m instanceof LoRALinear || m instanceof TrainableTokens) return m.mergedWeight();
-  if (m instanceof QuantizedLinear || m instanceof QuantizedEmbedding) return m.dense();
+  if (m instanceof QuantizedLinear) return m.dense();
   return m.weight as mx.array;
 }
 

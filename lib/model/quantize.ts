@@ -1,9 +1,9 @@
-// QLoRA's frozen base: the linear weights (and the embedding, which a tied model also uses as its
-// output head) quantized with MLX's affine quantization (per group of `groupSize` inputs: w ≈ scale·q
-// + bias, q of `bits` bits), in memory only; the checkpoint on disk is never touched. Layers MLX
-// cannot quantize stay float32, and the report says which and why (the run's config.json keeps it).
+// QLoRA's frozen base: the decoder layers' linear weights quantized with MLX's affine quantization
+// (per group of `groupSize` inputs: w ≈ scale·q + bias, q of `bits` bits), in memory only; the
+// checkpoint on disk is never touched. Layers MLX cannot quantize stay float32, and the report says
+// which and why (the run's config.json keeps it).
 //
-// The layers are this file's own rather than nn.QuantizedLinear/QuantizedEmbedding because of speed
+// The layer is this file's own rather than nn.QuantizedLinear because of speed
 // on the CPU: MLX 0.13's CPU quantized matmul is a plain loop, 0.9 GFLOP/s for [512, 1024] x
 // [1024, 3072] at 4 or 8 bits (2.2 for the transposed product of the backward pass) against 23 for the
 // dense product here, and dequantizing the weight then multiplying dense takes as long as the dense
@@ -11,65 +11,43 @@
 // quantizedMatmul. The cost of that on the CPU: a dequantized weight lives until the backward pass
 // has used it, so without --grad-checkpoint (one layer at a time) the float32 weights all exist
 // during a step, and QLoRA saves memory only with it.
+//
+// The embedding (a tied model's head too) and an untied head stay float32, as PEFT's QLoRA leaves
+// them (bitsandbytes skips lm_head): used as the head, a quantized 152k × 1024 embedding dequantized
+// for each chunk of positions added ~1.8 GB to a step's peak (4 layers of the Qwen3-0.6B shapes:
+// +1,780 MB over the resident set, against +564 MB float32), more than its 525 MB of savings.
 import { core as mx, nn } from "@frost-beta/mlx";
 import type { LlamaModel } from "./llama.ts";
 import { LINEAR_MODULES, type LinearModule } from "./lora-config.ts";
 import { releaseMemory } from "../mlx/memory.ts";
 import { onCpu } from "../mlx/parallel.ts";
 
-/** Quantized weight [out, in] (packed), with the scales and biases of each group of inputs. */
-abstract class QuantizedWeight extends nn.Module {
-  weight!: mx.array; // uint32 [rows, in · bits / 32]
-  scales!: mx.array; // [rows, in / groupSize]
-  biases!: mx.array;
-  constructor(weight: mx.array, readonly groupSize: number, readonly bits: number) {
-    super();
-    [this.weight, this.scales, this.biases] = mx.quantize(weight, groupSize, bits) as unknown as [mx.array, mx.array, mx.array];
-    this.freeze();
-  }
-
-  /** The float32 weight [rows, in]. */
-  dense(): mx.array {
-    return mx.dequantize(this.weight, this.scales, this.biases, this.groupSize, this.bits);
-  }
-
-  /** x [..., in] · Wᵀ -> [..., rows]: dequantized on the CPU (see the header), quantizedMatmul elsewhere. */
-  protected project(x: mx.array): mx.array {
-    return onCpu() ? mx.matmul(x, this.dense().T) : mx.quantizedMatmul(x, this.weight, this.scales, this.biases, true, this.groupSize, this.bits);
-  }
-}
-
-export class QuantizedLinear extends QuantizedWeight {
+/** A frozen linear layer whose weight [out, in] is held quantized (packed values, and the scale and
+ * bias of each group of inputs). */
+export class QuantizedLinear extends nn.Module {
+  weight: mx.array; // uint32 [out, in · bits / 32]
+  scales: mx.array; // [out, in / groupSize]
+  biases: mx.array;
   bias?: mx.array;
-  constructor(linear: nn.Linear, groupSize: number, bits: number) {
-    super(linear.weight, groupSize, bits);
+  constructor(linear: nn.Linear, readonly groupSize: number, readonly bits: number) {
+    super();
+    [this.weight, this.scales, this.biases] = mx.quantize(linear.weight, groupSize, bits) as unknown as [mx.array, mx.array, mx.array];
     if (linear.bias) this.bias = linear.bias;
     this.freeze();
   }
 
+  /** The float32 weight [out, in]. */
+  dense(): mx.array {
+    return mx.dequantize(this.weight, this.scales, this.biases, this.groupSize, this.bits);
+  }
+
+  /** x [..., in] -> [..., out]: dequantized on the CPU (see the header), quantizedMatmul elsewhere. */
   override forward(x: mx.array): mx.array {
-    const y = this.project(x);
+    const y = onCpu() ? mx.matmul(x, this.dense().T) : mx.quantizedMatmul(x, this.weight, this.scales, this.biases, true, this.groupSize, this.bits);
     return this.bias ? mx.add(y, this.bias) : y;
   }
 }
 
-export class QuantizedEmbedding extends QuantizedWeight {
-  constructor(embedding: nn.Embedding, groupSize: number, bits: number) {
-    super(embedding.weight, groupSize, bits);
-  }
-
-  /** ids [...] -> [..., D]: only the rows looked up are dequantized. */
-  override forward(ids: mx.array): mx.array {
-    const rows = (a: mx.array) => mx.take(a, ids.flatten(), 0);
-    const out = mx.dequantize(rows(this.weight), rows(this.scales), rows(this.biases), this.groupSize, this.bits);
-    return out.reshape([...ids.shape, -1]);
-  }
-
-  /** Tied head: h [..., D] -> logits [..., V]. */
-  asLinear(h: mx.array): mx.array {
-    return this.project(h);
-  }
-}
 
 export const QUANTIZE_BITS = [4, 8] as const;
 export type QuantizeBits = (typeof QUANTIZE_BITS)[number];
@@ -81,7 +59,7 @@ export interface QuantizeSettings {
 }
 
 export interface QuantizeReport extends QuantizeSettings {
-  /** Module kinds quantized in every layer (`q_proj`, ...), plus `embed_tokens` and `lm_head`. */
+  /** Module kinds quantized in every layer (`q_proj`, ...). */
   quantized: string[];
   /** Module kinds left in float32, with the reason. */
   kept: Record<string, string>;
@@ -110,7 +88,7 @@ export function checkQuantizeSettings({ bits, groupSize }: QuantizeSettings): vo
 }
 
 /**
- * Replace the model's linear layers, embedding and untied head by quantized ones where MLX can
+ * Replace the decoder layers' linear layers by quantized ones where MLX can
  * (in place; call before applyLoRA, which then wraps the quantized layers). Each decoder layer is
  * evaluated as it is replaced and memory released before the next, so that the float32 weights of a
  * model built lazily (new LlamaModel: its random init) never exist all at once.
@@ -124,7 +102,7 @@ export async function quantizeModel(model: LlamaModel, settings: QuantizeSetting
   let bytesAfter = 0;
   const bytes = (arrays: mx.array[]) => arrays.reduce((n, a) => n + a.nbytes!, 0);
   /** `make()` (the quantized layer) when MLX can quantize `weight`, else `layer` as it is. */
-  const convert = (kind: string, layer: nn.Module, weight: mx.array, make: () => QuantizedLinear | QuantizedEmbedding): nn.Module => {
+  const convert = (kind: string, layer: nn.Module, weight: mx.array, make: () => QuantizedLinear): nn.Module => {
     bytesBefore += weight.nbytes!;
     const why = notQuantizable(weight.shape[1]!, settings);
     if (why) {
@@ -146,11 +124,6 @@ export async function quantizeModel(model: LlamaModel, settings: QuantizeSetting
     }
     await releaseMemory(); // the replaced float32 layers' arrays are freed from finalizers
   }
-  const body = model.model as unknown as Record<string, nn.Module>;
-  const embed = model.model.embedTokens;
-  body.embedTokens = convert("embed_tokens", embed, embed.weight, () => new QuantizedEmbedding(embed, groupSize, bits));
-  const head = model.lmHead;
-  if (head) (model as unknown as Record<string, nn.Module>).lmHead = convert("lm_head", head, head.weight, () => new QuantizedLinear(head, groupSize, bits));
   await releaseMemory();
   model.freeze(); // a quantized base is never trained itself; LoRA adds what trains
   return { bits, groupSize, quantized: [...quantized], kept, bytesBefore, bytesAfter };
