@@ -75,7 +75,7 @@ const command = defineCommand({
     python: { type: "string", default: "python3", description: "the Python with torch (--torch) or torch, transformers and trl (--trl)" },
     "batch-size": { type: "string", default: "8", description: "SFT batch size for train-sft" },
     torch: { type: "boolean", default: false, description: "also run the PyTorch peer (needs torch)" },
-    variant: { type: "string", description: `lora-step: one of ${Object.keys(LORA_VARIANTS).join(", ")}` },
+    variant: { type: "string", description: `lora: the variants to run (comma-separated; default all), lora-step: the one to run; of ${Object.keys(LORA_VARIANTS).join(", ")}` },
     "grad-checkpoint": { type: "boolean", default: false, description: "lora-step: recompute layers in the backward pass" },
     trl: { type: "boolean", default: false, description: "the course's SFT job (--preset course) against TRL's SFTTrainer, --runs interleaved pairs (needs torch, transformers, trl)" },
   },
@@ -92,7 +92,9 @@ const command = defineCommand({
       return;
     }
     if (cases.includes("lora")) {
-      await loraCase({ steps: process.argv.includes("--steps") ? steps : 2, torch: args.torch, python: args.python, base: process.argv.includes("--base") ? args.base : undefined });
+      const only = args.variant === undefined ? undefined : parseList(args.variant);
+      for (const v of only ?? []) if (!(v in LORA_VARIANTS)) throw new UsageError(`--variant expects some of ${Object.keys(LORA_VARIANTS).join(", ")}, got \`${v}\``);
+      await loraCase({ steps: process.argv.includes("--steps") ? steps : 2, torch: args.torch, python: args.python, base: process.argv.includes("--base") ? args.base : undefined, only });
       if (cases.length === 1) return;
     }
     const runs = parseNumber("runs", args.runs, { integer: true, positive: true });
@@ -200,11 +202,11 @@ const command = defineCommand({
 });
 
 /** The lora case: each variant in a child process (its own peak memory), the peer after each. */
-async function loraCase({ steps, torch, python, base }: { steps: number; torch: boolean; python: string; base?: string }) {
+async function loraCase({ steps, torch, python, base, only }: { steps: number; torch: boolean; python: string; base?: string; only?: string[] }) {
   const cpu = /^Model name:\s*(.*)$/m.exec(Bun.spawnSync(["lscpu"]).stdout.toString())?.[1]?.trim();
   emit({ case: "lora-setup", cpu, cores: navigator.hardwareConcurrency, model: base ?? "random init, Qwen3-0.6B shapes as llama", batch: "4x128", steps, note: "shared machine: other jobs ran meanwhile" });
   const lastJSON = (out: string) => JSON.parse(out.trim().split("\n").filter((l) => l.startsWith("{")).pop() ?? "null");
-  for (const [variant, ckpt, peer] of LORA_RUNS) {
+  for (const [variant, ckpt, peer] of LORA_RUNS.filter(([v]) => !only || only.includes(v))) {
     log.start(`lora: ${variant}${ckpt ? " + grad-checkpoint" : ""}`);
     const ours = Bun.spawnSync(["bun", "scripts/bench.ts", "--case", "lora-step", "--variant", variant, "--steps", String(steps), ...(ckpt ? ["--grad-checkpoint"] : []), ...(base ? ["--base", base] : [])], { cwd: PROJECT_ROOT, stdout: "pipe", stderr: "pipe" });
     const mine = ours.exitCode === 0 ? lastJSON(ours.stdout.toString()) : { error: ours.stderr.toString().slice(-400) };
