@@ -46,8 +46,11 @@ describe.each(NAMES)("%s", (name) => {
     expect(maxAbsDiff(before.index(0), mx.array(want.logits))).toBeGreaterThan(1); // the adapter matters
   });
 
-  test("merged into a plain model (what decoding runs): PEFT's logits, full forward and compiled step", async () => {
-    const { model } = await loadForDecoding(dir); // the base found from adapter_config.json
+  test.each([
+    ["merged into a plain model (what probes and chat decode)", true],
+    ["adapted, unmerged (the one forward pass runs the LoRA layers too)", false],
+  ])("%s: PEFT's logits, full forward and compiled step", async (_name, merged) => {
+    const { model } = merged ? await loadForDecoding(dir) : await loadAdapterCheckpoint(dir); // the base found from adapter_config.json
     expect(maxAbsDiff(model.forward(ids()).index(0), mx.array(want.logits))).toBeLessThanOrEqual(TOLERANCE);
     const caches = makeCaches(model.config.numHiddenLayers);
     const rows = [model.forward(mx.array([want.input_ids.slice(0, 4)], mx.int32), caches).index(0)];

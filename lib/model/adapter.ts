@@ -280,7 +280,7 @@ export async function loadAdapterCheckpoint(dir: string, { base }: { base?: stri
 }
 
 /** A checkpoint folder as it is, or an adapter folder as its base + adapter merged into a plain
- * model: what decoding runs on (the compiled decode step reads the weight arrays directly). */
+ * model: what decoding runs on (mergeLoRA says why). */
 export async function loadForDecoding(dir: string, { base }: { base?: string } = {}): Promise<Checkpoint> {
   if (!existsSync(join(dir, ADAPTER_CONFIG))) return loadCheckpoint(dir);
   const { adapter: _, ...ckpt } = await loadAdapterCheckpoint(dir, { base });

@@ -211,9 +211,12 @@ export class LlamaModel extends nn.Module {
     return this.model.forward(ids, caches, embedNoise);
   }
 
-  /** Project hidden states to vocabulary logits: [..., D] -> [..., V]. */
+  /** Project hidden states to vocabulary logits: [..., D] -> [..., V]. A head module with its own
+   * `project` (an adapter's trainable rows, lib/model/lora.ts) computes them itself. */
   head(h: mx.array): mx.array {
-    return linear(h, (this.lmHead ?? this.model.embedTokens).weight);
+    const m: nn.Module = this.lmHead ?? this.model.embedTokens;
+    if (typeof (m as { project?: unknown }).project === "function") return (m as unknown as { project(h: mx.array): mx.array }).project(h);
+    return linear(h, m.weight as mx.array);
   }
 
   /** Logits [B, T, V] for int32 token ids [B, T]. */

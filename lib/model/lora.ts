@@ -240,9 +240,10 @@ export function dropoutKeysOf(model: nn.Module): DropoutKeys | null {
 
 /**
  * A plain LlamaModel computing what `model` computes: LoRA merged into the weights, trainable rows
- * written in, quantized weights dequantized. The model itself is not changed. This is what decoding
- * runs on (the compiled decode step reads the weight arrays directly) and what a merged checkpoint
- * holds.
+ * written in, quantized weights dequantized. The model itself is not changed. Decoding runs on this
+ * (the adapted model decodes too, through the same forward pass, but each token would pay for the
+ * adapter's extra products and, quantized, for dequantizing every layer) and a merged checkpoint
+ * holds it.
  */
 export function mergeLoRA(model: LlamaModel): LlamaModel {
   const plain = new LlamaModel(model.config); // its random init is lazy and replaced before use

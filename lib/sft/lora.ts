@@ -1,7 +1,7 @@
 // The LoRA part of an SFT run (`--lora`, `--quantize`): the base loaded as usual is quantized in
-// memory if asked (QLoRA), then frozen under a LoRA adapter, with the added chat tokens' rows
-// trainable; the run leaves `adapter/` (PEFT's layout) instead of `checkpoint/`; probes and chat
-// decode a merged copy (the compiled decode step reads the weight arrays directly).
+// memory if asked (QLoRA), then frozen under a LoRA adapter, with the chat tokens' rows trainable;
+// the run leaves `adapter/` (PEFT's layout) instead of `checkpoint/`; probes and chat decode a
+// merged copy (faster per token: see mergeLoRA).
 import { consola } from "consola";
 import type { LlamaModel } from "../model/llama.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
