@@ -1,5 +1,6 @@
 // LoRA and QLoRA SFT runs end to end: a base without the chat tokens (the transformers llama fixture,
-// untied head) grown with --add-chat-tokens and trained with --lora, interrupted and resumed; what the
+// untied head) grown with --add-chat-tokens and trained with --lora (with pretraining replay, and in
+// the first run NEFTune, grad accumulation and gradient checkpointing too), interrupted and resumed; what the
 // run folder holds (adapter/ in PEFT's layout, no checkpoint/), reading the adapter back for chat and
 // fusing it into a checkpoint; and a 4-bit run on a base with a 688-wide MLP.
 //   bun test test/lora-run.test.ts
@@ -20,7 +21,7 @@ import { executeRun, prepareRun } from "../lib/sft/run.ts";
 import { resumeRun } from "../lib/sft/resume.ts";
 import { readRun } from "../lib/chat/select.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
-import { tinyTokenizer } from "./helpers/tiny.ts";
+import { TINY_TEXT, tinyTokenizer } from "./helpers/tiny.ts";
 import { CHAT_TOKENS } from "../lib/format/tokens.ts";
 
 setDefaultTimeout(120_000); // ms
@@ -41,10 +42,12 @@ const data = write("train.json", [
   chat("What is in the river?", "The fish in the river were small and quick."),
 ]);
 const evalData = write("eval.json", [chat("Who ran to the ball?", "The dog got there first.")]);
+const proseData = join(tmp, "prose.txt"); // the replayed text (--mix-prose's default 0.25)
+writeFileSync(proseData, TINY_TEXT.repeat(3));
 const out = join(tmp, "runs");
 const config = (over: Partial<RunConfig> = {}) =>
   resolveRunConfig({}, {
-    base: LLAMA, data, evalData, out, steps: 6, evalEvery: 3, batchSize: 2, maxSeqLen: 64, logEvery: 2, lr: 1e-2, probeTokens: 2,
+    base: LLAMA, data, evalData, proseData, out, steps: 6, evalEvery: 3, batchSize: 2, maxSeqLen: 64, logEvery: 2, lr: 1e-2, probeTokens: 2,
     lora: true, loraTargets: "all-linear", addChatTokens: true, ...over,
   });
 const ids = mx.array([[5, 40, 344, 120, 345, 346, 9, 349, 350]], mx.int32); // added tokens from 344 on
@@ -54,7 +57,7 @@ describe("lora run", () => {
 
   test("--lora on a base without chat tokens: adapter/ with the added tokens' rows, the base untouched", async () => {
     const hash = hashCheckpoint(LLAMA);
-    const cfg = config({ gradAccum: 2 });
+    const cfg = config({ gradAccum: 2, neftuneAlpha: 5, gradCheckpoint: true });
     const p = await prepareRun(cfg);
     runDir = createRunDir(cfg.out, cfg.name);
     expect(await executeRun(p, runDir)).toBe(0);
@@ -62,6 +65,9 @@ describe("lora run", () => {
     expect(readdirSync(join(runDir, "adapter")).sort()).toEqual(["adapter_config.json", "adapter_model.safetensors", "sft-mlx.json", "tokenizer.json", "tokenizer_config.json"]);
     const recorded = readJSON(join(runDir, "config.json"));
     expect([recorded.lora, recorded.loraRank, recorded.loraAlpha, recorded.loraTargets, recorded.gradAccum]).toEqual([true, 8, 8, "all-linear", 2]);
+    // replay rows trained with the adapter: their loss is logged apart
+    const train = readFileSync(join(runDir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((r) => r.type === "train");
+    expect(train.length > 0 && train.every((r) => r.proseLoss > 0 && r.proseNtoks > 0)).toBe(true);
     // --add-chat-tokens adds the course's tokens (344.. here); the chat tokens' rows train (--lora-tokens chat)
     const chatIds = CHAT_TOKENS.map((t) => p.tokenizer.tokenId(t));
     expect(Math.min(...chatIds)).toBeGreaterThanOrEqual(344);

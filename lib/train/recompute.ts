@@ -16,13 +16,13 @@ import type { LlamaModel } from "../model/llama.ts";
 import { causalMask } from "../model/llama.ts";
 import type { DropoutKeys } from "../model/lora.ts";
 import type { FlatParams } from "../mlx/autodiff.ts";
-import { maskedCrossEntropySum } from "./loss.ts";
+import { tokenCrossEntropy } from "./loss.ts";
 import { releaseMemory } from "../mlx/memory.ts";
 
 const HEAD_CHUNK = 128; // supervised positions per head-and-loss piece: 128 × 152k vocab × 4 B = 78 MB of logits
 
-/** One shard's arrays as shardArrays makes them: [inputs, targets, mask] or, with the sparse head,
- * [inputs, positions, targets, weights]. */
+/** One shard's arrays as shardArrays makes them: [inputs, (noise,) targets, prose, mask] or, with
+ * the sparse head, [inputs, (noise,) positions, targets, prose, weights]. */
 type ShardArrays = mx.array[];
 
 /** Which trainable parameters (indices into FlatParams) each piece of the model reads. */
@@ -39,17 +39,19 @@ function pieces(model: LlamaModel, flat: FlatParams) {
 }
 
 /**
- * Loss sums and gradient sums of every shard, recomputing each layer in the backward pass. Shards
- * (one per compute stream) go through each piece side by side. `keys` (LoRA dropout) is re-seeded
- * per layer so that a recomputed layer draws the mask its forward pass drew.
+ * Loss sums (every supervised target; the replay rows' targets), and gradient sums of every shard,
+ * recomputing each layer in the backward pass. Shards (one per compute stream) go through each
+ * piece side by side. `keys` (LoRA dropout) is re-seeded per layer so that a recomputed layer draws
+ * the mask its forward pass drew. With `embedNoise` each shard carries NEFTune's noise, added to its
+ * input embeddings (a constant: the embedding's gradient is the same with or without it).
  */
 export async function recomputedGradients(
   model: LlamaModel,
   flat: FlatParams,
   params: mx.array[],
   shards: ShardArrays[],
-  { streams, sparseHead, dropout, key }: { streams: mx.Stream[]; sparseHead: boolean; dropout: DropoutKeys | null; key?: mx.array },
-): Promise<{ sums: mx.array[]; grads: mx.array[][] }> {
+  { streams, sparseHead, embedNoise = false, dropout, key }: { streams: mx.Stream[]; sparseHead: boolean; embedNoise?: boolean; dropout: DropoutKeys | null; key?: mx.array },
+): Promise<{ sums: mx.array[]; proseSums: mx.array[]; grads: mx.array[][] }> {
   const { embed, layers, head } = pieces(model, flat);
   const L = layers.length;
   const layerKeys = dropout && key ? mx.random.split(key, L) : null; // [L, 2]
@@ -78,7 +80,11 @@ export async function recomputedGradients(
   // Forward: only each layer's input is kept.
   flat.write(params);
   const masks = onStreams((shard) => causalMask(shard[0]!.shape[1]!, 0));
-  const hs: mx.array[][] = [onStreams((shard) => body.embedTokens.forward(shard[0]!))]; // [layer][shard] → [B, T, D]
+  const embedded = (shard: ShardArrays) => {
+    const e = body.embedTokens.forward(shard[0]!);
+    return embedNoise ? mx.add(e, shard[1]!) : e; // NEFTune (lib/train/neftune.ts), as LlamaBody.forward adds it
+  };
+  const hs: mx.array[][] = [onStreams(embedded)]; // [layer][shard] → [B, T, D]
   mx.eval(...hs[0]!);
   for (let l = 0; l < L; l++) {
     setKey(l);
@@ -90,33 +96,37 @@ export async function recomputedGradients(
   // Head and loss, in chunks of supervised positions: dL/dh at the last layer, and the head's gradients.
   const heads = onStreams((shard, s) => {
     const [B, T, D] = hs[L]![s]!.shape as [number, number, number];
-    const [positions, targets, weights] = sparseHead
-      ? [shard[1]!, shard[2]!, shard[3]!]
-      : [mx.arange(0, B * T, 1, mx.int32), shard[1]!.reshape([-1]), shard[2]!.reshape([-1])];
-    return { B, T, D, positions, targets, weights, N: positions.shape[0]! };
+    const rest = shard.slice(embedNoise ? 2 : 1);
+    const [positions, targets, prose, weights] = sparseHead
+      ? (rest as [mx.array, mx.array, mx.array, mx.array])
+      : [mx.arange(0, B * T, 1, mx.int32), ...rest.map((a) => a.reshape([-1]))] as [mx.array, mx.array, mx.array, mx.array];
+    return { B, T, D, positions, targets, prose, weights, N: positions.shape[0]! };
   });
   const sums = shards.map(() => mx.array(0, mx.float32));
+  const proseSums = shards.map(() => mx.array(0, mx.float32));
   let dh = onStreams((_, s) => mx.zerosLike(hs[L]![s]!));
   // One shard's chunk at a time (not side by side as the layers): the [n, V] logits, their softmax and
   // gradient, and a quantized embedding's dequantized copy, are the step's largest arrays.
   for (let c = 0; c < Math.max(...heads.map((x) => x.N)); c += HEAD_CHUNK) for (let s = 0; s < shards.length; s++) {
     {
       using _ = mx.stream(streams[s]!);
-      const { B, T, D, positions, targets, weights, N } = heads[s]!;
+      const { B, T, D, positions, targets, prose, weights, N } = heads[s]!;
       if (c >= N) continue;
       const part = (a: mx.array) => a.index(mx.Slice(c, Math.min(N, c + HEAD_CHUNK)));
-      const [pos, tgt, w] = [part(positions), part(targets), part(weights)];
+      const [pos, tgt, p, w] = [part(positions), part(targets), part(prose), part(weights)];
       const n = pos.shape[0]!;
-      const loss = (hLast: mx.array) => {
+      // per-target cross-entropy [n]; its cotangent `w` makes the vjp the gradient of sum(ce · w)
+      const ce = (hLast: mx.array) => {
         const rows = mx.take(body.norm.forward(hLast).reshape([B * T, D]), pos, 0); // [n, D]
-        return maskedCrossEntropySum(model.head(rows).reshape([1, n, -1]), tgt.reshape([1, n]), w.reshape([1, n]))[0];
+        return tokenCrossEntropy(model.head(rows).reshape([1, n, -1]), tgt.reshape([1, n])).reshape([n]);
       };
-      const [chunkSum, g] = vjpWith(head, [hs[L]![s]!], [mx.array(1, mx.float32)], loss);
-      sums[s] = mx.add(sums[s]!, chunkSum);
+      const [chunkCe, g] = vjpWith(head, [hs[L]![s]!], [w], ce);
+      sums[s] = mx.add(sums[s]!, mx.sum(mx.multiply(chunkCe, w)));
+      proseSums[s] = mx.add(proseSums[s]!, mx.sum(mx.multiply(chunkCe, p)));
       dh[s] = mx.add(dh[s]!, g[0]!);
       add(s, head, g.slice(1));
     }
-    mx.eval(dh[s]!, sums[s]!, ...head.map((i) => grads[s]![i]!));
+    mx.eval(dh[s]!, sums[s]!, proseSums[s]!, ...head.map((i) => grads[s]![i]!));
     await releaseMemory();
   }
 
@@ -137,7 +147,7 @@ export async function recomputedGradients(
   }
   if (dropout) dropout.key = null;
   // a parameter no piece reads (none in a Llama model) has a zero gradient
-  return { sums, grads: grads.map((g) => g.map((x, i) => x ?? mx.zerosLike(params[i]!))) };
+  return { sums, proseSums, grads: grads.map((g) => g.map((x, i) => x ?? mx.zerosLike(params[i]!))) };
 }
 
 /** Put `arrays` into the slots `idx` of `flat` (the others stay). */

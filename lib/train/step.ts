@@ -335,18 +335,19 @@ export class TrainStep {
     return result;
   }
 
-  /** What `micro` computes ([sum, count, ...gradient sums]), by recomputation (lib/train/recompute.ts). */
+  /** What `micro` computes ([sum, proseSum, count, ...gradient sums]), by recomputation (lib/train/recompute.ts). */
   private async recomputed(params: mx.array[], batch: StepBatch, j: number): Promise<mx.array[]> {
     const shards = shardArrays(batch, this.streams.length, this.sparseHead);
-    const { sums, grads } = await recomputedGradients(this.model, this.flat, params, shards, {
-      streams: this.streams, sparseHead: this.sparseHead, dropout: this.dropout, key: this.key(j)[0],
+    const { sums, proseSums, grads } = await recomputedGradients(this.model, this.flat, params, shards, {
+      streams: this.streams, sparseHead: this.sparseHead, embedNoise: this.embedNoise, dropout: this.dropout, key: this.key(j)[0],
     });
     const count = shards.map((a) => mx.sum(a.at(-1)!)).reduce((a, b) => mx.add(a, b)); // the mask, or the weights
     const gradSums = params.map((_, i) => {
       using _s = mx.stream(this.home[i]!);
       return grads.map((g) => g[i]!).reduce((a, b) => mx.add(a, b));
     });
-    return [sums.reduce((a, b) => mx.add(a, b)), count, ...gradSums];
+    const total = (xs: mx.array[]) => xs.reduce((a, b) => mx.add(a, b));
+    return [total(sums), total(proseSums), count, ...gradSums];
   }
 
   private arrays(batch: StepBatch): mx.array[] {
