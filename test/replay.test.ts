@@ -175,4 +175,13 @@ describe("epochs", () => {
     await t.train();
     expect([t.step, t.epochsDone]).toEqual([6, 2]);
   });
+
+  test("--grad-accum: each step draws its batches, so the epochs take fewer steps", async () => {
+    expect(stepsForEpochs(2, 5, 2, 2)).toBe(3);
+    expect(stepsForEpochs(1, 5, 2, 2)).toBe(2); // 3 batches: the second step's second batch starts pass 2
+    const t = trainer({ epochs: 2, steps: 500, gradAccum: 2 });
+    expect(t.cfg.steps).toBe(3);
+    await t.train();
+    expect([t.step, t.epochsDone]).toEqual([3, 2]);
+  });
 });

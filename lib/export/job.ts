@@ -56,7 +56,7 @@ export async function loadExportJob(cfg: RunConfig, runDir?: string): Promise<Ex
   const trainKept = keep(inputs.trainExamples);
   const evalKept = keep(inputs.evalExamples);
   const trainExamples = trainKept.map((i) => inputs.trainExamples[i]!);
-  if (cfg.epochs > 0) cfg = { ...cfg, steps: stepsForEpochs(cfg.epochs, trainExamples.length, cfg.batchSize) }; // as the trainer derives them
+  if (cfg.epochs > 0) cfg = { ...cfg, steps: stepsForEpochs(cfg.epochs, trainExamples.length, cfg.batchSize, cfg.gradAccum) }; // as the trainer derives them
   const evalExamples = evalKept.map((i) => inputs.evalExamples[i]!);
   return {
     cfg, runDir, inputs,

@@ -204,9 +204,10 @@ export const SFT_PRESETS: Record<string, Partial<SFTConfig>> = {
 };
 
 /** Optimizer steps for `epochs` passes over `rows` conversations: each pass is ceil(rows / batchSize)
- * batches (the last one smaller), so the steps end exactly at a pass boundary. */
-export function stepsForEpochs(epochs: number, rows: number, batchSize: number): number {
-  return epochs * Math.ceil(rows / batchSize);
+ * batches (the last one smaller), so the steps end exactly at a pass boundary; with `gradAccum`
+ * batches per step, at the first step that reaches it. */
+export function stepsForEpochs(epochs: number, rows: number, batchSize: number, gradAccum = 1): number {
+  return Math.ceil((epochs * Math.ceil(rows / batchSize)) / gradAccum);
 }
 
 export function defaultSFTConfig(): SFTConfig {

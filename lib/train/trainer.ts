@@ -70,7 +70,7 @@ export class SFTTrainer {
     if (this.examples.every((ex) => ex.mask.slice(1).every((m) => m === 0))) {
       throw new Error(`none of the ${this.examples.length} training examples has a supervised target: check the loss mask (maskMode \`${cfg.maskMode}\`)`);
     }
-    if (cfg.epochs > 0) this.cfg = { ...cfg, steps: stepsForEpochs(cfg.epochs, this.examples.length, cfg.batchSize) };
+    if (cfg.epochs > 0) this.cfg = { ...cfg, steps: stepsForEpochs(cfg.epochs, this.examples.length, cfg.batchSize, cfg.gradAccum) };
     if ((cfg.mixProse > 0) !== (replay !== null)) {
       throw new SFTConfigError(cfg.mixProse > 0 ? `mixProse ${cfg.mixProse} needs replay text (--prose-data) to mix in` : "replay text was given but mixProse is 0: set --mix-prose");
     }
