@@ -253,7 +253,8 @@ describe("quantize", () => {
     const model = tinyModel(V, { seed: 9, tied: false, overrides: WIDE });
     const float = model.forward(ids);
     const report = await quantizeModel(model, { bits: 4, groupSize: 64 });
-    expect(report.quantized.sort()).toEqual(["gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]); // the embedding and head stay float32
+    expect(report.quantized.sort()).toEqual(["embed_tokens", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]); // an untied head stays float32
+    expect(model.lmHead).toBeInstanceOf(nn.Linear);
     expect(report.kept).toEqual({ down_proj: "input dimension 688 is not a multiple of the group size 64" });
     expect(report.bytesAfter).toBeLessThan(0.5 * report.bytesBefore); // down_proj's third stays float32
     expect(model.model.layers[0]!.selfAttn.qProj).toBeInstanceOf(QuantizedLinear);

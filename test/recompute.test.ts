@@ -1,5 +1,7 @@
 // Gradient checkpointing (lib/train/recompute.ts): the step that recomputes each layer in the
-// backward pass, and runs the head in chunks, takes the same step as the compiled one.
+// backward pass, and runs the head over the vocabulary in slices (lib/train/head-loss.ts), takes the
+// same step as the compiled one: losses, gradient norms and every updated parameter (the head's, the
+// embedding's and the trainable token rows' included).
 //   bun test test/recompute.test.ts
 import { expect, test } from "bun:test";
 import { core as mx } from "@frost-beta/mlx";
@@ -44,7 +46,8 @@ test.each([
       mx.random.seed(1);
       for (const [, l] of loraLayers(model)) l.loraB = mx.multiply(mx.random.normal(l.loraB.shape), 0.2); // so A's gradient is not zero
     }
-    return new TrainStep(model, undefined, { sparseHead: o.sparseHead, embedNoise: extras, streams: cpuStreams(o.streams), recompute });
+    // the vocabulary in slices of 24 rows: two whole and one short (V 64), so the sliced head is checked
+    return new TrainStep(model, undefined, { sparseHead: o.sparseHead, embedNoise: extras, streams: cpuStreams(o.streams), recompute, vocabChunk: 24 });
   };
   const [ref, rec] = [make(false), make(true)];
   for (const b of [batch(1, extras), [batch(2, extras), batch(3, extras)]]) {

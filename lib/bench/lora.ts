@@ -58,7 +58,7 @@ export async function benchLoRAStep(variant: LoRAVariant, { base, steps = 2, gra
   let model: LlamaModel;
   if (base) {
     if (!existsSync(base)) throw new Error(`--base ${base}: no such checkpoint folder`);
-    model = (await loadCheckpoint(base)).model;
+    model = (await loadCheckpoint(base, { lazy: v.quantize > 0 })).model; // quantized as it is read, as a QLoRA run does
   } else {
     mx.random.seed(0);
     model = new LlamaModel(configFromHF(QWEN3_06B_SHAPE)); // lazy: quantizing first never holds all of it in float32

@@ -7,7 +7,7 @@
 // never be overwritten.
 import { core as mx, nn } from "@frost-beta/mlx";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, rmSync, readdirSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readSync, rmSync, readdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { configFromHF, configToHF, type LlamaConfig } from "./config.ts";
 import { LlamaModel } from "./llama.ts";
@@ -93,8 +93,11 @@ export function loadCheckpointArrays(dir: string, name: string): Record<string, 
   }
 }
 
-/** Build a model from a checkpoint directory's config.json and model.safetensors (float32). */
-export function loadModel(dir: string): { model: LlamaModel; config: LlamaConfig } {
+/** Build a model from a checkpoint directory's config.json and model.safetensors (float32). With
+ * `lazy` its arrays are left unevaluated: MLX reads each from the file when it is first evaluated,
+ * so a caller that quantizes layer by layer (QLoRA, lib/model/quantize.ts) never holds the whole
+ * float32 model. */
+export function loadModel(dir: string, { lazy = false }: { lazy?: boolean } = {}): { model: LlamaModel; config: LlamaConfig } {
   const configPath = join(dir, "config.json");
   const weightsPath = join(dir, "model.safetensors");
   if (!existsSync(dir)) throw new CheckpointError(`checkpoint directory ${dir} does not exist`);
@@ -127,7 +130,7 @@ export function loadModel(dir: string): { model: LlamaModel; config: LlamaConfig
     throw new CheckpointError(`${weightsPath} does not match ${configPath}:\n  ${problems.join("\n  ")}`);
   }
   setNamedParameters(model, named);
-  mx.eval(model.parameters());
+  if (!lazy) mx.eval(model.parameters());
   return { model, config };
 }
 
@@ -153,9 +156,9 @@ export interface Checkpoint {
   meta: Record<string, unknown>;
 }
 
-/** Load a full checkpoint: model and tokenizer. */
-export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
-  const { model, config } = loadModel(dir);
+/** Load a full checkpoint: model and tokenizer (`lazy`: see loadModel). */
+export async function loadCheckpoint(dir: string, { lazy = false }: { lazy?: boolean } = {}): Promise<Checkpoint> {
+  const { model, config } = loadModel(dir, { lazy });
   if (!existsSync(join(dir, "tokenizer.json"))) {
     throw new CheckpointError(`${join(dir, "tokenizer.json")} is missing: a checkpoint needs its tokenizer`);
   }
@@ -250,7 +253,16 @@ export function hashCheckpoint(dir: string): string {
   const h = createHash("sha256");
   for (const name of ["config.json", "model.safetensors", "tokenizer.json"]) {
     const p = join(dir, name);
-    if (existsSync(p)) h.update(name).update(readFileSync(p));
+    if (!existsSync(p)) continue;
+    h.update(name);
+    // in chunks: read whole, a 0.6B float32 model's 2.4 GB would be the run's peak memory
+    const fd = openSync(p, "r");
+    try {
+      const chunk = Buffer.alloc(4 * 2 ** 20);
+      for (let n; (n = readSync(fd, chunk, 0, chunk.length, null)) > 0; ) h.update(chunk.subarray(0, n));
+    } finally {
+      closeSync(fd);
+    }
   }
   return h.digest("hex");
 }

@@ -219,8 +219,26 @@ export class LlamaModel extends nn.Module {
     return linear(h, m.weight as mx.array);
   }
 
+  /** The logits of the vocabulary rows [start, end) only: [..., D] -> [..., end - start], the same
+   * values as those columns of `head(h)`. The gradient-checkpointed step's loss walks the
+   * vocabulary in such slices (lib/train/head-loss.ts), so that neither the [N, V] logits nor a
+   * quantized head's dequantized [V, D] weight ever exists whole. */
+  headSlice(h: mx.array, start: number, end: number): mx.array {
+    return projectRows(this.lmHead ?? this.model.embedTokens, h, start, end);
+  }
+
   /** Logits [B, T, V] for int32 token ids [B, T]. */
   override forward(ids: mx.array, caches?: LayerCache[]): mx.array {
     return this.head(this.hidden(ids, caches));
   }
+}
+
+/** h [..., D] projected onto the rows [start, end) of a head's (or tied embedding's) weight [V, D]. A
+ * module with its own `projectRows` (quantized, or with an adapter's rows) computes them itself. */
+export function projectRows(m: nn.Module, h: mx.array, start: number, end: number): mx.array {
+  const own = m as unknown as { projectRows?: (h: mx.array, start: number, end: number) => mx.array };
+  if (typeof own.projectRows === "function") return own.projectRows(h, start, end);
+  const rows = (a: mx.array) => a.index(mx.Slice(start, end));
+  const y = mx.matmul(h, rows(m.weight as mx.array).T);
+  return m.bias ? mx.add(y, rows(m.bias as mx.array)) : y;
 }

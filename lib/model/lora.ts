@@ -10,15 +10,16 @@
 // gradient masked: for a 152k-token vocabulary (Qwen3) that would keep a [V, D] gradient and two Adam
 // moments (~1.9 GB at D 1024) to train 4 rows, and would not compose with a quantized embedding.
 import { core as mx, nn } from "@frost-beta/mlx";
-import { LlamaModel } from "./llama.ts";
+import { LlamaModel, projectRows } from "./llama.ts";
 import { setNamedParameters } from "./checkpoint.ts";
 import { countParameters } from "./config.ts";
 import { LINEAR_MODULES, type LoRASettings } from "./lora-config.ts";
 import { flattenParams } from "../mlx/autodiff.ts";
-import { QuantizedLinear } from "./quantize.ts";
+import { QuantizedEmbedding, QuantizedLinear } from "./quantize.ts";
 
 type DenseOrQuantized = nn.Linear | QuantizedLinear;
-type EmbeddingLike = nn.Embedding;
+type EmbeddingLike = nn.Embedding | QuantizedEmbedding;
+const isEmbedding = (m: nn.Module): m is EmbeddingLike => m instanceof nn.Embedding || m instanceof QuantizedEmbedding;
 
 /** The PRNG key that LoRA dropout draws from inside a compiled training step. A compiled graph bakes
  * in any key taken from MLX's global state when it is traced, so the step passes a fresh key in as an
@@ -116,16 +117,24 @@ export class TrainableTokens extends nn.Module {
    * the rows are unchanged (a matmul of another shape rounds differently). */
   project(h: mx.array): mx.array {
     const b = this.base;
-    const logits = b instanceof nn.Embedding ? b.asLinear(h) : b.forward(h);
+    const logits = isEmbedding(b) ? b.asLinear(h) : b.forward(h);
     const delta = mx.subtract(this.rows, this.baseRows()); // [n, D]
     return mx.add(logits, mx.take(padCols(mx.matmul(h, delta.T)), this._slots, -1)); // [..., n + 1] -> [..., V]
+  }
+
+  /** `project`'s columns [start, end) only, the base's rows dequantized only there. */
+  projectRows(h: mx.array, start: number, end: number): mx.array {
+    const logits = projectRows(this.base, h, start, end); // [..., end - start]
+    const delta = mx.subtract(this.rows, this.baseRows()); // [n, D]
+    const slots = this._slots.index(mx.Slice(start, end));
+    return mx.add(logits, mx.take(padCols(mx.matmul(h, delta.T)), slots, -1));
   }
 
   /** The base's values of the trainable rows [n, D] (dequantized if quantized). */
   private baseRows(): mx.array {
     const b = this.base;
     const ids = mx.array(this.indices, mx.int32);
-    if (b instanceof QuantizedLinear) {
+    if (b instanceof QuantizedLinear || b instanceof QuantizedEmbedding) {
       const pick = (a: mx.array) => mx.take(a, ids, 0);
       return mx.dequantize(pick(b.weight), pick(b.scales), pick(b.biases), b.groupSize, b.bits);
     }
@@ -133,7 +142,7 @@ export class TrainableTokens extends nn.Module {
   }
 
   override forward(x: mx.array): mx.array {
-    return this.base instanceof nn.Embedding ? this.lookup(x) : this.project(x);
+    return isEmbedding(this.base) ? this.lookup(x) : this.project(x);
   }
 
   /** Tied head: the embedding used as the output projection. */
@@ -162,7 +171,7 @@ export function linearShape(l: DenseOrQuantized): [number, number] {
 /** The float weight a layer computes with: dequantized, adapters merged. */
 export function denseWeight(m: nn.Module): mx.array {
   if (m instanceof LoRALinear || m instanceof TrainableTokens) return m.mergedWeight();
-  if (m instanceof QuantizedLinear) return m.dense();
+  if (m instanceof QuantizedLinear || m instanceof QuantizedEmbedding) return m.dense();
   return m.weight as mx.array;
 }
 

@@ -12,10 +12,13 @@
 // has used it, so without --grad-checkpoint (one layer at a time) the float32 weights all exist
 // during a step, and QLoRA saves memory only with it.
 //
-// The embedding (a tied model's head too) and an untied head stay float32, as PEFT's QLoRA leaves
-// them (bitsandbytes skips lm_head): used as the head, a quantized 152k × 1024 embedding dequantized
-// for each chunk of positions added ~1.8 GB to a step's peak (4 layers of the Qwen3-0.6B shapes:
-// +1,780 MB over the resident set, against +564 MB float32), more than its 525 MB of savings.
+// The embedding (a tied model's head too) is quantized as well (QuantizedEmbedding), as mlx-lm's
+// QLoRA does: on the Qwen3-0.6B shapes its float32 copy is 622 MB, a third of a 4-bit step's peak.
+// A lookup dequantizes only the rows it gathers; as the head, the gradient-checkpointed step projects
+// onto one slice of the vocabulary at a time (LlamaModel.headSlice, lib/train/head-loss.ts), so only
+// one dequantized slice exists at once. (Dequantized whole for each chunk of positions, it had added
+// ~1.8 GB to a step's peak, more than it saved.) An untied head stays float32, as bitsandbytes
+// leaves lm_head.
 import { core as mx, nn } from "@frost-beta/mlx";
 import type { LlamaModel } from "./llama.ts";
 import { LINEAR_MODULES, type LinearModule } from "./lora-config.ts";
@@ -41,6 +44,13 @@ export class QuantizedLinear extends nn.Module {
     return mx.dequantize(this.weight, this.scales, this.biases, this.groupSize, this.bits);
   }
 
+  /** As a head: x [..., in] → outputs [start, end) only, dequantizing just those rows. */
+  projectRows(x: mx.array, start: number, end: number): mx.array {
+    const rows = (a: mx.array) => a.index(mx.Slice(start, end));
+    const y = mx.matmul(x, mx.dequantize(rows(this.weight), rows(this.scales), rows(this.biases), this.groupSize, this.bits).T);
+    return this.bias ? mx.add(y, rows(this.bias)) : y;
+  }
+
   /** x [..., in] -> [..., out]: dequantized on the CPU (see the header), quantizedMatmul elsewhere. */
   override forward(x: mx.array): mx.array {
     const y = onCpu() ? mx.matmul(x, this.dense().T) : mx.quantizedMatmul(x, this.weight, this.scales, this.biases, true, this.groupSize, this.bits);
@@ -48,6 +58,47 @@ export class QuantizedLinear extends nn.Module {
   }
 }
 
+
+/** A frozen embedding [V, D] held quantized. A lookup dequantizes the rows it gathers; as a tied head
+ * it projects onto all rows (`asLinear`) or onto the rows [start, end) (`projectRows`), dequantizing
+ * just those. */
+export class QuantizedEmbedding extends nn.Module {
+  weight: mx.array; // uint32 [V, D · bits / 32]
+  scales: mx.array; // [V, D / groupSize]
+  biases: mx.array;
+  constructor(embedding: nn.Embedding, readonly groupSize: number, readonly bits: number) {
+    super();
+    [this.weight, this.scales, this.biases] = mx.quantize(embedding.weight, groupSize, bits) as unknown as [mx.array, mx.array, mx.array];
+    this.freeze();
+  }
+
+  /** The float32 rows `ids` (any shape) → [..., D]. */
+  override forward(ids: mx.array): mx.array {
+    const pick = (a: mx.array) => mx.take(a, ids, 0);
+    return mx.dequantize(pick(this.weight), pick(this.scales), pick(this.biases), this.groupSize, this.bits);
+  }
+
+  /** The float32 weight [V, D], or its rows [start, end). */
+  dense(start = 0, end = this.weight.shape[0]!): mx.array {
+    const rows = (a: mx.array) => a.index(mx.Slice(start, end));
+    return mx.dequantize(rows(this.weight), rows(this.scales), rows(this.biases), this.groupSize, this.bits);
+  }
+
+  /** Tied head: h [..., D] → logits [..., V]. */
+  asLinear(h: mx.array): mx.array {
+    return mx.matmul(h, this.dense().T);
+  }
+
+  /** The same, under the name LlamaModel.head asks a head module for. */
+  project(h: mx.array): mx.array {
+    return this.asLinear(h);
+  }
+
+  /** Tied head onto the rows [start, end): h [..., D] → [..., end - start]. */
+  projectRows(h: mx.array, start: number, end: number): mx.array {
+    return mx.matmul(h, this.dense(start, end).T);
+  }
+}
 
 export const QUANTIZE_BITS = [4, 8] as const;
 export type QuantizeBits = (typeof QUANTIZE_BITS)[number];
@@ -59,7 +110,7 @@ export interface QuantizeSettings {
 }
 
 export interface QuantizeReport extends QuantizeSettings {
-  /** Module kinds quantized in every layer (`q_proj`, ...). */
+  /** Module kinds quantized in every layer (`q_proj`, ...), and `embed_tokens`. */
   quantized: string[];
   /** Module kinds left in float32, with the reason. */
   kept: Record<string, string>;
@@ -88,10 +139,11 @@ export function checkQuantizeSettings({ bits, groupSize }: QuantizeSettings): vo
 }
 
 /**
- * Replace the decoder layers' linear layers by quantized ones where MLX can
- * (in place; call before applyLoRA, which then wraps the quantized layers). Each decoder layer is
- * evaluated as it is replaced and memory released before the next, so that the float32 weights of a
- * model built lazily (new LlamaModel: its random init) never exist all at once.
+ * Replace the embedding and the decoder layers' linear layers by quantized ones where MLX can (in
+ * place; call before applyLoRA, which then wraps the quantized layers). The embedding first, then
+ * each decoder layer, each evaluated as it is replaced and memory released before the next, so that
+ * the float32 weights of a model whose arrays are still lazy (a checkpoint loaded with `lazy`, read
+ * from the file as they are evaluated; new LlamaModel's random init) never exist all at once.
  */
 export async function quantizeModel(model: LlamaModel, settings: QuantizeSettings): Promise<QuantizeReport> {
   checkQuantizeSettings(settings);
@@ -102,7 +154,7 @@ export async function quantizeModel(model: LlamaModel, settings: QuantizeSetting
   let bytesAfter = 0;
   const bytes = (arrays: mx.array[]) => arrays.reduce((n, a) => n + a.nbytes!, 0);
   /** `make()` (the quantized layer) when MLX can quantize `weight`, else `layer` as it is. */
-  const convert = (kind: string, layer: nn.Module, weight: mx.array, make: () => QuantizedLinear): nn.Module => {
+  const convert = (kind: string, layer: nn.Module, weight: mx.array, make: () => QuantizedLinear | QuantizedEmbedding): nn.Module => {
     bytesBefore += weight.nbytes!;
     const why = notQuantizable(weight.shape[1]!, settings);
     if (why) {
@@ -116,6 +168,10 @@ export async function quantizeModel(model: LlamaModel, settings: QuantizeSetting
     quantized.add(kind);
     return q;
   };
+  const body = model.model as unknown as { embedTokens: nn.Module };
+  const embedding = model.model.embedTokens;
+  body.embedTokens = convert("embed_tokens", embedding, embedding.weight, () => new QuantizedEmbedding(embedding, groupSize, bits));
+  await releaseMemory();
   for (const layer of model.model.layers) {
     for (const [kind, [part, name]] of Object.entries(LINEAR_MODULES) as [LinearModule, readonly [string, string]][]) {
       const parent = layer[part] as unknown as Record<string, nn.Module>;

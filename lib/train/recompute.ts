@@ -4,8 +4,9 @@
 // before the next: a forward pass that keeps only each decoder layer's input [B, T, D]; then, from the
 // loss backwards, one `mx.vjp` per piece, which recomputes that piece's activations from its input
 // and frees them once its gradients are out. The head and loss run over the supervised positions in
-// chunks of HEAD_CHUNK rows, so the [N, V] logits never exist all at once either. Cost: one more
-// forward pass, and the pieces are not compiled. Being eager, their intermediate arrays are JavaScript
+// chunks of HEAD_CHUNK rows, each over the vocabulary in slices (lib/train/head-loss.ts), so neither
+// the [N, V] logits nor a quantized embedding's dequantized copy ever exist whole. Cost: one more
+// forward pass (and one more product of the head), and the pieces are not compiled. Being eager, their intermediate arrays are JavaScript
 // objects freed only by the collector (lib/mlx/memory.ts): memory is released after every piece,
 // or the recomputation would hold every layer's activations after all (measured: 13 GB instead of
 // 4.6 without checkpointing, LoRA q/v on the Qwen3-0.6B shapes).
@@ -16,10 +17,10 @@ import type { LlamaModel } from "../model/llama.ts";
 import { causalMask } from "../model/llama.ts";
 import type { DropoutKeys } from "../model/lora.ts";
 import type { FlatParams } from "../mlx/autodiff.ts";
-import { tokenCrossEntropy } from "./loss.ts";
+import { slicedCrossEntropy, VOCAB_CHUNK } from "./head-loss.ts";
 import { releaseMemory } from "../mlx/memory.ts";
 
-const HEAD_CHUNK = 128; // supervised positions per head-and-loss piece: 128 × 152k vocab × 4 B = 78 MB of logits
+const HEAD_CHUNK = 512; // supervised positions per head-and-loss piece: a vocabulary slice's logits are 512 × 16k × 4 B = 32 MB
 
 /** One shard's arrays as shardArrays makes them: [inputs, (noise,) targets, prose, mask] or, with
  * the sparse head, [inputs, (noise,) positions, targets, prose, weights]. */
@@ -33,8 +34,9 @@ function pieces(model: LlamaModel, flat: FlatParams) {
   return {
     embed,
     layers: model.model.layers.map((_, l) => where((p) => p.startsWith(`model.layers.${l}.`))),
+    norm: where((p) => p.startsWith("model.norm.")),
     // a tied head is the embedding: its parameters are read by both pieces (their gradients add)
-    head: where((p) => p.startsWith("model.norm.") || p.startsWith("lmHead.") || (model.config.tieWordEmbeddings && p.startsWith("model.embedTokens."))),
+    head: where((p) => p.startsWith("lmHead.") || (model.config.tieWordEmbeddings && p.startsWith("model.embedTokens."))),
   };
 }
 
@@ -50,9 +52,10 @@ export async function recomputedGradients(
   flat: FlatParams,
   params: mx.array[],
   shards: ShardArrays[],
-  { streams, sparseHead, embedNoise = false, dropout, key }: { streams: mx.Stream[]; sparseHead: boolean; embedNoise?: boolean; dropout: DropoutKeys | null; key?: mx.array },
+  { streams, sparseHead, embedNoise = false, dropout, key, vocabChunk = VOCAB_CHUNK }:
+    { streams: mx.Stream[]; sparseHead: boolean; embedNoise?: boolean; dropout: DropoutKeys | null; key?: mx.array; vocabChunk?: number },
 ): Promise<{ sums: mx.array[]; proseSums: mx.array[]; grads: mx.array[][] }> {
-  const { embed, layers, head } = pieces(model, flat);
+  const { embed, layers, norm, head } = pieces(model, flat);
   const L = layers.length;
   const layerKeys = dropout && key ? mx.random.split(key, L) : null; // [L, 2]
   const body = model.model;
@@ -105,8 +108,9 @@ export async function recomputedGradients(
   const sums = shards.map(() => mx.array(0, mx.float32));
   const proseSums = shards.map(() => mx.array(0, mx.float32));
   let dh = onStreams((_, s) => mx.zerosLike(hs[L]![s]!));
-  // One shard's chunk at a time (not side by side as the layers): the [n, V] logits, their softmax and
-  // gradient, and a quantized embedding's dequantized copy, are the step's largest arrays.
+  // One shard's chunk at a time (not side by side as the layers): the head's slices are the step's
+  // largest arrays. Per chunk: the final norm's rows at its positions, the sliced cross-entropy and
+  // its gradient wrt those rows and the head, then the rows' gradient pulled back through the norm.
   for (let c = 0; c < Math.max(...heads.map((x) => x.N)); c += HEAD_CHUNK) for (let s = 0; s < shards.length; s++) {
     {
       using _ = mx.stream(streams[s]!);
@@ -114,19 +118,18 @@ export async function recomputedGradients(
       if (c >= N) continue;
       const part = (a: mx.array) => a.index(mx.Slice(c, Math.min(N, c + HEAD_CHUNK)));
       const [pos, tgt, p, w] = [part(positions), part(targets), part(prose), part(weights)];
-      const n = pos.shape[0]!;
-      // per-target cross-entropy [n]; its cotangent `w` makes the vjp the gradient of sum(ce · w)
-      const ce = (hLast: mx.array) => {
-        const rows = mx.take(body.norm.forward(hLast).reshape([B * T, D]), pos, 0); // [n, D]
-        return tokenCrossEntropy(model.head(rows).reshape([1, n, -1]), tgt.reshape([1, n])).reshape([n]);
-      };
-      const [chunkCe, g] = vjpWith(head, [hs[L]![s]!], [w], ce);
-      sums[s] = mx.add(sums[s]!, mx.sum(mx.multiply(chunkCe, w)));
-      proseSums[s] = mx.add(proseSums[s]!, mx.sum(mx.multiply(chunkCe, p)));
-      dh[s] = mx.add(dh[s]!, g[0]!);
+      const rowsOf = (hLast: mx.array) => mx.take(body.norm.forward(hLast).reshape([B * T, D]), pos, 0); // [n, D]
+      const rows = rowsOf(hs[L]![s]!);
+      mx.eval(rows);
+      const { ce, grads: g } = await slicedCrossEntropy(model, rows, tgt, w, (fn, r, ct) => vjpWith(head, [r], [ct], fn)[1], { vocabChunk });
       add(s, head, g.slice(1));
+      const [, gn] = vjpWith(norm, [hs[L]![s]!], [g[0]!], rowsOf);
+      dh[s] = mx.add(dh[s]!, gn[0]!);
+      add(s, norm, gn.slice(1));
+      sums[s] = mx.add(sums[s]!, mx.sum(mx.multiply(ce, w)));
+      proseSums[s] = mx.add(proseSums[s]!, mx.sum(mx.multiply(ce, p)));
     }
-    mx.eval(dh[s]!, sums[s]!, proseSums[s]!, ...head.map((i) => grads[s]![i]!));
+    mx.eval(dh[s]!, sums[s]!, proseSums[s]!, ...[...norm, ...head].map((i) => grads[s]![i]!));
     await releaseMemory();
   }
 

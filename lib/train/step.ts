@@ -173,6 +173,7 @@ export class TrainStep {
   private readonly dropout: DropoutKeys | null;
   private readonly seed: number;
   private readonly recompute: boolean;
+  private readonly vocabChunk?: number; // recompute's vocabulary slice (lib/train/head-loss.ts); tests set a small one
   private readonly home: mx.Stream[]; // each parameter's stream
   /** Run the head and loss only at supervised positions (worth it when many positions are masked). */
   readonly sparseHead: boolean;
@@ -182,7 +183,8 @@ export class TrainStep {
   constructor(
     readonly model: LlamaModel,
     readonly opt: OptimizerConfig = defaultOptimizerConfig(),
-    { compile = true, sparseHead = false, embedNoise = false, streams = computeStreams(), seed = 0, recompute = false }: { compile?: boolean; sparseHead?: boolean; embedNoise?: boolean; streams?: mx.Stream[]; seed?: number; recompute?: boolean } = {},
+    { compile = true, sparseHead = false, embedNoise = false, streams = computeStreams(), seed = 0, recompute = false, vocabChunk }:
+      { compile?: boolean; sparseHead?: boolean; embedNoise?: boolean; streams?: mx.Stream[]; seed?: number; recompute?: boolean; vocabChunk?: number } = {},
   ) {
     assertCpuPrecision(flattenParams(model.parameters()), "the model to train");
     this.sparseHead = sparseHead;
@@ -190,6 +192,7 @@ export class TrainStep {
     this.streams = streams;
     this.seed = seed;
     this.recompute = recompute;
+    this.vocabChunk = vocabChunk;
     this.flat = new FlatParams(model);
     if (this.flat.slots.length === 0) throw new Error("TrainStep: the model has no trainable parameters (everything is frozen)");
     const params = this.flat.read();
@@ -339,7 +342,7 @@ export class TrainStep {
   private async recomputed(params: mx.array[], batch: StepBatch, j: number): Promise<mx.array[]> {
     const shards = shardArrays(batch, this.streams.length, this.sparseHead);
     const { sums, proseSums, grads } = await recomputedGradients(this.model, this.flat, params, shards, {
-      streams: this.streams, sparseHead: this.sparseHead, embedNoise: this.embedNoise, dropout: this.dropout, key: this.key(j)[0],
+      streams: this.streams, sparseHead: this.sparseHead, embedNoise: this.embedNoise, dropout: this.dropout, key: this.key(j)[0], vocabChunk: this.vocabChunk,
     });
     const count = shards.map((a) => mx.sum(a.at(-1)!)).reduce((a, b) => mx.add(a, b)); // the mask, or the weights
     const gradSums = params.map((_, i) => {
