@@ -18,6 +18,10 @@ import { mapSettings, pyLiteral, yamlLiteral } from "../lib/export/mapping.ts";
 import { fixedTrlSettings, TRL_TABLE, trlScript } from "../lib/export/trl.ts";
 import { lastTurnOnly, MLX_LM_TABLE, mlxLmConfig } from "../lib/export/mlx-lm.ts";
 import { EXPORT_FORMATS, findFormat } from "../lib/export/formats.ts";
+import { core as mx } from "@frost-beta/mlx";
+import { loraLayers } from "../lib/model/lora.ts";
+import { prepareRun } from "../lib/sft/run.ts";
+import { CHAT_TOKENS } from "../lib/format/tokens.ts";
 import type { Conversation } from "../lib/format/types.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
@@ -93,10 +97,11 @@ describe("export: trl script", () => {
     const lora = resolveRunConfig({}, { ...odd, lora: true, loraRank: 4, loraAlpha: 16, loraTargets: "v_proj,q_proj", gradCheckpoint: true });
     expect(trlScript(lora, "a test")).toContain(`\nPEFT_CONFIG = {"task_type": "CAUSAL_LM", "r": 4, "lora_alpha": 16, "lora_dropout": 0, "target_modules": ["q_proj", "v_proj"], "trainable_tokens": ["<|user|>", "<|assistant|>", "<|end|>", "<|pad|>"]}  # `);
     expect(trlScript(lora, "a test")).toContain("\nGRAD_CHECKPOINT = True  # ");
-    const yaml = mlxLmConfig(lora, "a test");
+    const yaml = mlxLmConfig({ ...lora, loraTokens: "none" }, "a test");
     for (const line of ['fine_tune_type: "lora"', "num_layers: -1", "  rank: 4", "  scale: 4", '  keys: ["self_attn.q_proj", "self_attn.v_proj"]', "grad_checkpoint: true"]) expect(yaml).toContain(line);
-    expect(yaml).toMatch(/# trainable_tokens: "chat" # DIFFERS/);
+    expect(() => mlxLmConfig(lora, "a test")).toThrow(/mlx-lm's LoRA cannot/); // the chat tokens' rows: --lora-tokens chat
     expect(() => trlScript({ ...lora, quantize: 4 }, "a test")).toThrow(/--quantize 0/);
+    expect(() => mlxLmConfig({ ...lora, loraTokens: "none", quantize: 4 }, "a test")).toThrow(/--quantize 0/);
   });
 
   test.each([
@@ -201,6 +206,39 @@ describe("export: folders", () => {
     expect(readme).toContain("`ChatDataset.process`");
     expect(readme).toContain("`default_loss`");
     expect(readme).toMatch(/Here 1 of 5 training conversations have more than one exchange/);
+  });
+
+  test("a LoRA run: trl's start-adapter/ (PEFT's layout) and mlx-lm's start-adapter.safetensors hold the run's adapter at step 0", async () => {
+    const over = { steps: 4, batchSize: 2, seed: 5, maxSeqLen: 64, lora: true, loraRank: 4, loraAlpha: 8, loraTargets: "q_proj,v_proj" };
+    // the adapter a run with these settings starts from
+    const run = await prepareRun(resolveRunConfig({}, { ...opts, mixProse: 0, probeTokens: 0, ...over }));
+    const layers = loraLayers(run.model);
+    const chatIds = CHAT_TOKENS.map((t) => run.tokenizer.tokenId(t));
+
+    const trl = join(tmp, "trl-lora");
+    await findFormat("trl").run({ ...opts, config: runConfig(over), out: trl }, "trl");
+    expect(readdirSync(trl)).toContain("start-adapter");
+    const peft = JSON.parse(readFileSync(join(trl, "start-adapter", "adapter_config.json"), "utf8"));
+    expect([peft.r, peft.lora_alpha, peft.target_modules, peft.trainable_token_indices.embed_tokens]).toEqual([4, 8, ["q_proj", "v_proj"], chatIds]);
+    const peftArrays = mx.load(join(trl, "start-adapter", "adapter_model.safetensors")) as unknown as Record<string, mx.array>;
+    expect(layers.length).toBe(4); // q and v in 2 layers
+    for (const [name, layer] of layers) {
+      expect(mx.arrayEqual(peftArrays[`base_model.model.${name}.lora_A.weight`]!, layer.loraA).item()).toBe(true);
+      expect(mx.arrayEqual(peftArrays[`base_model.model.${name}.lora_B.weight`]!, mx.zerosLike(layer.loraB)).item()).toBe(true);
+    }
+    expect(readFileSync(join(trl, "train_trl.py"), "utf8")).toContain('\nSTART_ADAPTER = "start-adapter"  # ');
+
+    const mlxOver = { ...over, loraTokens: "none" };
+    await expect(findFormat("mlx-lm").run({ ...opts, config: runConfig(over), out: join(tmp, "mlx-lora-tokens") }, "mlx-lm")).rejects.toThrow(/--lora-tokens none for mlx-lm/);
+    const mlxLm = join(tmp, "mlx-lora");
+    await findFormat("mlx-lm").run({ ...opts, config: runConfig(mlxOver), out: mlxLm }, "mlx-lm");
+    expect(readFileSync(join(mlxLm, "mlx-lm.yaml"), "utf8")).toContain('resume_adapter_file: "start-adapter.safetensors"');
+    const mlxArrays = mx.load(join(mlxLm, "start-adapter.safetensors")) as unknown as Record<string, mx.array>;
+    expect(Object.keys(mlxArrays).length).toBe(2 * layers.length);
+    for (const [name, layer] of layers) {
+      expect(mx.arrayEqual(mlxArrays[`${name}.lora_a`]!, layer.loraA.T).item()).toBe(true); // [in, r]
+      expect(mlxArrays[`${name}.lora_b`]!.shape).toEqual([4, layer.loraB.shape[0]!]); // [r, out], zero
+    }
   });
 
   test.each(["trl", "mlx-lm"])("%s: a run with pretraining replay or NEFTune is refused, saying why", async (format) => {

@@ -9,7 +9,8 @@ import { core as mx } from "@frost-beta/mlx";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { hashCheckpoint, loadCheckpoint, saveCheckpoint } from "../lib/model/checkpoint.ts";
+import { hashCheckpoint, loadCheckpoint, loadModel, saveCheckpoint } from "../lib/model/checkpoint.ts";
+import { writeCourseExport } from "../lib/export/course.ts";
 import { fuseAdapter, loadForDecoding } from "../lib/model/adapter.ts";
 import { mergeLoRA } from "../lib/model/lora.ts";
 import { addChatTokens } from "../lib/model/vocab.ts";
@@ -101,6 +102,17 @@ describe("lora run", () => {
     const b = (await loadForDecoding(join(runDir, "adapter"))).model.forward(ids);
     expect(mx.arrayEqual(a, b).item()).toBe(true);
     await expect(fuseAdapter(join(runDir, "adapter"), fused)).rejects.toThrow(/already exists/);
+  });
+
+  test("export --format course: the adapter merged into its base, the model the run trained", async () => {
+    const out = join(tmp, "course-artifact");
+    await writeCourseExport({ runDir, out });
+    const exported = loadModel(join(out, "hf_model")).model;
+    const trained = (await loadForDecoding(join(runDir, "adapter"))).model;
+    const V = trained.config.vocabSize; // the export may add course tokens: columns after these
+    const a = exported.forward(ids).index(mx.Slice(), mx.Slice(), mx.Slice(0, V));
+    expect(mx.arrayEqual(a, trained.forward(ids)).item()).toBe(true);
+    expect(readJSON(join(out, "manifest.json")).notes).toContain("A LoRA adapter, merged into the base.");
   });
 
   test("Ctrl-C and --resume: the LoRA run ends where an uninterrupted one does", async () => {

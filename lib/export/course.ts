@@ -7,6 +7,8 @@
 //   <out>/hf_tokenizer/   tokenizer.json, tokenizer_config.json, special_tokens_map.json
 // The course's loader looks every one of its special tokens up by string, so tokens the checkpoint
 // lacks (the bundled base has no tool tokens) are added first, their rows at the mean embedding.
+// A LoRA run (adapter/, no checkpoint/) is exported merged into its base, as scripts/fuse.ts merges
+// it: the course's loader reads a full model, not an adapter.
 import { existsSync, mkdirSync, renameSync, rmSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { UsageError } from "../util/cli.ts";
@@ -14,6 +16,7 @@ import { FileError, writeJSON } from "../io/files.ts";
 import { FINISHED, readSummary } from "../run/summary.ts";
 import { readConfigFile } from "../sft/config-file.ts";
 import { CheckpointError, loadCheckpoint, saveCheckpoint } from "../model/checkpoint.ts";
+import { AdapterError, loadForDecoding } from "../model/adapter.ts";
 import { addChatTokens } from "../model/vocab.ts";
 import { COURSE_TOKENS, SPECIAL_TOKENS } from "../format/tokens.ts";
 
@@ -24,7 +27,7 @@ export const TOKENIZER_DIR = "hf_tokenizer"; // the course's tokenizer_path
 const TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json"];
 
 export interface CourseExportOptions {
-  runDir: string; // a finished run folder: checkpoint/, config.json, summary.json
+  runDir: string; // a finished run folder: checkpoint/ (or a LoRA run's adapter/), config.json, summary.json
   out: string; // the artifact folder to create, e.g. <course repo>/artifacts/models/BaseLM-SFT
   baseArtifact?: string; // the manifest's base_artifact (default: the base folder's name)
 }
@@ -39,7 +42,9 @@ export interface CourseExport {
 export async function writeCourseExport({ runDir, out, baseArtifact }: CourseExportOptions): Promise<CourseExport> {
   runDir = resolve(runDir);
   out = resolve(out);
-  const ckptDir = join(runDir, "checkpoint");
+  const adapterDir = join(runDir, "adapter");
+  const lora = !existsSync(join(runDir, "checkpoint")) && existsSync(adapterDir);
+  const ckptDir = lora ? adapterDir : join(runDir, "checkpoint");
   for (const [path, what] of [[ckptDir, "checkpoint/"], [join(runDir, "config.json"), "config.json"], [join(runDir, "summary.json"), "summary.json"]] as const) {
     if (!existsSync(path)) throw new UsageError(`--run ${runDir}: no ${what} there; give a run folder made by bun scripts/train.ts (runs/<time>-<name>)`);
   }
@@ -58,9 +63,9 @@ export async function writeCourseExport({ runDir, out, baseArtifact }: CourseExp
 
   let ckpt;
   try {
-    ckpt = await loadCheckpoint(ckptDir);
+    ckpt = lora ? await loadForDecoding(adapterDir) : await loadCheckpoint(ckptDir); // the adapter merged into its base
   } catch (e) {
-    if (e instanceof CheckpointError) throw new UsageError(`--run ${runDir}: ${e.message}`);
+    if (e instanceof CheckpointError || e instanceof AdapterError) throw new UsageError(`--run ${runDir}: ${e.message}`);
     throw e;
   }
   const { model, tokenizer, added } = addChatTokens(ckpt.model, ckpt.tokenizer);
@@ -71,7 +76,7 @@ export async function writeCourseExport({ runDir, out, baseArtifact }: CourseExp
   mkdirSync(tmp);
   try {
     // The model folder as transformers' save_pretrained leaves it; the tokenizer files move to their own folder.
-    saveCheckpoint(join(tmp, MODEL_DIR), model, tokenizer, { meta: { ...ckpt.meta, courseExport: { run: runDir, addedTokens: added } } });
+    saveCheckpoint(join(tmp, MODEL_DIR), model, tokenizer, { meta: { ...ckpt.meta, courseExport: { run: runDir, addedTokens: added, ...(lora ? { mergedAdapter: adapterDir } : {}) } } });
     mkdirSync(join(tmp, TOKENIZER_DIR));
     for (const file of TOKENIZER_FILES) renameSync(join(tmp, MODEL_DIR, file), join(tmp, TOKENIZER_DIR, file));
     writeJSON(join(tmp, TOKENIZER_DIR, "special_tokens_map.json"), {
@@ -103,7 +108,7 @@ export async function writeCourseExport({ runDir, out, baseArtifact }: CourseExp
       steps_completed: summary.step,
       final_train_loss: finite(summary.finalTrainLoss),
       final_val_loss: finite(summary.finalEvalLoss),
-      notes: `Instruction-tuned with sft-mlx: base ${base}, run ${runDir}.` +
+      notes: `Instruction-tuned with sft-mlx: base ${base}, run ${runDir}.` + (lora ? " A LoRA adapter, merged into the base." : "") +
         (added.length ? ` Added the course's special tokens ${added.join(" ")} (rows at the mean embedding).` : ""),
     });
     renameSync(tmp, out);

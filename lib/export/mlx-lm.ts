@@ -1,14 +1,24 @@
 // `--format mlx-lm`: the run as an mlx-lm fine-tuning job (`mlx_lm.lora --config mlx-lm.yaml`, full
-// fine-tuning), for newer MLX with mx.distributed. mlx-lm trains a different objective on multi-turn
+// fine-tuning or LoRA), for newer MLX with mx.distributed. mlx-lm trains a different objective on multi-turn
 // data and has no gradient clipping or early stopping: the README and the YAML say where.
 import { join } from "node:path";
-import type { RunConfig } from "../sft/run-config.ts";
+import { core as mx } from "@frost-beta/mlx";
+import { sftPart, type RunConfig } from "../sft/run-config.ts";
+import { adaptModel } from "../sft/lora.ts";
+import { loraLayers } from "../model/lora.ts";
+import { saveArrays } from "../mlx/arrays-file.ts";
 import { LINEAR_MODULES, parseTargets } from "../model/lora-config.ts";
 import { defaultOptimizerConfig } from "../train/step.ts";
 import { countTargets, manifest, messagesJsonl, writeExportFolder, writeStartCheckpoint, type ExportJob } from "./job.ts";
 import { mappingTableMarkdown, mapSettings, refusedWhen, setting, yamlLiteral, type MappingTable, type Setting, type Value } from "./mapping.ts";
 
-export const MLX_LM_FILES = { start: "start", train: "data/train.jsonl", valid: "data/valid.jsonl", config: "mlx-lm.yaml" } as const;
+export const MLX_LM_FILES = {
+  start: "start",
+  startAdapter: "start-adapter.safetensors", // a LoRA run's adapter at step 0, mlx-lm's tensor names
+  train: "data/train.jsonl",
+  valid: "data/valid.jsonl",
+  config: "mlx-lm.yaml",
+} as const;
 
 /** mlx-lm's optimizer step u (1-based) runs at schedule(u - 1), and build_schedule joins the cosine
  * at `warmup + 1`: warmup W-1 from lr/W gives steps 1..W the project's lr exactly; the peak is then
@@ -68,27 +78,30 @@ export const MLX_LM_TABLE = {
   lora: {
     settings: (c) => [
       { name: "fine_tune_type", value: c.lora ? "lora" : "full", why: c.lora ? "the run trains a LoRA adapter" : "the run trains every weight" },
-      ...(c.lora ? [{ name: "num_layers", value: -1, why: "every layer, as the run" }] : []),
+      ...(c.lora ? [
+        { name: "num_layers", value: -1, why: "every layer, as the run" },
+        { name: "resume_adapter_file", value: MLX_LM_FILES.startAdapter, why: "the run's adapter at step 0 (A as the run drew it from its seed, B zero): trained from there, not from another random A" },
+      ] : []),
     ],
   },
   loraRank: {
     settings: (c) => (c.lora ? [{
       name: "lora_parameters",
       value: { rank: c.loraRank, scale: c.loraAlpha / c.loraRank, dropout: c.loraDropout, keys: parseTargets(c.loraTargets).map((t) => `${LINEAR_MODULES[t][0] === "selfAttn" ? "self_attn" : "mlp"}.${t}`) },
-      why: "mlx-lm's scale multiplies B·A as the project's alpha / r",
+      why: "mlx-lm adds scale·(dropout(x)·lora_a)·lora_b (mlx_lm/tuner/lora.py LoRALinear), the project (alpha/r)·B·A·x: scale = alpha / r" + (c.loraDropout > 0 ? "; dropout draws other masks than the run's" : ""),
     }] : []),
     outsideWhenUnset: "no adapter: full fine-tuning",
   },
   loraAlpha: { outside: "in lora_parameters (scale = alpha / r)" },
   loraDropout: { outside: "in lora_parameters (dropout)" },
   loraTargets: { outside: "in lora_parameters (keys)" },
-  loraTokens: setting("trainable_tokens", (c) => c.loraTokens, differs((c) => c.lora && c.loraTokens !== "none", "mlx-lm's LoRA cannot train single embedding rows: the chat tokens' rows stay as start/ has them", "no embedding rows train, as the run")),
-  quantize: setting("quantize", (c) => c.quantize, differs((c) => c.quantize > 0, "QLoRA in mlx-lm trains on a quantized model folder: mlx_lm.convert --hf-path start -q --q-bits <bits> --q-group-size <group> --mlx-path start-q, then model: start-q", "a float32 base, as the run")),
+  loraTokens: refusedWhen((c) => c.lora && c.loraTokens !== "none", "the run trains embedding rows of the chat tokens with its adapter (--lora-tokens), which mlx-lm's LoRA cannot (it adapts linear layers, or a whole embedding in low rank): export --format trl (PEFT's trainable_token_indices), or train with --lora-tokens none for mlx-lm", "none: no embedding rows train, as the run"),
+  quantize: refusedWhen((c) => c.quantize > 0, "the run's base is quantized in memory (QLoRA: the embedding and the decoder layers MLX can quantize); mlx-lm's QLoRA trains on a folder mlx_lm.convert quantized, which quantizes other layers (an untied head too): export the run with --quantize 0 (the same adapter on a float32 base)", "0: the base in float32, as the run"),
   quantizeGroupSize: { outside: "see quantize" },
 } satisfies MappingTable;
 
 /** Keys that are records of the run, not mlx_lm.lora options: written as comments. */
-const RECORD_ONLY = new Set(["patience", "grad_clip", "weight_decay", "keep", "group_by_length", "trainable_tokens", "quantize"]);
+const RECORD_ONLY = new Set(["patience", "grad_clip", "weight_decay", "keep", "group_by_length"]);
 
 /** mlx-lm.yaml: one entry per setting with its reason; the optimizer and fixed entries after. */
 export function mlxLmConfig(cfg: RunConfig, source: string): string {
@@ -133,7 +146,24 @@ export function writeMlxLmExport(job: ExportJob, out: string, source: string): s
     "README.md": mlxLmReadme(job, source),
     "export.json": JSON.stringify(manifest("mlx-lm", job, { files: MLX_LM_FILES, start: "copy" }), null, 2) + "\n",
   };
-  return writeExportFolder(out, files, (dir) => writeStartCheckpoint(join(dir, MLX_LM_FILES.start), job));
+  return writeExportFolder(out, files, (dir) => {
+    writeStartCheckpoint(join(dir, MLX_LM_FILES.start), job);
+    if (job.cfg.lora) writeStartAdapter(join(dir, MLX_LM_FILES.startAdapter), job);
+  });
+}
+
+/** A LoRA run's adapter as the run started it (the same seed draws the same A; B zero), in mlx-lm's
+ * names and layout (`<module>.lora_a` [in, r], `<module>.lora_b` [r, out]: A and B transposed), for
+ * resume_adapter_file. Call after writeStartCheckpoint: the job's model is adapted in place. */
+function writeStartAdapter(path: string, job: ExportJob): void {
+  const { inputs, cfg } = job;
+  adaptModel(inputs.model, inputs.tokenizer, inputs.addedTokens, sftPart(cfg));
+  const arrays: Record<string, mx.array> = {};
+  for (const [name, layer] of loraLayers(inputs.model)) {
+    arrays[`${name}.lora_a`] = layer.loraA.T;
+    arrays[`${name}.lora_b`] = layer.loraB.T;
+  }
+  saveArrays(path, arrays);
 }
 
 function mlxLmReadme(job: ExportJob, source: string): string {

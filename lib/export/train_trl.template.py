@@ -177,20 +177,27 @@ def barrier():
         torch.distributed.barrier()
 
 
-def peft_config(tokenizer, model):
-    """PEFT_CONFIG (LoraConfig keyword arguments) when the run trains adapters, else None. Its
-    "trainable_tokens" (token strings) become trainable_token_indices: the rows of those ids in the
-    embedding, and in the head too when it is not tied."""
+def adapted(model, tokenizer):
+    """With PEFT_CONFIG (the run trains a LoRA adapter): the run's adapter at step 0 from
+    START_ADAPTER, trainable, checked against PEFT_CONFIG. Loaded rather than made by
+    LoraConfig(**PEFT_CONFIG), which would draw another random A: from the same A the steps are the run's."""
     if not PEFT_CONFIG:
-        return None
-    from peft import LoraConfig
+        return model
+    from peft import PeftModel
 
-    kwargs = dict(PEFT_CONFIG)
-    tokens = kwargs.pop("trainable_tokens", None)
-    if tokens:
-        ids = tokenizer.convert_tokens_to_ids(tokens)
-        kwargs["trainable_token_indices"] = {"embed_tokens": ids} if model.config.tie_word_embeddings else {"embed_tokens": ids, "lm_head": ids}
-    return LoraConfig(**kwargs)
+    path = os.path.join(HERE, START_ADAPTER)
+    peft_model = PeftModel.from_pretrained(model, path, is_trainable=True)
+    c = peft_model.peft_config["default"]
+    want = dict(PEFT_CONFIG)
+    tokens = want.pop("trainable_tokens", None) or []
+    targets = want.pop("target_modules")
+    got = {"r": c.r, "lora_alpha": c.lora_alpha, "lora_dropout": c.lora_dropout}
+    ids = tokenizer.convert_tokens_to_ids(tokens)
+    found = sorted(set((c.trainable_token_indices or {}).get("embed_tokens", [])))
+    if any(got[k] != want[k] for k in got) or sorted(set(c.target_modules)) != sorted(set(targets if targets != "all-linear" else c.target_modules)) or found != sorted(ids):
+        sys.exit(f"{path} does not hold the adapter PEFT_CONFIG describes ({got}, {sorted(c.target_modules)}, token ids {found}; "
+                 f"PEFT_CONFIG {PEFT_CONFIG}, ids {ids}): re-export the job")
+    return peft_model
 
 
 def build(out_dir: str, stop_after: int | None = None, cpu: bool = False) -> ProjectSFTTrainer:
@@ -248,6 +255,7 @@ def build(out_dir: str, stop_after: int | None = None, cpu: bool = False) -> Pro
         sys.exit(f"{start}: eos/pad tokens are {tokenizer.eos_token!r}/{tokenizer.pad_token!r}, expected {EOS_TOKEN!r}/{PAD_TOKEN!r}: re-export the job")
     model = AutoModelForCausalLM.from_pretrained(start, dtype=torch.float32)  # fp32, as the project trains
     model.config.use_cache = False
+    model = adapted(model, tokenizer)
 
     train_rows, eval_rows = read_jsonl(os.path.join(HERE, TRAIN_FILE)), read_jsonl(os.path.join(HERE, EVAL_FILE))
     batches = read_jsonl(os.path.join(HERE, BATCHES_FILE))
@@ -263,7 +271,7 @@ def build(out_dir: str, stop_after: int | None = None, cpu: bool = False) -> Pro
         train_dataset=Dataset.from_list([{"messages": r["messages"]} for r in train_rows]),
         processing_class=tokenizer,
         callbacks=[evaluation],
-        peft_config=peft_config(tokenizer, model),
+        peft_config=None,  # a LoRA run's adapter is already on the model (adapted)
         batches=batches[:STEPS],
         metrics_path=os.path.join(out_dir, "metrics.jsonl"),
     )

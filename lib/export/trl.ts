@@ -6,11 +6,15 @@ import { join } from "node:path";
 import type { RunConfig } from "../sft/run-config.ts";
 import { defaultOptimizerConfig } from "../train/step.ts";
 import { CHAT_TOKENS, SPECIAL_TOKENS } from "../format/tokens.ts";
+import { adapterOf, saveAdapter } from "../model/adapter.ts";
+import { adaptModel } from "../sft/lora.ts";
+import { sftPart } from "../sft/run-config.ts";
 import { countTargets, manifest, messagesJsonl, readAsset, writeExportFolder, writeStartCheckpoint, type ExportJob } from "./job.ts";
 import { mappingTableMarkdown, mapSettings, pyLiteral, refusedWhen, setting, type MappingTable, type Setting } from "./mapping.ts";
 
 export const TRL_FILES = {
   start: "start", // the starting checkpoint
+  startAdapter: "start-adapter", // a LoRA run's adapter as it started (PEFT's layout)
   train: "data/train.jsonl",
   eval: "data/eval.jsonl",
   batches: "batches.jsonl", // one line per optimizer step: indices into data/train.jsonl
@@ -59,7 +63,9 @@ export const TRL_TABLE = {
   gradAccum: refusedWhen((c) => c.gradAccum > 1, "the run sums --grad-accum batches into each optimizer step, and the exported batch order has one batch per step: export a run with --grad-accum 1 (a --batch-size of batch × accum is the same gradient)", "1: one batch per step, as the run"),
   gradCheckpoint: setting("GRAD_CHECKPOINT", (c) => c.gradCheckpoint, "gradient_checkpointing: the same gradients, layers recomputed in the backward pass"),
   lora: setting("PEFT_CONFIG", peftConfig, (c) => (c.lora
-    ? `LoraConfig keyword arguments: the run trains a LoRA adapter (r, alpha/r scale, A drawn as PEFT draws it, B zero)${c.loraTokens === "chat" ? " and the chat tokens' rows (trainable_tokens: their ids in start/'s tokenizer, as trainable_token_indices)" : ""}`
+    ? `the run trains a LoRA adapter: LoraConfig's r, lora_alpha, lora_dropout, target_modules${c.loraTokens === "chat" ? " and the chat tokens' rows (trainable_token_indices)" : ""}; ` +
+      `the job loads ${TRL_FILES.startAdapter}/ (the run's adapter at step 0: A drawn from its seed, B zero) with these settings and checks them` +
+      `${c.loraDropout > 0 ? "; dropout draws other masks than the run's (torch's RNG, not MLX's): the same objective in expectation, per-step losses differ" : ""}`
     : "None: every weight is trained")),
   loraRank: { outside: "in PEFT_CONFIG (r)" },
   loraAlpha: { outside: "in PEFT_CONFIG (lora_alpha)" },
@@ -71,7 +77,8 @@ export const TRL_TABLE = {
 } satisfies MappingTable;
 
 /** PEFT's LoraConfig arguments for a LoRA run (null when every weight trains). `trainable_tokens`
- * holds token strings; train_trl.py turns them into trainable_token_indices with start/'s tokenizer. */
+ * holds token strings; train_trl.py checks them against start-adapter/'s trainable_token_indices with
+ * start/'s tokenizer. */
 function peftConfig(c: RunConfig): Setting["value"] {
   if (!c.lora) return null;
   return {
@@ -100,6 +107,7 @@ export function fixedTrlSettings(): Setting[] {
     { name: "EOS_TOKEN", value: SPECIAL_TOKENS.end, why: "closes every assistant turn; supervised" },
     { name: "PAD_TOKEN", value: SPECIAL_TOKENS.pad, why: "padding; never supervised" },
     { name: "BATCHES_FILE", value: TRL_FILES.batches, why: "the project's batch of every step, drawn by its own iterateBatches" },
+    { name: "START_ADAPTER", value: TRL_FILES.startAdapter, why: "a LoRA run's adapter at step 0 (PEFT's layout); used only with PEFT_CONFIG" },
   ];
 }
 
@@ -166,7 +174,25 @@ export function writeTrlExport(job: ExportJob, out: string, source: string): str
     "README.md": trlReadme(job, source),
     "export.json": JSON.stringify(manifest("trl", job, { files: TRL_FILES, start: "copy" }), null, 2) + "\n",
   };
-  return writeExportFolder(out, files, (dir) => writeStartCheckpoint(join(dir, TRL_FILES.start), job));
+  return writeExportFolder(out, files, (dir) => {
+    writeStartCheckpoint(join(dir, TRL_FILES.start), job);
+    if (job.cfg.lora) writeStartAdapter(join(dir, TRL_FILES.startAdapter), job);
+  });
+}
+
+/** A LoRA run's adapter as the run started it (the same seed draws the same A; B zero; the token rows
+ * at the base's values), in PEFT's layout: train_trl.py trains it from there, so its steps are the
+ * run's, not those of another random A (PEFT's LoraConfig would draw its own). Call after
+ * writeStartCheckpoint: the job's model is adapted in place. */
+function writeStartAdapter(dir: string, job: ExportJob): void {
+  const { inputs, cfg } = job;
+  const setup = adaptModel(inputs.model, inputs.tokenizer, inputs.addedTokens, sftPart(cfg));
+  saveAdapter(dir, adapterOf(inputs.model, setup.settings), {
+    baseModel: TRL_FILES.start,
+    tokenizer: inputs.tokenizer,
+    contextLength: inputs.model.config.maxPositionEmbeddings,
+    meta: { kind: "export-start-adapter", base: cfg.base, run: job.runDir ?? null },
+  });
 }
 
 function trlReadme(job: ExportJob, source: string): string {
@@ -184,7 +210,8 @@ at every step.
 | --- | --- |
 | \`${TRL_FILES.script}\` | the job: TRL's SFTTrainer with the settings below |
 | \`${TRL_FILES.accelerate}\` | Accelerate: data parallel on the GPUs of one machine, fp32 |
-| \`${TRL_FILES.start}/\` | the starting checkpoint (a copy of the base as the run starts from it; its chat template's \`{% generation %}\` markers give TRL the mask) |
+| \`${TRL_FILES.start}/\` | the starting checkpoint (a copy of the base as the run starts from it; its chat template's \`{% generation %}\` markers give TRL the mask) |${cfg.lora ? `
+| \`${TRL_FILES.startAdapter}/\` | the run's LoRA adapter at step 0 in PEFT's layout (A as the run drew it, B zero, the token rows at the base's values): the job trains it with \`PeftModel.from_pretrained(..., is_trainable=True)\` |` : ""}
 | \`${TRL_FILES.train}\`, \`${TRL_FILES.eval}\` | the conversations, one \`{"messages": [...]}\` per line |
 | \`${TRL_FILES.batches}\` | the row indices of every optimizer step's batch (${job.batches.length} steps) |
 | \`reference/\` | the project's own ids and mask of every row, for \`scripts/trl-parity.py\` |
@@ -221,8 +248,8 @@ ${outside.length ? `Keys outside this job: ${outside.map(([k]) => `\`${k}\``).jo
 
 - **Precision**: TRL trains in bf16 by default; the project in fp32. \`bf16=False\`, \`tf32=False\`, the model
   loaded in float32, and \`mixed_precision: 'no'\` in accelerate.yaml. bf16 is faster on GPUs and changes every loss.
-- **Gradient checkpointing**: on by default in TRL; off here, as the project. Turning it on recomputes
-  activations (less memory, same math).
+- **Gradient checkpointing**: on by default in TRL; here the run's \`--grad-checkpoint\` (GRAD_CHECKPOINT).
+  It recomputes activations: less memory, the same math.
 - **lr schedule**: HF's schedulers warm up and decay on other formulas; a LambdaLR gives step k exactly the
   project's lr (lib/train/schedule.ts). HF's own warmup is unused.
 - **Batches and order**: HF shuffles with its own sampler; here every step's batch comes from

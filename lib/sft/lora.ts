@@ -40,6 +40,13 @@ export async function setUpAdapter(model: LlamaModel, tokenizer: Tokenizer, adde
         "every layer's float32 weights then live until the backward pass: add --grad-checkpoint to train in QLoRA's memory");
     }
   }
+  return { ...adaptModel(model, tokenizer, addedTokens, cfg), quantization };
+}
+
+/** The adapter of a run with `cfg`, added to `model` in place: A drawn from the run's seed, B zero,
+ * the rows of `loraTokens` trainable. The same adapter, value for value, each time it is called on the
+ * same base (an export's starting adapter is the run's). */
+export function adaptModel(model: LlamaModel, tokenizer: Tokenizer, addedTokens: string[], cfg: SFTConfig): Omit<AdapterSetup, "quantization"> {
   const settings: LoRASettings = { rank: cfg.loraRank, alpha: cfg.loraAlpha, dropout: cfg.loraDropout, targets: parseTargets(cfg.loraTargets) };
   const rows = cfg.loraTokens === "chat" ? CHAT_TOKENS : cfg.loraTokens === "added" ? addedTokens : [];
   const tokenIndices = rows.map((t) => tokenizer.tokenId(t));
@@ -47,7 +54,7 @@ export async function setUpAdapter(model: LlamaModel, tokenizer: Tokenizer, adde
   log.info(`LoRA r ${settings.rank}, alpha ${settings.alpha} on ${cfg.loraTargets} (${summary.modules} modules)` +
     `${tokenIndices.length ? ` + the rows of ${rows.join(" ")}` : ""}: ` +
     `${(summary.trainable / 1e6).toFixed(3)}M trainable of ${(summary.total / 1e6).toFixed(1)}M (${((100 * summary.trainable) / summary.total).toFixed(2)}%)`);
-  return { settings, tokenIndices, summary, quantization };
+  return { settings, tokenIndices, summary };
 }
 
 /** Write the run's adapter (PEFT's layout, with the tokenizer and provenance) to `dir`. */
