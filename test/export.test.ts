@@ -228,7 +228,7 @@ describe("export: folders", () => {
     }
     expect(readFileSync(join(trl, "train_trl.py"), "utf8")).toContain('\nSTART_ADAPTER = "start-adapter"  # ');
 
-    const mlxOver = { ...over, loraTokens: "none" };
+    const mlxOver = { ...over, loraTokens: "none" as const };
     await expect(findFormat("mlx-lm").run({ ...opts, config: runConfig(over), out: join(tmp, "mlx-lora-tokens") }, "mlx-lm")).rejects.toThrow(/--lora-tokens none for mlx-lm/);
     const mlxLm = join(tmp, "mlx-lora");
     await findFormat("mlx-lm").run({ ...opts, config: runConfig(mlxOver), out: mlxLm }, "mlx-lm");

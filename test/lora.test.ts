@@ -84,8 +84,11 @@ describe("lora", () => {
     expect(summary.trainable).toBe(2 * (4 * 32 + 32 * 4 + 4 * 32 + 16 * 4) + 2 * 3 * 32);
   });
 
-  test("at init the gradient reaches B but not A (B = 0), and it matches central finite differences once B is not zero", () => {
-    const model = tinyModel(V, { seed: 2, tied: false });
+  test.each([
+    ["untied: the embedding's and the head's rows apart", false],
+    ["tied: one set of rows read by the lookup and the head", true],
+  ] as const)("at init the gradient reaches B but not A (B = 0), and it matches central finite differences once B is not zero (%s)", (_name, tied) => {
+    const model = tinyModel(V, { seed: 2, tied });
     applyLoRA(model, QV, { tokenIndices: TOKENS });
     const flat = new FlatParams(model);
     const b = collate(examples(3, 1));

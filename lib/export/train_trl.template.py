@@ -231,6 +231,9 @@ def build(out_dir: str, stop_after: int | None = None, cpu: bool = False) -> Pro
         assistant_only_loss=ASSISTANT_ONLY_LOSS,  # the template's {% generation %} span, every turn
         completion_only_loss=None,
         average_tokens_across_devices=True,  # loss = supervised sum / supervised count of the whole batch
+        # The same cross-entropy either way; TRL 1.13's default "chunked_nll" reads the head's weight
+        # directly, past PEFT's trainable token rows on a (tied) head: "nll" runs the adapted head.
+        **({"loss_type": "nll"} if PEFT_CONFIG else {}),
         eval_strategy="no",  # ProjectEvaluation evaluates the project's way
         save_strategy="no",  # the final (or best) weights are saved once, below
         logging_steps=LOG_EVERY,

@@ -79,10 +79,16 @@ export class LoRALinear extends nn.Module {
 export class TrainableTokens extends nn.Module {
   base: EmbeddingLike | DenseOrQuantized;
   rows: mx.array; // [n, D]
-  // Lookup tables (a leading underscore keeps them out of parameters()): the slot of each of the
-  // V ids, n for ids that are not trainable; and whether an id is one.
+  // Lookup tables (a leading underscore keeps them out of parameters()): the row of `rows` each of
+  // the V ids reads (0 for ids that are not trainable, whose value is then masked out: see below), and
+  // whether an id is trainable.
+  //
+  // Why no zero row or column concatenated for the other ids to gather (the obvious way): MLX 0.13's
+  // gradient through a concatenation is wrong once the result reaches a matmul and the same array is
+  // used elsewhere too (measured against finite differences: the rows of a tied embedding, read by the
+  // lookup and by the head, got gradients off by up to 100%; test/lora.test.ts pins it).
   private readonly _indices: Int32Array; // a typed array: a plain one would be walked as child modules
-  private readonly _slots: mx.array; // [V] int32
+  private readonly _slots: mx.array; // [V] int32, in [0, n)
   private readonly _isRow: mx.array; // [V] bool
 
   constructor(base: EmbeddingLike | DenseOrQuantized, indices: number[]) {
@@ -93,10 +99,14 @@ export class TrainableTokens extends nn.Module {
     if (new Set(indices).size !== indices.length) throw new Error(`trainable token ids repeat: ${indices.join(", ")}`);
     this.base = base;
     this._indices = Int32Array.from(indices);
-    const slots = new Int32Array(V).fill(indices.length);
-    indices.forEach((id, j) => (slots[id] = j));
+    const slots = new Int32Array(V).fill(0);
+    const isRow = new Array<boolean>(V).fill(false);
+    indices.forEach((id, j) => {
+      slots[id] = j;
+      isRow[id] = true;
+    });
     this._slots = mx.array(Array.from(slots), mx.int32);
-    this._isRow = mx.less(this._slots, indices.length);
+    this._isRow = mx.array(isRow, mx.bool_);
     this.rows = this.baseRows(); // start where the base is
   }
 
@@ -107,9 +117,8 @@ export class TrainableTokens extends nn.Module {
   /** Embedding lookup: ids [...] -> [..., D]. */
   lookup(ids: mx.array): mx.array {
     const e = (this.base as EmbeddingLike).forward(ids);
-    const slot = mx.take(this._slots, ids);
-    const r = mx.take(padRows(this.rows), slot, 0);
-    return mx.where(mx.expandDims(mx.less(slot, this._indices.length), -1), r, e);
+    const r = mx.take(this.rows, mx.take(this._slots, ids), 0);
+    return mx.where(mx.expandDims(mx.take(this._isRow, ids), -1), r, e);
   }
 
   /** Output head: h [..., D] -> logits [..., V]. The trainable rows' columns are the base's plus
@@ -119,15 +128,15 @@ export class TrainableTokens extends nn.Module {
     const b = this.base;
     const logits = isEmbedding(b) ? b.asLinear(h) : b.forward(h);
     const delta = mx.subtract(this.rows, this.baseRows()); // [n, D]
-    return mx.add(logits, mx.take(padCols(mx.matmul(h, delta.T)), this._slots, -1)); // [..., n + 1] -> [..., V]
+    return mx.add(logits, mx.where(this._isRow, mx.take(mx.matmul(h, delta.T), this._slots, -1), 0)); // [..., n] -> [..., V]
   }
 
   /** `project`'s columns [start, end) only, the base's rows dequantized only there. */
   projectRows(h: mx.array, start: number, end: number): mx.array {
     const logits = projectRows(this.base, h, start, end); // [..., end - start]
     const delta = mx.subtract(this.rows, this.baseRows()); // [n, D]
-    const slots = this._slots.index(mx.Slice(start, end));
-    return mx.add(logits, mx.take(padCols(mx.matmul(h, delta.T)), slots, -1));
+    const part = (a: mx.array) => a.index(mx.Slice(start, end));
+    return mx.add(logits, mx.where(part(this._isRow), mx.take(mx.matmul(h, delta.T), part(this._slots), -1), 0));
   }
 
   /** The base's values of the trainable rows [n, D] (dequantized if quantized). */
@@ -153,14 +162,10 @@ export class TrainableTokens extends nn.Module {
   /** The dense weight with the trainable rows written in. */
   mergedWeight(): mx.array {
     const w = denseWeight(this.base);
-    return mx.where(mx.expandDims(this._isRow, -1), mx.take(padRows(this.rows), this._slots, 0), w);
+    return mx.where(mx.expandDims(this._isRow, -1), mx.take(this.rows, this._slots, 0), w);
   }
 }
 
-/** x [n, D] followed by a zero row, so that slot n (an id that is not trainable) gathers something. */
-const padRows = (x: mx.array) => mx.concatenate([x, mx.zeros([1, x.shape[1]!], x.dtype)], 0);
-/** x [..., n] followed by a zero column. */
-const padCols = (x: mx.array) => mx.concatenate([x, mx.zeros([...x.shape.slice(0, -1), 1], x.dtype)], -1);
 
 /** [out, in] of a linear layer, quantized or not (a quantized weight packs 32/bits values per uint32). */
 export function linearShape(l: DenseOrQuantized): [number, number] {
