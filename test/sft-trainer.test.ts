@@ -100,9 +100,9 @@ describe("trainer", () => {
     expect(c).not.toEqual(a.slice(0, 20));
   });
 
-  test("evaluate is token-weighted: equals the sum over every example's targets divided once", async () => {
+  test.each([false, true])("evaluate is token-weighted: equals the sum over every example's targets divided once (gradCheckpoint %p; true: the sliced head of lib/train/head-loss.ts)", async (gradCheckpoint) => {
     const examples = render([...TRAIN, ...HELD_OUT]); // 7 examples of different lengths, batches of 3
-    const t = trainer(examples, { batchSize: 3 });
+    const t = trainer(examples, { batchSize: 3, gradCheckpoint });
     let sum = 0;
     let ntoks = 0;
     for (const ex of examples) {

@@ -23,14 +23,15 @@ export type HeadVjp = (fn: (rows: mx.array) => mx.array, rows: mx.array, ct: mx.
 /**
  * Cross-entropy of `model`'s head at `rows` [n, D] (final-norm outputs) against `targets` [n] int32,
  * and the gradient of sum(ce · weights): per target `ce` [n], and [d rows, ...d head parameters]
- * summed over the slices (`grads`). Arrays are evaluated and memory released after every slice.
+ * summed over the slices (`grads`; none without `vjp`: evaluation). Arrays are evaluated and memory
+ * released after every slice.
  */
 export async function slicedCrossEntropy(
   model: LlamaModel,
   rows: mx.array,
   targets: mx.array,
   weights: mx.array,
-  vjp: HeadVjp,
+  vjp: HeadVjp | null,
   { vocabChunk = VOCAB_CHUNK }: { vocabChunk?: number } = {},
 ): Promise<{ ce: mx.array; grads: mx.array[] }> {
   const V = model.config.vocabSize;
@@ -60,6 +61,7 @@ export async function slicedCrossEntropy(
   const lse = mx.add(max, mx.log(sum)); // [n]
   const ce = mx.subtract(lse, picked);
   mx.eval(lse, ce);
+  if (!vjp) return { ce, grads: [] };
 
   // Pass 2: the gradient, one slice at a time.
   let grads: mx.array[] = [];

@@ -7,7 +7,8 @@ import { consola } from "consola";
 import type { LlamaModel } from "../model/llama.ts";
 import type { TextTokenizer } from "../tokenizer/types.ts";
 import { learningRate } from "./schedule.ts";
-import { defaultOptimizerConfig, shardedLossSum, TrainStep } from "./step.ts";
+import { defaultOptimizerConfig, gatherSupervised, shardedLossSum, TrainStep, type StepBatch } from "./step.ts";
+import { slicedCrossEntropy } from "./head-loss.ts";
 import { releaseMemory } from "../mlx/memory.ts";
 import { checkLengths, fitsLength, iterateBatches, padAndCollate, truncateExamples, truncationWarnings, type IndexBatch } from "../data/batch.ts";
 import { collateMixed, type ProseReplay } from "../data/replay.ts";
@@ -149,7 +150,8 @@ export class SFTTrainer {
 
   /** Held-out loss in nats/token: sum of CE over every supervised target of every example, divided
    * once by their count (never a mean of batch means). The head runs only at supervised positions,
-   * and memory is released after every batch, so evaluating does not raise resident memory. */
+   * and memory is released after every batch, so evaluating does not raise resident memory; with
+   * --grad-checkpoint (the memory-saving mode) over the vocabulary in slices, as the step does. */
   async evaluate(examples: SFTExample[]): Promise<number> {
     const order = examples.map((_, i) => i).sort((a, b) => examples[a]!.ids.length - examples[b]!.ids.length);
     this.model.eval(); // no LoRA dropout while measuring
@@ -158,7 +160,7 @@ export class SFTTrainer {
     for (let i = 0; i < order.length; i += this.cfg.batchSize) {
       const rows = order.slice(i, i + this.cfg.batchSize).map((j) => examples[j]!);
       const b = padAndCollate(rows, { maxSeqLen: this.cfg.maxSeqLen, padId: this.padId, padMultiple: this.cfg.padMultiple });
-      sum += shardedLossSum(this.model, b, { sparseHead: true }).sum;
+      sum += this.cfg.gradCheckpoint ? await slicedLossSum(this.model, b) : shardedLossSum(this.model, b, { sparseHead: true }).sum;
       ntoks += b.ntoks;
       await releaseMemory();
     }
@@ -339,6 +341,19 @@ export class SFTTrainer {
   private countTargets(examples: SFTExample[]): number {
     return examples.reduce((n, ex) => n + ex.mask.slice(1).reduce((a, b) => a + b, 0), 0);
   }
+}
+
+/** Sum of masked cross-entropy over a batch, the head over the vocabulary in slices at the supervised
+ * positions (lib/train/head-loss.ts): no [N, V] logits, nor a quantized embedding's dequantized copy. */
+async function slicedLossSum(model: LlamaModel, batch: StepBatch): Promise<number> {
+  const h = model.hidden(batch.inputs); // [B, T, D]
+  const [B, T, D] = h.shape as [number, number, number];
+  const { positions, targets, weights } = gatherSupervised(batch);
+  const rows = mx.take(h.reshape([B * T, D]), positions, 0); // [N, D]
+  mx.eval(rows);
+  await releaseMemory(); // the forward pass's activations
+  const { ce } = await slicedCrossEntropy(model, rows, targets, weights, null);
+  return mx.sum(mx.multiply(ce, weights)).item() as number;
 }
 
 /** A report window's metrics: loss token-weighted, throughput over the window's stepping time. */
