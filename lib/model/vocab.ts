@@ -69,10 +69,15 @@ export function addChatTokens(
   };
 
   const grownModel = new LlamaModel({ ...config, vocabSize: rows });
-  const named = namedParameters(model).map(([name, value]): [string, mx.array] =>
-    name === "model.embed_tokens.weight" || name === "lm_head.weight" ? [name, grow(value)] : [name, value],
-  );
+  const grownArrays: mx.array[] = [];
+  const named = namedParameters(model).map(([name, value]): [string, mx.array] => {
+    if (name !== "model.embed_tokens.weight" && name !== "lm_head.weight") return [name, value];
+    grownArrays.push(grow(value));
+    return [name, grownArrays.at(-1)!];
+  });
   setNamedParameters(grownModel, named);
-  mx.eval(grownModel.parameters());
+  // Only the grown arrays: the others stay as they came, lazy if the checkpoint was loaded lazily
+  // (QLoRA quantizes them as they are read; evaluating them all here held the whole float32 model).
+  mx.eval(...grownArrays);
   return { model: grownModel, tokenizer: grown, added };
 }
