@@ -14,7 +14,7 @@ import type { LlamaModel } from "../lib/model/llama.ts";
 import { FlatParams, flatValueAndGrad, flattenParams } from "../lib/mlx/autodiff.ts";
 import { batchLoss, TrainStep, type StepBatch } from "../lib/train/step.ts";
 import { padAndCollate } from "../lib/data/batch.ts";
-import { LORA_LR, resolveSFTConfig } from "../lib/train/config.ts";
+import { LORA_EPOCHS, LORA_LR, resolveSFTConfig } from "../lib/train/config.ts";
 import { seededRandom } from "../lib/util/random.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
 
@@ -219,10 +219,13 @@ describe("lora config", () => {
     expect(resolveSFTConfig({ loraTargets: given }).loraTargets).toBe(canonical);
   });
 
-  test("a LoRA run without --lr takes LORA_LR; a given lr stays", () => {
+  test("a LoRA run without --lr takes LORA_LR, without --epochs or --steps LORA_EPOCHS; given ones stay", () => {
     expect(resolveSFTConfig({ lora: true }).lr).toBe(LORA_LR);
     expect(resolveSFTConfig({ lora: true, lr: 1e-3 }).lr).toBe(1e-3);
     expect(resolveSFTConfig({}).lr).toBe(3e-4);
+    expect([resolveSFTConfig({ lora: true }).epochs, resolveSFTConfig({}).epochs]).toEqual([LORA_EPOCHS, 10]);
+    expect(resolveSFTConfig({ lora: true, epochs: 5 }).epochs).toBe(5);
+    expect(resolveSFTConfig({ lora: true, steps: 30 })).toMatchObject({ steps: 30, epochs: 0 });
   });
 
   test.each([
