@@ -5,7 +5,7 @@
 //   bun scripts/train.ts --data instructions.json --course-split   (the course notebook's data and split)
 //   bun scripts/train.ts --resume runs/<dir>                (continue an interrupted run)
 //   bun scripts/train.ts --preset course                    (the course's recipe: 500 steps, lr 3e-4, no replay, no noise)
-//   bun scripts/train.ts --lora                             (a LoRA adapter at lr 1e-2 for 20 epochs: runs/<dir>/adapter/, PEFT's layout)
+//   bun scripts/train.ts --lora                             (a LoRA adapter at lr 3e-3 for 20 epochs: runs/<dir>/adapter/, PEFT's layout)
 //   bun scripts/train.ts --lora --quantize 4 --base <dir>   (QLoRA: the base's weights in 4 bits in memory)
 // Nothing is written until the flags, base, tokenizer and data have all been checked.
 import { prepareProcess } from "../lib/mlx/startup.ts";
