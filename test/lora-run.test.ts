@@ -23,6 +23,7 @@ import { resumeRun } from "../lib/sft/resume.ts";
 import { readRun } from "../lib/chat/select.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
 import { TINY_TEXT, tinyTokenizer } from "./helpers/tiny.ts";
+import { interruptAfterFirstEval } from "./helpers/tiny-run.ts";
 import { CHAT_TOKENS } from "../lib/format/tokens.ts";
 
 setDefaultTimeout(120_000); // ms
@@ -123,14 +124,7 @@ describe("lora run", () => {
     const cfg = config({ name: "interrupt", probeTokens: 0 });
     const p = await prepareRun(cfg);
     const dir = createRunDir(cfg.out, cfg.name);
-    const poll = setInterval(() => {
-      const metrics = join(dir, "metrics.jsonl");
-      if (existsSync(metrics) && readFileSync(metrics, "utf8").includes('"type":"eval"')) {
-        clearInterval(poll);
-        process.emit("SIGINT");
-      }
-    }, 1);
-    expect(await executeRun(p, dir)).toBe(130);
+    expect(await interruptAfterFirstEval(p, dir)).toBe(130);
     expect(readJSON(join(dir, "summary.json")).status).toBe("interrupted");
     expect(existsSync(join(dir, "adapter", "adapter_model.safetensors"))).toBe(true);
     expect(await resumeRun(dir)).toBe(0);
