@@ -153,6 +153,23 @@ export async function recomputedGradients(
   return { sums, proseSums, grads: grads.map((g) => g.map((x, i) => x ?? mx.zerosLike(params[i]!))) };
 }
 
+/** The final hidden states [B, T, D] (after the final norm) of `inputs`, forward only, one decoder
+ * layer evaluated at a time with memory released in between: an eager forward pass otherwise holds
+ * every layer's intermediates (and, quantized, every dequantized weight) until the collector runs.
+ * The held-out evaluation of a gradient-checkpointed run uses it. */
+export async function hiddenByLayer(model: LlamaModel, inputs: mx.array): Promise<mx.array> {
+  const body = model.model;
+  const mask = causalMask(inputs.shape[1]!, 0);
+  let h = body.embedTokens.forward(inputs); // [B, T, D]
+  mx.eval(h);
+  for (const layer of body.layers) {
+    h = layer.forward(h, mask);
+    mx.eval(h);
+    await releaseMemory();
+  }
+  return body.norm.forward(h);
+}
+
 /** Put `arrays` into the slots `idx` of `flat` (the others stay). */
 function writeSome(flat: FlatParams, idx: number[], arrays: mx.array[]): void {
   idx.forEach((i, j) => {

@@ -9,6 +9,7 @@ import type { TextTokenizer } from "../tokenizer/types.ts";
 import { learningRate } from "./schedule.ts";
 import { defaultOptimizerConfig, gatherSupervised, shardedLossSum, TrainStep, type StepBatch } from "./step.ts";
 import { slicedCrossEntropy } from "./head-loss.ts";
+import { hiddenByLayer } from "./recompute.ts";
 import { releaseMemory } from "../mlx/memory.ts";
 import { checkLengths, fitsLength, iterateBatches, padAndCollate, truncateExamples, truncationWarnings, type IndexBatch } from "../data/batch.ts";
 import { collateMixed, type ProseReplay } from "../data/replay.ts";
@@ -343,10 +344,11 @@ export class SFTTrainer {
   }
 }
 
-/** Sum of masked cross-entropy over a batch, the head over the vocabulary in slices at the supervised
- * positions (lib/train/head-loss.ts): no [N, V] logits, nor a quantized embedding's dequantized copy. */
+/** Sum of masked cross-entropy over a batch, layer by layer, the head over the vocabulary in slices at
+ * the supervised positions (lib/train/head-loss.ts): no [N, V] logits, nor a quantized embedding's
+ * dequantized copy, nor every layer's intermediates at once. */
 async function slicedLossSum(model: LlamaModel, batch: StepBatch): Promise<number> {
-  const h = model.hidden(batch.inputs); // [B, T, D]
+  const h = await hiddenByLayer(model, batch.inputs); // [B, T, D]
   const [B, T, D] = h.shape as [number, number, number];
   const { positions, targets, weights } = gatherSupervised(batch);
   const rows = mx.take(h.reshape([B * T, D]), positions, 0); // [N, D]
