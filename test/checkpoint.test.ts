@@ -6,6 +6,7 @@
 
 import { afterAll, describe, expect, test } from "bun:test";
 import { core as mx } from "@frost-beta/mlx";
+import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -331,6 +332,18 @@ describe("checkpoint files", () => {
     const c = fresh("hash");
     saveCheckpoint(c, model, tinyTokenizer());
     expect(hashCheckpoint(c)).not.toBe(hashCheckpoint(a));
+  });
+
+  test("hashCheckpoint streams the files and gives the digest of their whole contents (as recorded by earlier runs)", () => {
+    const dir = fresh("hash-stream");
+    mkdirSync(dir);
+    const weights = new Uint8Array(9 * 2 ** 20 + 7); // over two 4 MiB read chunks and a ragged tail
+    for (let i = 0; i < weights.length; i++) weights[i] = (i * 2654435761) >>> 24;
+    const files: [string, Uint8Array | string][] = [["config.json", '{"model_type":"llama"}'], ["model.safetensors", weights], ["tokenizer.json", "{}"]];
+    for (const [name, data] of files) writeFileSync(join(dir, name), data);
+    const whole = createHash("sha256");
+    for (const [name, data] of files) whole.update(name).update(data);
+    expect(hashCheckpoint(dir)).toBe(whole.digest("hex"));
   });
 
   test("writing sft-mlx.json only when meta is given", () => {

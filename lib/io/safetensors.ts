@@ -5,7 +5,7 @@
 // the tensors cover exactly (no holes, no overlaps). A file passes only if every tensor's byte
 // range matches its dtype and shape and lies inside the file, and the file ends where the last
 // tensor does; a sha256 recorded at save time is checked too when one is given.
-import { createHash } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
 import { closeSync, openSync, readSync, statSync } from "node:fs";
 import { asFileError, FileError } from "./files.ts";
 import { decodeUtf8 } from "./text.ts";
@@ -122,6 +122,13 @@ export function readSafetensorsHeader(path: string): SafetensorsHeader {
 /** Size and sha256 of a file, read in chunks. */
 export function fileDigest(path: string): FileDigest {
   const h = createHash("sha256");
+  const bytes = hashFileInto(h, path);
+  return { bytes, sha256: h.digest("hex") };
+}
+
+/** Feed a file to `h` in 4 MiB chunks and return its size: a checkpoint's weights (2.4 GB for a
+ * 0.6B model) are never held whole in memory to be hashed. */
+export function hashFileInto(h: Hash, path: string): number {
   let fd: number;
   try {
     fd = openSync(path, "r");
@@ -135,7 +142,7 @@ export function fileDigest(path: string): FileDigest {
   } finally {
     closeSync(fd);
   }
-  return { bytes, sha256: h.digest("hex") };
+  return bytes;
 }
 
 /** Check a safetensors file before it is used: its header and size (readSafetensorsHeader), and,

@@ -7,7 +7,7 @@
 // never be overwritten.
 import { core as mx, nn } from "@frost-beta/mlx";
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, openSync, readSync, rmSync, readdirSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync, readdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { configFromHF, configToHF, type LlamaConfig } from "./config.ts";
 import { LlamaModel } from "./llama.ts";
@@ -15,7 +15,7 @@ import { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { flattenParams } from "../mlx/autodiff.ts";
 import { loadArrays, saveArrays } from "../mlx/arrays-file.ts";
 import { asFileError, FileError, readJSON as readFileJSON, swapDir, tempSibling, writeFileChecked } from "../io/files.ts";
-import { SafetensorsError, type FileDigest } from "../io/safetensors.ts";
+import { hashFileInto, SafetensorsError, type FileDigest } from "../io/safetensors.ts";
 import { int, object, optional, record, string, type Schema } from "../util/schema.ts";
 import { CHAT_TEMPLATE_JINJA } from "../format/template.ts";
 import { COURSE_TOKENS, SPECIAL_TOKENS } from "../format/tokens.ts";
@@ -253,16 +253,7 @@ export function hashCheckpoint(dir: string): string {
   const h = createHash("sha256");
   for (const name of ["config.json", "model.safetensors", "tokenizer.json"]) {
     const p = join(dir, name);
-    if (!existsSync(p)) continue;
-    h.update(name);
-    // in chunks: read whole, a 0.6B float32 model's 2.4 GB would be the run's peak memory
-    const fd = openSync(p, "r");
-    try {
-      const chunk = Buffer.alloc(4 * 2 ** 20);
-      for (let n; (n = readSync(fd, chunk, 0, chunk.length, null)) > 0; ) h.update(chunk.subarray(0, n));
-    } finally {
-      closeSync(fd);
-    }
+    if (existsSync(p)) hashFileInto(h.update(name), p); // streamed: the same digest as hashing the whole file
   }
   return h.digest("hex");
 }
