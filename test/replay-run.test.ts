@@ -1,6 +1,6 @@
 // The run-level side of replay, NEFTune and epochs: steps/epochs and --preset layering, which text a
-// run replays (the user's, the bundled sample, a recorded corpus, or a refusal that says what to
-// pass), and one tiny run end to end with replay and noise.
+// run replays (the user's, the bundled sample, a recorded corpus, or the bundled sample standing in
+// for a base's own text, with a note that says so), and one tiny run end to end with replay and noise.
 //   bun test test/replay-run.test.ts
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -73,10 +73,18 @@ describe("which text a run replays", () => {
   });
 
   test.each([
-    ["no corpus recorded", {}, /it records no pretraining corpus: pass --prose-data FILE\[,FILE\].*or --mix-prose 0/],
-    ["a corpus not on this machine", { corpus: ["/elsewhere/books.txt"] }, /its pretraining corpus \(\/elsewhere\/books.txt\) is not on this machine/],
-  ])("a base with %s is refused with the fix", (_name, meta, message) => {
-    expect(() => resolveProseSource({ ...opts, meta })).toThrow(message);
+    ["no corpus recorded (a downloaded Qwen3)", {}, "it records no pretraining corpus"],
+    ["a corpus not on this machine", { corpus: ["/elsewhere/books.txt"] }, "its pretraining corpus (/elsewhere/books.txt) is not on this machine"],
+  ])("a base with %s replays the bundled sample in its place, and says why and how to choose", (_name, meta, why) => {
+    const source = resolveProseSource({ ...opts, meta });
+    expect(source).toMatchObject({ specs: [DEFAULT_PROSE_SAMPLE], origin: "bundled sample, not the base's own text" });
+    expect(source!.note).toContain(`for --base /somewhere/base ${why}: replaying the bundled sample data/prose/gutenberg-sample.txt`);
+    expect(source!.note).toMatch(/pass --prose-data FILE\[,FILE\].*or --mix-prose 0/);
+  });
+
+  test("the base's own text, when at hand, never gets a note", () => {
+    expect(resolveProseSource({ ...opts, isBundledBase: true })!.note).toBeUndefined();
+    expect(resolveProseSource({ ...opts, meta: { corpus: [prose] } })!.note).toBeUndefined();
   });
 });
 
@@ -95,9 +103,17 @@ describe("a tiny run with replay and NEFTune", () => {
   const config = (over: Partial<RunConfig> = {}) =>
     resolveRunConfig({}, { base, data, evalData, out, epochs: 2, evalEvery: 2, batchSize: 2, maxSeqLen: 64, logEvery: 2, lr: 3e-3, probeTokens: 2, mixProse: 0.5, neftuneAlpha: 5, ...over });
 
-  test("a base with no known corpus and no --prose-data is refused before any run folder exists", async () => {
-    await expect(prepareRun(config())).rejects.toThrow(/records no pretraining corpus: pass --prose-data/);
-    expect(existsSync(out) ? readdirSync(out) : []).toEqual([]);
+  test("a base with no known corpus and no --prose-data replays the bundled sample; config.json and summary.json say so", async () => {
+    const cfg = config({ name: "fallback", epochs: 1, probeTokens: 0 });
+    const p = await prepareRun(cfg);
+    expect(p.replay!.source).toContain("bundled sample, not the base's own text");
+    expect(p.replayNote).toMatch(/records no pretraining corpus: replaying the bundled sample/);
+    const dir = createRunDir(cfg.out, cfg.name);
+    expect(await executeRun(p, dir)).toBe(0);
+    const saved = readJSON(join(dir, "config.json"));
+    expect(saved.proseData).toBe(DEFAULT_PROSE_SAMPLE);
+    expect(saved.provenance.replay).toEqual({ source: p.replay!.source, note: p.replayNote });
+    expect(readJSON(join(dir, "summary.json")).replay.source).toContain("not the base's own text");
   });
 
   test("with --prose-data: steps from epochs, prose loss logged apart, what was used recorded", async () => {
@@ -110,6 +126,7 @@ describe("a tiny run with replay and NEFTune", () => {
     const saved = readJSON(join(dir, "config.json"));
     expect([saved.steps, saved.epochs, saved.mixProse, saved.neftuneAlpha, saved.proseData]).toEqual([4, 2, 0.5, 5, proseData]);
     expect(saved.provenance.dataSha256.prose).toMatch(/^[0-9a-f]{64}$/);
+    expect(saved.provenance.replay).toEqual({ source: expect.stringContaining("--prose-data") }); // the user's text: no note
     const train = readMetrics(dir).filter((m): m is TrainRow => m.type === "train");
     expect(train.every((m) => m.proseLoss! > 0 && m.proseNtoks! > 0 && m.loss > 0)).toBe(true);
     const summary = readJSON(join(dir, "summary.json"));

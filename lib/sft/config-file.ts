@@ -18,6 +18,7 @@ export interface Provenance {
   lora?: Record<string, unknown>; // --lora: trainable and total parameters, adapted modules, trainable token ids
   quantization?: Record<string, unknown> | null; // --quantize: what was quantized, what was kept and why
   dataSha256: { train: string; eval: string; prose?: string }; // prose: the replay text (--mix-prose), when used
+  replay?: { source: string; note?: string }; // which text was replayed; note: the bundled sample stood in for the base's own
   evalMask: "assistant"; // held-out loss is on assistant tokens whatever maskMode is
   git: string | null;
   machine: Record<string, unknown>;
@@ -34,6 +35,7 @@ const PROVENANCE: Schema<Provenance> = object<Provenance>({
   lora: optional(record(json())),
   quantization: optional(nullable(record(json()))),
   dataSha256: object<Provenance["dataSha256"]>({ train: string(), eval: string(), prose: optional(string()) }),
+  replay: optional(object<NonNullable<Provenance["replay"]>>({ source: string(), note: optional(string()) })),
   evalMask: literal("assistant"),
   git: nullable(string()),
   machine: record(json()),

@@ -59,6 +59,7 @@ export interface RunInputs {
   trainExamples: SFTExample[];
   evalExamples: SFTExample[];
   replay: ProseReplay | null; // pretraining replay (--mix-prose): the text, packed
+  replayNote?: string; // set when the bundled sample stands in for the base's own text (why, how to choose)
   dataSha256: { train: string; eval: string; prose?: string };
 }
 
@@ -111,7 +112,8 @@ export async function loadRunInputs(cfg: RunConfig, { withReplay = true }: { wit
   }
   let { model, tokenizer } = ckpt;
   // Before the vocabulary grows (the same text either way); an export, which never trains, skips it.
-  const replay = withReplay ? await prepareReplay(cfg, { baseHash, meta: ckpt.meta, tokenizer }) : null;
+  const prepared = withReplay ? await prepareReplay(cfg, { baseHash, meta: ckpt.meta, tokenizer }) : null;
+  const replay = prepared?.replay ?? null;
   const missing = ChatFormat.missingTokens(tokenizer);
   let addedTokens: string[] = [];
   if (missing.length) {
@@ -156,7 +158,7 @@ export async function loadRunInputs(cfg: RunConfig, { withReplay = true }: { wit
   // replies, and stays comparable between the "assistant" and "all" runs of the mask ablation.
   const evalExamples = evalConversations.map((c) => template.renderWithMask(c, tokenizer, { maskMode: "assistant" }));
   const sha = (p: string) => createHash("sha256").update(readFileSync(p)).digest("hex");
-  return { cfg, baseHash, model, tokenizer, addedTokens, trainConversations: train, evalConversations, evalKinds, trainExamples, evalExamples, replay,
+  return { cfg, baseHash, model, tokenizer, addedTokens, trainConversations: train, evalConversations, evalKinds, trainExamples, evalExamples, replay, replayNote: prepared?.note,
     dataSha256: { train: sha(cfg.data), eval: sha(data.evalFile), ...(replay ? { prose: proseSha(cfg.proseData) } : {}) } };
 }
 
@@ -379,6 +381,7 @@ function provenance(p: PreparedRun, runDir: string): Provenance {
     addedTokens: p.addedTokens,
     ...(p.adapter ? { lora: { ...p.adapter.summary, tokenIndices: p.adapter.tokenIndices }, quantization: p.adapter.quantization as Record<string, unknown> | null } : {}),
     dataSha256: p.dataSha256,
+    ...(p.replay ? { replay: { source: p.replay.source, ...(p.replayNote ? { note: p.replayNote } : {}) } } : {}),
     evalMask: "assistant", // held-out loss is on assistant tokens whatever maskMode is
     git: gitCommit(),
     machine: machineInfo(String(mx.defaultDevice())),
