@@ -2,6 +2,8 @@
 // of a default SFT run. One JSON line per case on stdout (progress on stderr).
 //   bun scripts/bench.ts                  # all cases
 //   bun scripts/bench.ts --case train-ref # one case: sgemm, train-ref, train-base, train-sft, generate, sft-run
+//   bun scripts/bench.ts --case base-shape --base /tmp/qwen3-0.6b-shape
+//                                         # a real-size base alone: load, decode, one full fine-tuning step
 //   bun scripts/bench.ts --torch          # also run the PyTorch peer (../shared/bench/peers) for the ratio:
 //                                         # eager runs interleaved with ours, then 3 compiled runs
 //   bun scripts/bench.ts --torch --python /path/to/venv/bin/python   # a Python that has torch
@@ -14,10 +16,10 @@
 import { defineCommand } from "citty";
 import { consola } from "consola";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { cpus, tmpdir } from "node:os";
+import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { core as mx } from "@frost-beta/mlx";
-import { configFromHF } from "../lib/model/config.ts";
+import { configFromHF, countParameters } from "../lib/model/config.ts";
 import { LlamaModel } from "../lib/model/llama.ts";
 import { loadCheckpoint } from "../lib/model/checkpoint.ts";
 import { benchGenerate, benchTrainStep, matmulPeakGflops, sgemmPerCpuSecond } from "../lib/bench/measure.ts";
@@ -28,6 +30,9 @@ import { DEFAULT_BASE, DEFAULT_TRAIN_DATA, PROJECT_ROOT } from "../lib/util/path
 import { readJSON } from "../lib/io/files.ts";
 import { parseList, parseNumber, runStrict, UsageError } from "../lib/util/cli.ts";
 import { activeAllocator } from "../lib/mlx/allocator.ts";
+import { peakRssMB, rssMB } from "../lib/mlx/memory.ts";
+import { computeStreams } from "../lib/mlx/parallel.ts";
+import { estimateStepMemory } from "../lib/train/footprint.ts";
 import { blasRecord, prepareProcess } from "../lib/mlx/startup.ts";
 import { checkPeer, interleavedRatio, PEER_SCRIPT, PeerError, runPeer, type PeerRun } from "../lib/bench/peer.ts";
 import { checkTrl, compareWithTrl, interleave, projectRowsForTrl, runOurJob, runTrlJob, TRL_SCRIPT, type JobRun } from "../lib/bench/trl.ts";
@@ -35,7 +40,7 @@ import { ChatFormat } from "../lib/format/chat-format.ts";
 import { benchLoRAStep, LORA_VARIANTS, PEER_LORA_SCRIPT, type LoRAVariant } from "../lib/bench/lora.ts";
 
 const log = consola.create({ stdout: process.stderr }).withTag("bench"); // stdout carries only the JSON lines
-const CASES = ["sgemm", "train-ref", "train-base", "train-sft", "generate", "sft-run"];
+const CASES = ["sgemm", "train-ref", "base-shape", "train-base", "train-sft", "generate", "sft-run"];
 const OPT_IN = ["lora", "lora-step"]; // asked for by name only; lora-step is one variant of lora, in a child process
 /** The lora case's runs: variant, gradient checkpointing, and whether the PyTorch + PEFT peer has it. */
 const LORA_RUNS: [LoRAVariant, boolean, boolean][] = [
@@ -46,16 +51,19 @@ const LORA_RUNS: [LoRAVariant, boolean, boolean][] = [
 const REFERENCE = { model_type: "llama", vocab_size: 4096, hidden_size: 256, intermediate_size: 688, num_hidden_layers: 6, num_attention_heads: 8, num_key_value_heads: 8, max_position_embeddings: 256, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true };
 const REF_BATCH = 16; // sequences
 const REF_SEQ = 256; // tokens
+const SHAPE_BATCH = [4, 128] as const; // base-shape's training step: rows x positions, the course's batch
+const SHAPE_DECODE_TOKENS = 32; // base-shape's decode: a 0.6B model decodes a few tokens per second here
+const PROSE_PROMPT = "It was a bright cold day in April, and the clocks were striking thirteen.";
 
 function emit(record: Record<string, unknown>) {
   const round = (v: unknown): unknown => (Array.isArray(v) ? v.map(round) : typeof v === "number" && !Number.isInteger(v) ? Number(v.toPrecision(4)) : v);
   console.log(JSON.stringify(Object.fromEntries(Object.entries(record).map(([k, v]) => [k, round(v)]))));
 }
 
-function randomBatch(vocab: number, seed: number) {
+function randomBatch(vocab: number, seed: number, [rows, seq]: readonly [number, number] = [REF_BATCH, REF_SEQ]) {
   mx.random.seed(seed);
-  const data = mx.random.randint(0, vocab, [REF_BATCH, REF_SEQ + 1]).astype(mx.int32);
-  const batch = { inputs: data.index(mx.Slice(), mx.Slice(0, REF_SEQ)), targets: data.index(mx.Slice(), mx.Slice(1)), mask: mx.ones([REF_BATCH, REF_SEQ]) };
+  const data = mx.random.randint(0, vocab, [rows, seq + 1]).astype(mx.int32);
+  const batch = { inputs: data.index(mx.Slice(), mx.Slice(0, seq)), targets: data.index(mx.Slice(), mx.Slice(1)), mask: mx.ones([rows, seq]) };
   mx.eval(batch.inputs, batch.targets, batch.mask);
   return batch;
 }
@@ -115,7 +123,9 @@ const command = defineCommand({
     emit({ case: "matmul-peak", gflops: peakGflops, device: String(mx.defaultDevice()), cpu: cpus()[0]?.model, allocator: activeAllocator(), blas: blasRecord() });
     const needsBase = cases.some((c) => c !== "train-ref" && c !== "sgemm");
     if (needsBase && !existsSync(join(args.base, "config.json"))) throw new UsageError(`--base ${args.base}: no checkpoint there (see README: the bundled base model)`);
+    const tLoad = performance.now();
     const base = needsBase ? await loadCheckpoint(args.base) : null;
+    const loaded = { loadSec: (performance.now() - tLoad) / 1000, rssAfterLoadMB: rssMB(), loadPeakRssMB: peakRssMB() };
 
     if (cases.includes("sgemm")) {
       log.start("sgemm: one BLAS thread at training shapes, GFLOP per CPU-second");
@@ -137,6 +147,25 @@ const command = defineCommand({
         emit({ case: "torch-eager", ...mid, runsTokensPerSec: peer, interleaved: true });
         emit({ case: "ratio-vs-torch-eager", reference: r.tokensPerSec, peer: mid.tokens_per_sec, ...interleavedRatio(r.runsTokensPerSec, peer) });
       }
+    }
+    if (cases.includes("base-shape") && base) {
+      // What a user of this base lives with. Decode first: the training step's optimizer state would
+      // otherwise sit under the decode's memory. Peaks are the process's (run this case alone).
+      log.start(`base-shape: ${args.base}: load, decode at batch 1, one full fine-tuning step at ${SHAPE_BATCH.join(" x ")}`);
+      const c = base.config;
+      const g = await benchGenerate(base.model, base.tokenizer, PROSE_PROMPT, SHAPE_DECODE_TOKENS);
+      const decodePeakRssMB = peakRssMB();
+      const [rows, seq] = SHAPE_BATCH;
+      const estimate = estimateStepMemory(c, { rows, seqLen: seq, streams: computeStreams().length });
+      remeasurePeak();
+      const batch = randomBatch(c.vocabSize, 0, SHAPE_BATCH);
+      const r = await benchTrainStep(base.model, () => ({ batch, tokens: rows * seq, paddingFraction: 0 }), { warmup: 1, steps: 2, runs: 1, peakGflops, sparseHead: true });
+      emit({
+        case: "base-shape", model: args.base, modelType: c.modelType, parameters: countParameters(c), ...loaded,
+        decodeTokensPerSec: g.decodeTokensPerSec, timeToFirstTokenMs: g.timeToFirstTokenMs, decodeTokens: g.generatedTokens, decodePeakRssMB,
+        trainBatch: SHAPE_BATCH.join("x"), firstStepSec: r.firstStepMs / 1000, stepSec: r.stepMs / 1000, trainTokensPerSec: r.tokensPerSec, trainPeakRssMB: r.peakRssMB,
+        estimatedStepMB: estimate.totalMB, streams: computeStreams().length, loadavg: loadavg(), cpu: cpus()[0]?.model,
+      });
     }
     if (cases.includes("train-base") && base) {
       log.start("train-base: bundled base model, 16 x 256 random tokens");
@@ -162,7 +191,7 @@ const command = defineCommand({
     }
     if (cases.includes("generate") && base) {
       log.start("generate: batch 1, greedy");
-      const r = await benchGenerate(base.model, base.tokenizer, "It was a bright cold day in April, and the clocks were striking thirteen.");
+      const r = await benchGenerate(base.model, base.tokenizer, PROSE_PROMPT);
       emit({ case: "generate", model: args.base, ...r });
     }
     if (cases.includes("sft-run")) {

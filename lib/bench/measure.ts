@@ -77,6 +77,7 @@ export interface TrainBenchResult {
   // work on a shared machine, so it compares kernels or libraries measured minutes apart.
   runsTokensPerCpuSec: number[];
   stepMs: number; // median over measured steps
+  firstStepMs: number; // the first warm-up step: compiling the step, allocating the optimizer state
   mfu: number; // achieved FLOP/s over the measured matmul peak
   paddingFraction: number;
   rssAtWarmupMB: number; // after warm-up (compiles done)
@@ -104,7 +105,12 @@ export async function benchTrainStep(
   { warmup = 3, steps = 20, runs = 3, peakGflops, sparseHead = false, afterRun }: TrainBenchOptions,
 ): Promise<TrainBenchResult> {
   const trainer = new TrainStep(model, undefined, { sparseHead });
-  for (let i = 0; i < warmup; i++) await trainer.step(batchAt(i).batch, 1e-4);
+  let firstStepMs = 0;
+  for (let i = 0; i < warmup; i++) {
+    const t = performance.now();
+    await trainer.step(batchAt(i).batch, 1e-4);
+    if (i === 0) firstStepMs = performance.now() - t;
+  }
   const rssAtWarmupMB = rssMB();
   const times: number[] = [];
   const perRun: { tokensPerSec: number; flopsPerSec: number; tokensPerCpuSec: number }[] = [];
@@ -136,6 +142,7 @@ export async function benchTrainStep(
     runsTokensPerSec: perRun.map((p) => Math.round(p.tokensPerSec)),
     runsTokensPerCpuSec: perRun.map((p) => Math.round(p.tokensPerCpuSec)),
     stepMs: median(times),
+    firstStepMs,
     mfu: mid.flopsPerSec / (peakGflops * 1e9),
     paddingFraction: padding / (steps * runs),
     rssAtWarmupMB,
