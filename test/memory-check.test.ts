@@ -75,7 +75,9 @@ describe("a run that cannot fit is refused before it trains", () => {
     const message = usageError(() => checkStepMemory(qwen3, shape, { ...opts, availableMB: 18 * 1024 }));
     expect(message).toMatch(/^full fine-tuning of --base models\/qwen3-0\.6b-base \(596M parameters\) needs about \d+\.\d GB at its largest step \(11 rows × 256 positions\)/);
     for (const part of ["float32 weights 2.2 GB", "AdamW moments 4.4 GB", "gradients 6.7 GB (one per compute stream, 2, and their sum)", "18.0 GB available"]) expect(message).toContain(part);
-    expect(message).toMatch(/Lower it with SFT_MLX_STREAMS=1 \(one gradient copy fewer, slower: \d+\.\d GB\), --batch-size 4 \(\d+\.\d GB\), --mix-prose 0 \(no replay rows\), --max-seq-len below 256/);
+    expect(message).toContain("then the larger of the updated weights and moments (7.8 GB) and the activations (");
+    expect(message).toMatch(/Lower it with SFT_MLX_STREAMS=1 \(one gradient copy fewer, slower: \d+\.\d GB\), --batch-size 4 \(\d+\.\d GB\), --mix-prose 0 \(no replay rows\), --max-seq-len below 256; with SFT_MLX_STREAMS=1 and --batch-size 1 it is \d+\.\d GB/);
+    expect(message).toContain("At least 18.9 GB is the weights, gradients, optimizer state and update, whatever the batch"); // 2.2 + 4.4 + 4.4 + 7.8
     expect(message).toContain("SFT_MLX_MEMORY_CHECK=0 runs anyway");
   });
 

@@ -44,19 +44,24 @@ export function checkStepMemory(
 ): StepMemoryEstimate {
   const est = estimateStepMemory(config, { ...shape, streams });
   if (process.env.SFT_MLX_MEMORY_CHECK === "0" || est.totalMB - est.weightsMB <= availableMB) return est;
-  const perRow = est.activationsMB / shape.rows;
+  // The same step with fewer rows (activations scale with them) or one compute stream.
+  const at = (rows: number, s: number) => estimateStepMemory(config, { rows, seqLen: shape.seqLen, supervised: (shape.supervised * rows) / shape.rows, streams: s }).totalMB;
+  const halfRows = shape.rows - Math.floor(batchSize / 2);
+  const oneRow = shape.rows - (batchSize - 1);
   const options = [
-    streams > 1 ? `SFT_MLX_STREAMS=1 (one gradient copy fewer, slower: ${gb(est.totalMB - est.weightsMB * (streams - 1))})` : "",
-    batchSize > 1 ? `--batch-size ${Math.ceil(batchSize / 2)} (${gb(est.totalMB - perRow * Math.floor(batchSize / 2))})` : "",
-    mixProse > 0 ? `--mix-prose 0 (no replay rows)` : "",
+    streams > 1 ? `SFT_MLX_STREAMS=1 (one gradient copy fewer, slower: ${gb(at(shape.rows, 1))})` : "",
+    batchSize > 1 ? `--batch-size ${Math.ceil(batchSize / 2)} (${gb(at(halfRows, streams))})` : "",
+    mixProse > 0 ? "--mix-prose 0 (no replay rows)" : "",
     `--max-seq-len below ${shape.seqLen}`,
   ].filter(Boolean);
+  const floor = estimateStepMemory(config, { rows: 1, seqLen: 1, streams: 1 }).totalMB; // one stream, no batch to speak of
   throw new UsageError(
     `full fine-tuning of --base ${base} (${(est.parameters / 1e6).toFixed(0)}M parameters) needs about ${gb(est.totalMB)} at its largest step ` +
       `(${shape.rows} rows × ${shape.seqLen} positions): float32 weights ${gb(est.weightsMB)}, AdamW moments ${gb(est.momentsMB)}, ` +
-      `gradients ${gb(est.gradientsMB)} (one per compute stream, ${streams}, and their sum), the updated weights and moments ${gb(est.updateMB)}, activations ${gb(est.activationsMB)}; ` +
+      `gradients ${gb(est.gradientsMB)} (one per compute stream, ${streams}, and their sum), then the larger of the updated weights and moments (${gb(est.updateMB)}) and the activations (${gb(est.activationsMB)}); ` +
       `this machine has ${gb(availableMB)} available besides the weights already loaded. ` +
-      `Lower it with ${options.join(", ")}; but ${gb(est.totalMB - est.activationsMB)} of it is the weights, gradients and optimizer state, whatever the batch: where that alone does not fit, use a smaller base or a machine with more memory. ` +
+      `Lower it with ${options.join(", ")}; with SFT_MLX_STREAMS=1 and --batch-size 1 it is ${gb(at(oneRow, 1))}. ` +
+      `At least ${gb(floor)} is the weights, gradients, optimizer state and update, whatever the batch: where that does not fit, use a smaller base or a machine with more memory. ` +
       "SFT_MLX_MEMORY_CHECK=0 runs anyway (the figure is an estimate)",
   );
 }
