@@ -187,12 +187,19 @@ describe("loading reports every mismatch by name", () => {
     expect(() => loadModel(dir)).not.toThrow();
   });
 
-  test("float16 weights load as float32", () => {
+  test.each([
+    ["float16", mx.float16],
+    ["bfloat16 (as Qwen3-0.6B-Base is published)", mx.bfloat16],
+  ] as const)("%s weights load as float32, with their values", (_name, dtype) => {
+    let saved: Record<string, mx.array> = {};
     const dir = withWeights((w) => {
-      for (const k of Object.keys(w)) w[k] = w[k].astype(mx.float16);
+      for (const k of Object.keys(w)) w[k] = w[k].astype(dtype);
+      saved = { ...w };
     });
     const { model } = loadModel(dir);
-    expect(namedParameters(model).every(([, v]) => v.dtype === mx.float32)).toBe(true);
+    const params = namedParameters(model);
+    expect(params.every(([, v]) => v.dtype === mx.float32)).toBe(true);
+    for (const [name, v] of params) expect(mx.arrayEqual(v, saved[name]!.astype(mx.float32)).item()).toBe(true);
   });
 
   test("a missing directory, config.json or tokenizer.json is named", async () => {
