@@ -156,7 +156,7 @@ const command = defineCommand({
       const g = await benchGenerate(base.model, base.tokenizer, PROSE_PROMPT, SHAPE_DECODE_TOKENS);
       const decodePeakRssMB = peakRssMB();
       const [rows, seq] = SHAPE_BATCH;
-      const estimate = estimateStepMemory(c, { rows, seqLen: seq, streams: computeStreams().length });
+      const estimate = estimateStepMemory(c, { rows, seqLen: seq });
       remeasurePeak();
       const batch = randomBatch(c.vocabSize, 0, SHAPE_BATCH);
       const r = await benchTrainStep(base.model, () => ({ batch, tokens: rows * seq, paddingFraction: 0 }), { warmup: 1, steps: 2, runs: 1, peakGflops, sparseHead: true });

@@ -57,3 +57,14 @@ describe("allocator", () => {
     expect(r.before).toBe("glibc");
   });
 });
+
+test.skipIf(reason !== "")(`after training, releaseMemory({ toSystem: true }) hands tcmalloc's kept pages back to the kernel${reason ? ` (skipped: ${reason})` : ""}`, () => {
+  const proc = Bun.spawnSync([process.execPath, resolve(import.meta.dir, "helpers/release-pages.ts")], { stdout: "pipe", stderr: "pipe" });
+  expect(proc.exitCode, proc.stderr.toString()).toBe(0);
+  const r = JSON.parse(proc.stdout.toString().trim().split("\n").pop()!);
+  expect(r.allocator).toBe("tcmalloc");
+  // measured: 76 → 295 MB after two steps and a collection, 130 MB after the release (weights,
+  // moments and the batch stay)
+  expect(r.kept - r.before).toBeGreaterThan(150); // freed, but still the process's
+  expect(r.released - r.before).toBeLessThan((r.kept - r.before) / 2);
+}, 30_000);

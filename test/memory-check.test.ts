@@ -18,8 +18,8 @@ const qwen3 = configFromHF(QWEN3_06B);
 const MB = 2 ** 20;
 
 describe("the estimate", () => {
-  test("Qwen3-0.6B: 596M parameters; float32 weights, two moments, a gradient per stream and their sum", () => {
-    const e = estimateStepMemory(qwen3, { rows: 4, seqLen: 128, streams: 2 });
+  test("Qwen3-0.6B: 596M parameters; float32 weights, two moments, three gradient copies", () => {
+    const e = estimateStepMemory(qwen3, { rows: 4, seqLen: 128 });
     expect(e.parameters).toBe(596_049_920);
     expect([e.weightsMB, e.momentsMB, e.gradientsMB].map((x) => x * MB / e.parameters)).toEqual([4, 8, 12]);
     // new weights and moments (12 bytes a parameter) and two embedding-sized temporaries
@@ -30,7 +30,7 @@ describe("the estimate", () => {
   });
 
   test("activations grow with the rows; the rest does not; the larger of update and activations counts", () => {
-    const at = (rows: number) => estimateStepMemory(qwen3, { rows, seqLen: 256, streams: 1 });
+    const at = (rows: number) => estimateStepMemory(qwen3, { rows, seqLen: 256 });
     expect(at(8).activationsMB).toBeCloseTo(2 * at(4).activationsMB, 6);
     expect(at(8).updateMB).toBe(at(4).updateMB);
     const big = at(32);
@@ -68,21 +68,23 @@ describe("the largest step of a run", () => {
 
 describe("a run that cannot fit is refused before it trains", () => {
   const shape = { rows: 11, seqLen: 256, supervised: 2000 };
-  const opts = { base: "models/qwen3-0.6b-base", batchSize: 8, mixProse: 0.25, streams: 2 };
+  const opts = { base: "models/qwen3-0.6b-base", batchSize: 8, mixProse: 0.25 };
   afterEach(() => delete process.env.SFT_MLX_MEMORY_CHECK);
 
   test("the message gives the estimate, its parts, what is available and what lowers it", () => {
     const message = usageError(() => checkStepMemory(qwen3, shape, { ...opts, availableMB: 18 * 1024 }));
     expect(message).toMatch(/^full fine-tuning of --base models\/qwen3-0\.6b-base \(596M parameters\) needs about \d+\.\d GB at its largest step \(11 rows × 256 positions\)/);
-    for (const part of ["float32 weights 2.2 GB", "AdamW moments 4.4 GB", "gradients 6.7 GB (one per compute stream, 2, and their sum)", "18.0 GB available"]) expect(message).toContain(part);
+    for (const part of ["float32 weights 2.2 GB", "AdamW moments 4.4 GB", "gradients 6.7 GB", "18.0 GB available"]) expect(message).toContain(part);
     expect(message).toContain("then the larger of the updated weights and moments (7.8 GB) and the activations (");
-    expect(message).toMatch(/Lower it with SFT_MLX_STREAMS=1 \(one gradient copy fewer, slower: \d+\.\d GB\), --batch-size 4 \(\d+\.\d GB\), --mix-prose 0 \(no replay rows\), --max-seq-len below 256; with SFT_MLX_STREAMS=1 and --batch-size 1 it is \d+\.\d GB/);
-    expect(message).toContain("At least 18.9 GB is the weights, gradients, optimizer state and update, whatever the batch"); // 2.2 + 4.4 + 4.4 + 7.8
+    expect(message).toMatch(/Lower it with --batch-size 4 \(\d+\.\d GB\), --mix-prose 0 \(no replay rows\), --max-seq-len below 256\./);
+    expect(message).toContain("At least 21.1 GB is the weights, gradients, optimizer state and update, whatever the batch"); // 2.2 + 4.4 + 6.7 + 7.8 (GiB, rounded)
     expect(message).toContain("SFT_MLX_MEMORY_CHECK=0 runs anyway");
   });
 
   test("a step that fits passes and returns the estimate; SFT_MLX_MEMORY_CHECK=0 skips the check", () => {
     expect(checkStepMemory(qwen3, shape, { ...opts, availableMB: 64 * 1024 }).parameters).toBe(596_049_920);
+    const { totalMB, weightsMB } = estimateStepMemory(qwen3, shape);
+    expect(() => checkStepMemory(qwen3, shape, { ...opts, availableMB: totalMB - weightsMB + 512 })).toThrow(/1\.0 GB is kept for everything else/); // fits only without the headroom
     process.env.SFT_MLX_MEMORY_CHECK = "0";
     expect(checkStepMemory(qwen3, shape, { ...opts, availableMB: 1024 }).parameters).toBe(596_049_920);
   });

@@ -6,14 +6,16 @@
 // collecting explicitly kept resident memory flat and was also the fastest setting.
 import { readFileSync, writeFileSync } from "node:fs";
 import { libc } from "./libc.ts";
+import { returnFreeMemory } from "./allocator.ts";
 
 /** Yield to the event loop and run a collection, so finalizers free the last step's arrays. Call
  * once per training step (a full collection, ~1 ms there) or every few generated tokens, where a full
  * collection cost ~3.5 ms — more than a whole token — and a young-generation one (`full: false`,
  * ~0.1 ms) frees the per-token arrays just as well. */
-export async function releaseMemory({ full = true }: { full?: boolean } = {}): Promise<void> {
+export async function releaseMemory({ full = true, toSystem = false }: { full?: boolean; toSystem?: boolean } = {}): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, 0));
   Bun.gc(full);
+  if (toSystem) returnFreeMemory(); // see there: at the end of a phase, not every step
 }
 
 /** Resident set size now, in MB. */

@@ -7,7 +7,6 @@ import { freemem, totalmem } from "node:os";
 import type { LlamaConfig } from "../model/config.ts";
 import type { SFTExample } from "../format/types.ts";
 import { estimateStepMemory, type StepMemoryEstimate } from "../train/footprint.ts";
-import { computeStreams } from "../mlx/parallel.ts";
 import { UsageError } from "../util/cli.ts";
 
 export interface StepShape {
@@ -34,33 +33,33 @@ export function availableMemoryMB(): number {
 }
 
 const gb = (mb: number) => `${(mb / 1024).toFixed(1)} GB`;
+// Left for the kernel, the page cache and the process's own arrays beyond the estimate: a run that
+// needs every last MB is killed by the first other process that wants one.
+const HEADROOM_MB = 1024;
 
 /** Throw a UsageError when the largest step would not fit in `availableMB` beside the weights
  * already loaded; return the estimate otherwise. */
 export function checkStepMemory(
   config: LlamaConfig,
   shape: StepShape,
-  { base, batchSize, mixProse, availableMB = availableMemoryMB(), streams = computeStreams().length }: { base: string; batchSize: number; mixProse: number; availableMB?: number; streams?: number },
+  { base, batchSize, mixProse, availableMB = availableMemoryMB() }: { base: string; batchSize: number; mixProse: number; availableMB?: number },
 ): StepMemoryEstimate {
-  const est = estimateStepMemory(config, { ...shape, streams });
-  if (process.env.SFT_MLX_MEMORY_CHECK === "0" || est.totalMB - est.weightsMB <= availableMB) return est;
-  // The same step with fewer rows (activations scale with them) or one compute stream.
-  const at = (rows: number, s: number) => estimateStepMemory(config, { rows, seqLen: shape.seqLen, supervised: (shape.supervised * rows) / shape.rows, streams: s }).totalMB;
-  const halfRows = shape.rows - Math.floor(batchSize / 2);
-  const oneRow = shape.rows - (batchSize - 1);
+  const est = estimateStepMemory(config, shape);
+  if (process.env.SFT_MLX_MEMORY_CHECK === "0" || est.totalMB - est.weightsMB + HEADROOM_MB <= availableMB) return est;
+  // The same step with fewer rows: the activations scale with them.
+  const at = (rows: number) => estimateStepMemory(config, { rows, seqLen: shape.seqLen, supervised: (shape.supervised * rows) / shape.rows }).totalMB;
   const options = [
-    streams > 1 ? `SFT_MLX_STREAMS=1 (one gradient copy fewer, slower: ${gb(at(shape.rows, 1))})` : "",
-    batchSize > 1 ? `--batch-size ${Math.ceil(batchSize / 2)} (${gb(at(halfRows, streams))})` : "",
+    batchSize > 1 ? `--batch-size ${Math.ceil(batchSize / 2)} (${gb(at(shape.rows - Math.floor(batchSize / 2)))})` : "",
     mixProse > 0 ? "--mix-prose 0 (no replay rows)" : "",
     `--max-seq-len below ${shape.seqLen}`,
   ].filter(Boolean);
-  const floor = estimateStepMemory(config, { rows: 1, seqLen: 1, streams: 1 }).totalMB; // one stream, no batch to speak of
+  const floor = estimateStepMemory(config, { rows: 1, seqLen: 1 }).totalMB; // no batch to speak of
   throw new UsageError(
     `full fine-tuning of --base ${base} (${(est.parameters / 1e6).toFixed(0)}M parameters) needs about ${gb(est.totalMB)} at its largest step ` +
       `(${shape.rows} rows × ${shape.seqLen} positions): float32 weights ${gb(est.weightsMB)}, AdamW moments ${gb(est.momentsMB)}, ` +
-      `gradients ${gb(est.gradientsMB)} (one per compute stream, ${streams}, and their sum), then the larger of the updated weights and moments (${gb(est.updateMB)}) and the activations (${gb(est.activationsMB)}); ` +
-      `this machine has ${gb(availableMB)} available besides the weights already loaded. ` +
-      `Lower it with ${options.join(", ")}; with SFT_MLX_STREAMS=1 and --batch-size 1 it is ${gb(at(oneRow, 1))}. ` +
+      `gradients ${gb(est.gradientsMB)}, then the larger of the updated weights and moments (${gb(est.updateMB)}) and the activations (${gb(est.activationsMB)}); ` +
+      `this machine has ${gb(availableMB)} available besides the weights already loaded, and ${gb(HEADROOM_MB)} is kept for everything else. ` +
+      `Lower it with ${options.join(", ")}. ` +
       `At least ${gb(floor)} is the weights, gradients, optimizer state and update, whatever the batch: where that does not fit, use a smaller base or a machine with more memory. ` +
       "SFT_MLX_MEMORY_CHECK=0 runs anyway (the figure is an estimate)",
   );

@@ -218,6 +218,9 @@ export class SFTTrainer {
         break;
       }
       window.push(m);
+      // The last step: what follows (evaluation, saving, probes) needs a fraction of a step's peak,
+      // which the allocator would otherwise keep for the rest of the run (lib/mlx/allocator.ts).
+      if (this.step === this.cfg.steps) await releaseMemory({ toSystem: true });
       if (this.step % this.cfg.logEvery === 0 || this.step === this.cfg.steps) {
         this.hooks.onReport?.(averageWindow(window));
         window = [];

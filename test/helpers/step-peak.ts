@@ -7,7 +7,6 @@ import { configFromHF } from "../../lib/model/config.ts";
 import { LlamaModel } from "../../lib/model/llama.ts";
 import { TrainStep } from "../../lib/train/step.ts";
 import { estimateStepMemory } from "../../lib/train/footprint.ts";
-import { computeStreams } from "../../lib/mlx/parallel.ts";
 import { peakRssMB, rssMB } from "../../lib/mlx/memory.ts";
 
 const { rows, seqLen, config } = JSON.parse(process.argv[2]!) as { rows: number; seqLen: number; config: Record<string, unknown> };
@@ -22,5 +21,5 @@ Bun.gc(true);
 const before = rssMB();
 const step = new TrainStep(model, undefined, { sparseHead: true }); // as the SFT trainer runs it
 for (let i = 0; i < 2; i++) await step.step(batch, 1e-4);
-const est = estimateStepMemory(c, { rows, seqLen, streams: computeStreams().length });
+const est = estimateStepMemory(c, { rows, seqLen });
 console.log(JSON.stringify({ growthMB: peakRssMB() - before, estimateMB: est.totalMB - est.weightsMB }));
