@@ -76,9 +76,16 @@ describe("a run that cannot fit is refused before it trains", () => {
     expect(message).toMatch(/^full fine-tuning of --base models\/qwen3-0\.6b-base \(596M parameters\) needs about \d+\.\d GB at its largest step \(11 rows × 256 positions\)/);
     for (const part of ["float32 weights 2.2 GB", "AdamW moments 4.4 GB", "gradients 6.7 GB", "18.0 GB available"]) expect(message).toContain(part);
     expect(message).toContain("then the larger of the updated weights and moments (7.8 GB) and the activations (");
-    expect(message).toMatch(/Lower it with --batch-size 4 \(\d+\.\d GB\), --mix-prose 0 \(no replay rows\), --max-seq-len below 256\./);
-    expect(message).toContain("At least 21.1 GB is the weights, gradients, optimizer state and update, whatever the batch"); // 2.2 + 4.4 + 6.7 + 7.8 (GiB, rounded)
+    expect(message).toMatch(/Lower it with --batch-size 4 \(\d+\.\d GB\), --mix-prose 0 \(no replay rows\), --max-seq-len below 256; at least 21\.1 GB is the weights, gradients, optimizer state and update, whatever the batch\./); // 2.2 + 4.4 + 6.7 + 7.8 (GiB, rounded)
     expect(message).toContain("SFT_MLX_MEMORY_CHECK=0 runs anyway");
+  });
+
+  test("when the update is the peak, the message says the batch does not lower it", () => {
+    const small = { rows: 3, seqLen: 256, supervised: 600 }; // the activations (~4 GB) are below the update (7.8 GB)
+    const message = usageError(() => checkStepMemory(qwen3, small, { ...opts, batchSize: 2, availableMB: 18 * 1024 }));
+    expect(message).toContain("needs about 21.1 GB at its largest step (3 rows × 256 positions)");
+    expect(message).toContain("A smaller batch does not lower it: the weights, gradients, optimizer state and update are 21.1 GB whatever the batch. Where that does not fit");
+    expect(message).not.toContain("--batch-size");
   });
 
   test("a step that fits passes and returns the estimate; SFT_MLX_MEMORY_CHECK=0 skips the check", () => {

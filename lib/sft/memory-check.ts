@@ -46,21 +46,23 @@ export function checkStepMemory(
 ): StepMemoryEstimate {
   const est = estimateStepMemory(config, shape);
   if (process.env.SFT_MLX_MEMORY_CHECK === "0" || est.totalMB - est.weightsMB + HEADROOM_MB <= availableMB) return est;
-  // The same step with fewer rows: the activations scale with them.
-  const at = (rows: number) => estimateStepMemory(config, { rows, seqLen: shape.seqLen, supervised: (shape.supervised * rows) / shape.rows }).totalMB;
-  const options = [
-    batchSize > 1 ? `--batch-size ${Math.ceil(batchSize / 2)} (${gb(at(shape.rows - Math.floor(batchSize / 2)))})` : "",
-    mixProse > 0 ? "--mix-prose 0 (no replay rows)" : "",
-    `--max-seq-len below ${shape.seqLen}`,
-  ].filter(Boolean);
   const floor = estimateStepMemory(config, { rows: 1, seqLen: 1 }).totalMB; // no batch to speak of
+  // The same step with fewer rows: the activations scale with them, and lower the peak only while
+  // they are larger than the update.
+  const at = (rows: number) => estimateStepMemory(config, { rows, seqLen: shape.seqLen, supervised: (shape.supervised * rows) / shape.rows }).totalMB;
+  const lower = est.activationsMB > est.updateMB
+    ? `Lower it with ${[
+      batchSize > 1 ? `--batch-size ${Math.ceil(batchSize / 2)} (${gb(at(shape.rows - Math.floor(batchSize / 2)))})` : "",
+      mixProse > 0 ? "--mix-prose 0 (no replay rows)" : "",
+      `--max-seq-len below ${shape.seqLen}`,
+    ].filter(Boolean).join(", ")}; at least ${gb(floor)} is the weights, gradients, optimizer state and update, whatever the batch.`
+    : `A smaller batch does not lower it: the weights, gradients, optimizer state and update are ${gb(floor)} whatever the batch.`;
   throw new UsageError(
     `full fine-tuning of --base ${base} (${(est.parameters / 1e6).toFixed(0)}M parameters) needs about ${gb(est.totalMB)} at its largest step ` +
       `(${shape.rows} rows × ${shape.seqLen} positions): float32 weights ${gb(est.weightsMB)}, AdamW moments ${gb(est.momentsMB)}, ` +
       `gradients ${gb(est.gradientsMB)}, then the larger of the updated weights and moments (${gb(est.updateMB)}) and the activations (${gb(est.activationsMB)}); ` +
       `this machine has ${gb(availableMB)} available besides the weights already loaded, and ${gb(HEADROOM_MB)} is kept for everything else. ` +
-      `Lower it with ${options.join(", ")}. ` +
-      `At least ${gb(floor)} is the weights, gradients, optimizer state and update, whatever the batch: where that does not fit, use a smaller base or a machine with more memory. ` +
+      `${lower} Where that does not fit, use a smaller base or a machine with more memory. ` +
       "SFT_MLX_MEMORY_CHECK=0 runs anyway (the figure is an estimate)",
   );
 }
