@@ -142,6 +142,15 @@ describe("trainer", () => {
     expect(await last.evaluate(evalSet)).toBeCloseTo(hl.eval[hl.eval.length - 1]!.evalLoss, 5);
   });
 
+  test("releaseTrainingState keeps the weights (the probes still evaluate them) and refuses more training", async () => {
+    const evalSet = render(HELD_OUT);
+    const t = trainer(render(TRAIN), { steps: 4, evalEvery: 4 });
+    const h = await t.train(evalSet);
+    t.releaseTrainingState();
+    expect(await t.evaluate(evalSet)).toBeCloseTo(h.eval.at(-1)!.evalLoss, 5);
+    await expect(t.trainStep()).rejects.toThrow(/optimizer state was released \(releaseTrainingState\): it cannot train again/);
+  });
+
   test("a batch with zero supervised tokens is skipped and counted, never NaN", async () => {
     const unsupervised = render(HELD_OUT).map((ex) => ({ ids: ex.ids, mask: ex.mask.map(() => 0) }));
     const t = trainer([...render(TRAIN), ...unsupervised], { steps: 20, batchSize: 1 });

@@ -14,7 +14,7 @@ import { consola } from "consola";
 import { core as mx } from "@frost-beta/mlx";
 import { UsageError } from "../util/cli.ts";
 import { DEFAULT_BASE } from "../util/paths.ts";
-import { peakRssMB, rssMB } from "../mlx/memory.ts";
+import { peakRssMB, releaseMemory, rssMB } from "../mlx/memory.ts";
 import { CheckpointError, hashCheckpoint, loadCheckpoint, saveCheckpoint } from "../model/checkpoint.ts";
 import { addChatTokens } from "../model/vocab.ts";
 import type { LlamaModel } from "../model/llama.ts";
@@ -301,6 +301,8 @@ export async function executeRun(p: PreparedRun, runDir: string, { resumed = fal
     return 130;
   }
   if (probeStatus === "pending") {
+    trainer.releaseTrainingState(); // saved above: the probes need only the weights
+    await releaseMemory({ toSystem: true });
     const code = await probe({ cfg, sft: decodable(p.model, p.adapter), tokenizer: p.tokenizer, addedTokens: p.addedTokens, trainConversations: p.trainConversations, evalConversations: p.evalConversations, evalKinds: p.evalKinds }, runDir, summary, t0, priorSec);
     if (code !== 0) return code;
   }

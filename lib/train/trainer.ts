@@ -48,6 +48,7 @@ export class SFTTrainer {
   private evalsSinceBest = 0;
   private best: mx.array[] | null = null; // references: MLX arrays are immutable values
   private trained: mx.array[] | null = null; // where training left off, before restoreBest()
+  private finished = false; // releaseTrainingState() was called
   private readonly trainDropped: number;
   private readonly trainTruncated: number;
 
@@ -107,6 +108,7 @@ export class SFTTrainer {
    * but Adam's moments would still decay and the step counter advance, so it would silently shorten
    * the schedule. */
   async trainStep(): Promise<StepMetrics> {
+    if (this.finished) throw new Error("this trainer's optimizer state was released (releaseTrainingState): it cannot train again");
     this.trained = null;
     const t0 = performance.now();
     const drawn: number[] = [];
@@ -263,6 +265,15 @@ export class SFTTrainer {
     const last = this.history.eval.at(-1);
     if (!base || !last || last.step === 0) return null;
     return collapseReason(last.evalLoss, base.evalLoss, this.model.config.vocabSize, last.step, this.lr(last.step));
+  }
+
+  /** Drop what only more training or saveState would read (AdamW's moments, the best and last
+   * weights kept aside), once the run is saved: a 0.6B base's probes then run beside 4.5 GB less. */
+  releaseTrainingState(): void {
+    this.stepper.setState({ m: [], v: [], t: this.stepper.stepCount });
+    this.best = null;
+    this.trained = null;
+    this.finished = true;
   }
 
   /** Put the best evaluated weights back into the model (a no-op before any evaluation). */
