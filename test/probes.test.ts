@@ -14,7 +14,7 @@ import { loadNoiseTemplates } from "../lib/data/data.ts";
 import { loadProbes, probePrompts, promptIds } from "../lib/probes/generation.ts";
 import { ChatTemplate } from "../lib/format/template.ts";
 import { categoryMetrics, describeOutput, generationMetrics, hasRoleMarker, proseOutcome, repeatedNgramShare, type ChatIds } from "../lib/probes/metrics.ts";
-import { proseLoss } from "../lib/probes/prose.ts";
+import { MAX_PROSE_WINDOW, proseLoss } from "../lib/probes/prose.ts";
 import { candidateLogLikelihood, scoreItem } from "../lib/probes/retention.ts";
 import { verdictText } from "../lib/probes/verdict.ts";
 import { probeRun } from "../lib/probes/compare.ts";
@@ -271,6 +271,15 @@ describe("likelihood probes on a tiny model", () => {
     const r = await proseLoss(model, tok, text);
     expect(r).toMatchObject({ ntoks: ids.length - 1, windows: 1, windowLen: 128 });
     expect(r.loss).toBeCloseTo(direct, 4);
+  });
+
+  test("a long-context model scores windows of at most MAX_PROSE_WINDOW tokens, the same loss as explicit windows", async () => {
+    const long = tinyModel(tok.vocabSize, { seed: 3, overrides: { max_position_embeddings: 4096 } });
+    const book = Array.from({ length: 60 }, () => text).join(" "); // ~1,400 tokens: more than one window
+    const r = await proseLoss(long, tok, book);
+    expect(r.windowLen).toBe(MAX_PROSE_WINDOW);
+    expect(r.windows).toBe(Math.ceil((tok.encode(book).length - 1) / MAX_PROSE_WINDOW));
+    expect(r.loss).toBeCloseTo((await proseLoss(long, tok, book, { windowLen: MAX_PROSE_WINDOW, batchSize: 1 })).loss, 4); // batched vs one by one: float sums differ by ~1e-5
   });
 
   test.each([[5, 1], [7, 2], [7, 4]])("windows of %p tokens (batch %p): token-weighted over windows, each target once", async (windowLen, batchSize) => {

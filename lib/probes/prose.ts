@@ -3,8 +3,8 @@
 // at its original job.
 //
 // The text is normalised like the pretraining corpus, tokenised once, and cut into consecutive
-// windows of the model's context length (the last one shorter); every token after the first is
-// scored exactly once, and the loss is token-weighted over all windows.
+// windows of the model's context length, at most MAX_PROSE_WINDOW (the last one shorter); every
+// token after the first is scored exactly once, and the loss is token-weighted over all windows.
 
 import type { LlamaModel } from "../model/llama.ts";
 import type { TextTokenizer } from "../tokenizer/types.ts";
@@ -16,8 +16,8 @@ import { maskedCrossEntropySum } from "../train/loss.ts";
 import { releaseMemory } from "../mlx/memory.ts";
 
 export interface ProseLossOptions {
-  windowLen?: number; // tokens per window; default: the model's context length
-  batchSize?: number; // windows per forward pass
+  windowLen?: number; // tokens per window; default: the model's context length, at most MAX_PROSE_WINDOW
+  batchSize?: number; // windows per forward pass; default: as many as keep the logits within LOGITS_BUDGET
 }
 
 export interface ProseLoss {
@@ -27,10 +27,20 @@ export interface ProseLoss {
   windowLen: number;
 }
 
-const DEFAULT_BATCH = 4; // windows per forward: [4, 256] keeps a 5.8M model's logits near 16 MB
+// A 32,768-position base (Qwen3) would otherwise score the whole held-out text (~7,500 tokens) in one
+// window: attention over all of it, and [7,500 × 151,936] float32 logits (4.5 GB) in one array.
+export const MAX_PROSE_WINDOW = 1024; // tokens
+const MAX_BATCH = 4; // windows per forward: [4, 256] keeps a 5.8M model's logits near 16 MB
+const LOGITS_BUDGET = 2 ** 28; // bytes of logits per forward (256 MB); one window always fits
 
 /** Token-weighted next-token loss of `model` on plain `text`. */
-export async function proseLoss(model: LlamaModel, tokenizer: TextTokenizer, text: string, { windowLen = model.config.maxPositionEmbeddings, batchSize = DEFAULT_BATCH }: ProseLossOptions = {}): Promise<ProseLoss> {
+export async function proseLoss(
+  model: LlamaModel,
+  tokenizer: TextTokenizer,
+  text: string,
+  { windowLen = Math.min(model.config.maxPositionEmbeddings, MAX_PROSE_WINDOW), batchSize }: ProseLossOptions = {},
+): Promise<ProseLoss> {
+  batchSize ??= Math.max(1, Math.min(MAX_BATCH, Math.floor(LOGITS_BUDGET / (4 * windowLen * model.config.vocabSize))));
   const ids = tokenizer.encode(normalizeText(text));
   if (ids.length < 2) throw new Error(`prose loss needs at least 2 tokens of text, got ${ids.length}: check the held-out prose file`);
   if (!(Number.isInteger(windowLen) && windowLen >= 1)) throw new Error(`windowLen must be a positive integer, got \`${windowLen}\``);

@@ -102,7 +102,7 @@ export interface ProseLossReport {
   relative: number; // delta / baseLoss
   ntoks: number; // scored tokens
   windows: number;
-  windowLen: number; // tokens per window: the model's context length
+  windowLen: number; // tokens per window: the model's context length, at most MAX_PROSE_WINDOW (prose.ts)
 }
 
 /** Accuracy on cloze items scored by likelihood. */
