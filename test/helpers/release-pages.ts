@@ -1,6 +1,7 @@
 // Two training steps of a small model in a process of its own, under the scripts' allocator
 // (tcmalloc when installed), for test/allocator.test.ts: prints the resident memory before them,
-// after them and a collection, and after releaseMemory({ toSystem: true }).
+// after them and a collection, after releaseMemory({ toSystem: true }), and after one more such
+// call once the optimizer state is dropped (as a run does before its probes).
 //   bun test/helpers/release-pages.ts
 import { core as mx } from "@frost-beta/mlx";
 import { prepareProcess } from "../../lib/mlx/startup.ts";
@@ -11,7 +12,7 @@ import { LlamaModel } from "../../lib/model/llama.ts";
 import { TrainStep } from "../../lib/train/step.ts";
 
 prepareProcess();
-const c = configFromHF({ model_type: "llama", vocab_size: 8192, hidden_size: 256, intermediate_size: 688, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 256 });
+const c = configFromHF({ model_type: "llama", vocab_size: 32000, hidden_size: 512, intermediate_size: 1536, num_hidden_layers: 2, num_attention_heads: 8, num_key_value_heads: 4, max_position_embeddings: 256 }); // 22M parameters: AdamW's moments 169 MB
 mx.random.seed(0);
 const model = new LlamaModel(c);
 mx.eval(model.parameters());
@@ -24,4 +25,7 @@ for (let i = 0; i < 2; i++) await step.step(batch, 1e-4);
 for (let i = 0; i < 3; i++) await releaseMemory();
 const kept = rssMB();
 await releaseMemory({ toSystem: true });
-console.log(JSON.stringify({ allocator: activeAllocator(), before, kept, released: rssMB() }));
+const released = rssMB();
+step.setState({ m: [], v: [], t: step.stepCount });
+await releaseMemory({ toSystem: true }); // one call: the dropped arrays' finalizers run within it
+console.log(JSON.stringify({ allocator: activeAllocator(), before, kept, released, dropped: rssMB() }));
