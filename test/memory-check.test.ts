@@ -77,6 +77,7 @@ describe("a run that cannot fit is refused before it trains", () => {
     for (const part of ["float32 weights 2.2 GB", "AdamW moments 4.4 GB", "gradients 6.7 GB", "18.0 GB available"]) expect(message).toContain(part);
     expect(message).toContain("then the larger of the updated weights and moments (7.8 GB) and the activations (");
     expect(message).toMatch(/Lower it with --batch-size 4 \(\d+\.\d GB\), --mix-prose 0 \(no replay rows\), --max-seq-len below 256; at least 21\.1 GB is the weights, gradients, optimizer state and update, whatever the batch\./); // 2.2 + 4.4 + 6.7 + 7.8 (GiB, rounded)
+    expect(message).toContain("Where that does not fit, train adapters on the frozen base instead (--lora; --lora --quantize 4 --grad-checkpoint for the least memory)");
     expect(message).toContain("SFT_MLX_MEMORY_CHECK=0 runs anyway");
   });
 

@@ -2,6 +2,7 @@
 // fine-tuning holds about 9 float32 copies of the weights during a step (lib/train/footprint.ts):
 // 21 GB for a 0.6B base, on a 24 GiB machine. A run that cannot fit is refused here, with the
 // estimate's parts and the settings that lower it, instead of being killed by the kernel part-way.
+// LoRA runs (--lora) hold no full gradients or moments and are not checked here.
 // `SFT_MLX_MEMORY_CHECK=0` skips the check (an estimate, not a measurement).
 import { freemem, totalmem } from "node:os";
 import type { LlamaConfig } from "../model/config.ts";
@@ -62,7 +63,7 @@ export function checkStepMemory(
       `(${shape.rows} rows × ${shape.seqLen} positions): float32 weights ${gb(est.weightsMB)}, AdamW moments ${gb(est.momentsMB)}, ` +
       `gradients ${gb(est.gradientsMB)}, then the larger of the updated weights and moments (${gb(est.updateMB)}) and the activations (${gb(est.activationsMB)}); ` +
       `this machine has ${gb(availableMB)} available besides the weights already loaded, and ${gb(HEADROOM_MB)} is kept for everything else. ` +
-      `${lower} Where that does not fit, use a smaller base or a machine with more memory. ` +
+      `${lower} Where that does not fit, train adapters on the frozen base instead (--lora; --lora --quantize 4 --grad-checkpoint for the least memory), or use a smaller base. ` +
       "SFT_MLX_MEMORY_CHECK=0 runs anyway (the figure is an estimate)",
   );
 }

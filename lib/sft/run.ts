@@ -87,9 +87,11 @@ export async function prepareRun(cfg: RunConfig): Promise<PreparedRun> {
   }
   cfg.steps = trainer.cfg.steps; // derived from --epochs when given: config.json records both
   const { replay } = inputs;
-  const shape = largestStep(inputs.trainExamples, { ...cfg, replayRows: replay?.rows ?? 0 });
-  const est = checkStepMemory(inputs.model.config, shape, { ...cfg, base: shown(cfg.base) }); // before the optimizer state exists
-  log.info(`memory: about ${(est.totalMB / 1024).toFixed(1)} GB at the largest step (${shape.rows} × ${shape.seqLen}), ${(est.parameters / 1e6).toFixed(0)}M parameters`);
+  if (!adapter) { // full fine-tuning: checked before the optimizer state exists (a frozen base's adapter holds a fraction)
+    const shape = largestStep(inputs.trainExamples, { ...cfg, replayRows: replay?.rows ?? 0 });
+    const est = checkStepMemory(inputs.model.config, shape, { ...cfg, base: shown(cfg.base) });
+    log.info(`memory: about ${(est.totalMB / 1024).toFixed(1)} GB at the largest step (${shape.rows} × ${shape.seqLen}), ${(est.parameters / 1e6).toFixed(0)}M parameters`);
+  }
   if (replay) log.info(`replay: ${replay.rows} prose rows with every ${cfg.batchSize} conversations (mix ${cfg.mixProse}), ${replay.tokens.length} tokens of ${replay.source}`);
   if (cfg.neftuneAlpha > 0) log.info(`NEFTune: noise α ${cfg.neftuneAlpha} on the input embeddings while training`);
   return { ...inputs, adapter, trainer, hooks };
