@@ -282,6 +282,15 @@ describe("likelihood probes on a tiny model", () => {
     expect(r.loss).toBeCloseTo((await proseLoss(long, tok, book, { windowLen: MAX_PROSE_WINDOW, batchSize: 1 })).loss, 4); // batched vs one by one: float sums differ by ~1e-5
   });
 
+  test("past the logits budget, windows are scored layer by layer with the head in vocabulary slices: the same loss", async () => {
+    const long = tinyModel(tok.vocabSize, { seed: 3, overrides: { max_position_embeddings: 4096 } });
+    const book = Array.from({ length: 10 }, () => text).join(" ");
+    const whole = await proseLoss(long, tok, book, { windowLen: 64 });
+    const sliced = await proseLoss(long, tok, book, { windowLen: 64, logitsBudget: 1 }); // one window's logits pass 1 byte
+    expect(sliced.ntoks).toBe(whole.ntoks);
+    expect(sliced.loss).toBeCloseTo(whole.loss, 4);
+  });
+
   test.each([[5, 1], [7, 2], [7, 4]])("windows of %p tokens (batch %p): token-weighted over windows, each target once", async (windowLen, batchSize) => {
     let sum = 0;
     let n = 0;

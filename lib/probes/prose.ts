@@ -13,11 +13,13 @@ import { padAndCollate } from "../data/batch.ts";
 import { proseExample } from "../data/replay.ts";
 import { normalizeText } from "../tokenizer/normalize.ts";
 import { maskedCrossEntropySum } from "../train/loss.ts";
+import { slicedLossSum } from "../train/trainer.ts";
 import { releaseMemory } from "../mlx/memory.ts";
 
 export interface ProseLossOptions {
   windowLen?: number; // tokens per window; default: the model's context length, at most MAX_PROSE_WINDOW
   batchSize?: number; // windows per forward pass; default: as many as keep the logits within LOGITS_BUDGET
+  logitsBudget?: number; // bytes of logits per forward pass, LOGITS_BUDGET unless a test lowers it
 }
 
 export interface ProseLoss {
@@ -38,9 +40,9 @@ export async function proseLoss(
   model: LlamaModel,
   tokenizer: TextTokenizer,
   text: string,
-  { windowLen = Math.min(model.config.maxPositionEmbeddings, MAX_PROSE_WINDOW), batchSize }: ProseLossOptions = {},
+  { windowLen = Math.min(model.config.maxPositionEmbeddings, MAX_PROSE_WINDOW), batchSize, logitsBudget = LOGITS_BUDGET }: ProseLossOptions = {},
 ): Promise<ProseLoss> {
-  batchSize ??= Math.max(1, Math.min(MAX_BATCH, Math.floor(LOGITS_BUDGET / (4 * windowLen * model.config.vocabSize))));
+  batchSize ??= Math.max(1, Math.min(MAX_BATCH, Math.floor(logitsBudget / (4 * windowLen * model.config.vocabSize))));
   const ids = tokenizer.encode(normalizeText(text));
   if (ids.length < 2) throw new Error(`prose loss needs at least 2 tokens of text, got ${ids.length}: check the held-out prose file`);
   if (!(Number.isInteger(windowLen) && windowLen >= 1)) throw new Error(`windowLen must be a positive integer, got \`${windowLen}\``);
@@ -49,6 +51,10 @@ export async function proseLoss(
   const starts: number[] = [];
   for (let s = 0; s < ids.length - 1; s += windowLen) starts.push(s);
   const pad = ChatFormat.of(tokenizer).pad;
+  // When even one window's logits pass the budget (Qwen3: 1,024 × 151,936 × 4 B = 622 MB), score it
+  // layer by layer with the head in vocabulary slices: an eager forward pass of a 0.6B model held
+  // every layer's intermediates beside the logits, and a QLoRA run's probes peaked near 17 GB.
+  const sliced = 4 * windowLen * model.config.vocabSize > logitsBudget;
   let sum = 0;
   let ntoks = 0;
   for (let b = 0; b < starts.length; b += batchSize) {
@@ -56,10 +62,15 @@ export async function proseLoss(
     // trains on); batch.ts shifts and pads.
     const rows = starts.slice(b, b + batchSize).map((s) => proseExample(ids.slice(s, s + Math.min(windowLen, ids.length - 1 - s) + 1)));
     const batch = padAndCollate(rows, { maxSeqLen: windowLen, padId: pad });
-    const logits = model.forward(batch.inputs); // [B, T, V]
-    const [s, n] = maskedCrossEntropySum(logits, batch.targets, batch.mask);
-    sum += s.item() as number;
-    ntoks += n.item() as number;
+    if (sliced) {
+      sum += await slicedLossSum(model, batch);
+      ntoks += batch.ntoks;
+    } else {
+      const logits = model.forward(batch.inputs); // [B, T, V]
+      const [s, n] = maskedCrossEntropySum(logits, batch.targets, batch.mask);
+      sum += s.item() as number;
+      ntoks += n.item() as number;
+    }
     await releaseMemory();
   }
   return { loss: sum / ntoks, ntoks, windows: starts.length, windowLen };

@@ -360,8 +360,9 @@ export class SFTTrainer {
 
 /** Sum of masked cross-entropy over a batch, layer by layer, the head over the vocabulary in slices at
  * the supervised positions (lib/train/head-loss.ts): no [N, V] logits, nor a quantized embedding's
- * dequantized copy, nor every layer's intermediates at once. */
-async function slicedLossSum(model: LlamaModel, batch: StepBatch): Promise<number> {
+ * dequantized copy, nor every layer's intermediates at once. The held-out evaluation of a
+ * gradient-checkpointed run and the prose probe of a large-vocabulary base use it. */
+export async function slicedLossSum(model: LlamaModel, batch: StepBatch): Promise<number> {
   const h = await hiddenByLayer(model, batch.inputs); // [B, T, D]
   const [B, T, D] = h.shape as [number, number, number];
   const { positions, targets, weights } = gatherSupervised(batch);
