@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { core as mx } from "@frost-beta/mlx";
-import { cpuSignature, KERNEL_FLAGS, useFastCpuKernels } from "../lib/mlx/jit.ts";
+import { cpuSignature, KERNEL_FLAGS, useFastCpuKernels, wrapperScript } from "../lib/mlx/jit.ts";
 import { silu } from "../lib/model/llama.ts";
 import { compileFlat } from "../lib/mlx/autodiff.ts";
 
@@ -99,5 +99,53 @@ describe("jit", () => {
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
+  });
+  // The wrapper around a stand-in compiler that records its arguments and writes its output file:
+  // MLX's command line as it runs it (unquoted, through the shell), for a long kernel name whose hash
+  // pads with three spaces, and for a build that fails the first time (another thread rewriting the
+  // source), as MLX 0.13 gives them.
+  describe.skipIf(process.platform !== "linux")("the compiler wrapper", () => {
+    const setUp = (failFirst: boolean) => {
+      const root = mkdtempSync(join(tmpdir(), "sft-jit-wrapper-"));
+      const fake = join(root, "fake-g++");
+      writeFileSync(fake, [
+        "#!/bin/sh",
+        `printf '%s\\n' "$@" > '${root}/args'`,
+        failFirst ? `[ -e '${root}/failed-once' ] || { touch '${root}/failed-once'; echo 'source read half-written' >&2; exit 1; }` : "",
+        'while [ $# -gt 0 ]; do if [ "$1" = "-o" ]; then echo built > "$2"; fi; shift; done',
+      ].join("\n"), { mode: 0o755 });
+      writeFileSync(join(root, "g++"), wrapperScript(fake), { mode: 0o755 });
+      return root;
+    };
+    const mlxCommand = (root: string, file: string) => `${join(root, "g++")} -std=c++17 -O2 -Wall -fPIC -shared ${join(root, file)}.cpp -o ${join(root, `lib${file}`)}.so`;
+
+    test("a long kernel name split at the spaces before its hash is joined back, spaces and all", () => {
+      const root = setUp(false);
+      try {
+        const file = `${"K".repeat(229)}_   abc123def4567`; // 13 hex digits: three spaces of padding
+        const r = Bun.spawnSync(["sh", "-c", mlxCommand(root, file)]);
+        expect(r.exitCode).toBe(0);
+        const args = readFileSync(join(root, "args"), "utf8").split("\n");
+        expect(args).toContain(join(root, `${file}.cpp`));
+        expect(args.slice(0, 5)).toEqual(["-std=c++17", "-O2", "-Wall", "-fPIC", "-shared"]);
+        expect(args).toContain("-fno-math-errno");
+        expect(readFileSync(join(root, `lib${file}.so`), "utf8")).toBe("built\n"); // renamed into place
+        expect(readdirSync(root).filter((f) => f.startsWith(".building-"))).toEqual([]);
+      } finally {
+        rmSync(root, { recursive: true, force: true });
+      }
+    });
+
+    test("a failed build is tried again, and the library appears only whole", () => {
+      const root = setUp(true);
+      try {
+        const r = Bun.spawnSync(["sh", "-c", mlxCommand(root, "Kshort")]);
+        expect(r.exitCode).toBe(0);
+        expect(readFileSync(join(root, "libKshort.so"), "utf8")).toBe("built\n");
+        expect(readdirSync(root).filter((f) => f.startsWith(".building-"))).toEqual([]);
+      } finally {
+        rmSync(root, { recursive: true, force: true });
+      }
+    });
   });
 });

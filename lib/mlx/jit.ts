@@ -10,7 +10,10 @@
 // and `-ffp-contract=off` (no fused multiply-adds, so compiled and eager ops agree to the bit): an
 // exp kernel went from 8.0 to 0.9 ns per element, and with SiLU written as x / (1 + exp(-x)) so that
 // it fuses, the reference training step +4% (`bun scripts/bench.ts --case train-ref` against the same
-// with SFT_MLX_FAST_KERNELS=0, two runs each).
+// with SFT_MLX_FAST_KERNELS=0, two runs each). Kernels with many inputs and outputs (AdamW's update:
+// 8 inputs, 3 outputs) stayed scalar even so: `std::sqrt` keeps a branch that sets errno, and GCC
+// gives up on vectorizing a loop that needs more than 10 run-time overlap checks between its
+// pointers; `-fno-math-errno` and a higher limit vectorize them (results unchanged: IEEE sqrt either way).
 //
 // The kernels go in a directory of their own, named from the flags, the compiler and the CPU, so that
 // kernels built with other flags or for another CPU are never picked up by name, and those built here
@@ -34,6 +37,8 @@ export const KERNEL_FLAGS = [
   "-O3", // vectorize
   "-march=native", // AVX-512 where the CPU has it; the directory name includes the CPU
   "-fno-trapping-math", // lets fast_exp's ±inf/NaN branches become vector selects
+  "-fno-math-errno", // sqrt without its errno branch (nothing reads errno), so the AdamW update vectorizes
+  "--param=vect-max-version-for-alias-checks=64", // a kernel with many inputs and outputs (AdamW: 9 and 3) is vectorized behind run-time overlap checks; GCC's default gives up above 10
   "-ffp-contract=off", // no FMA contraction: same rounding as MLX's precompiled ops (tests compare them)
 ];
 
@@ -78,9 +83,45 @@ export function kernelKey(compiler: string, cpu: string): string {
   return createHash("sha256").update([compiler, ...KERNEL_FLAGS, cpu].join("\n")).digest("hex").slice(0, 12);
 }
 
-/** The compiler wrapper, (re)written unless it is already ours, unchanged and not writable by others. */
+/** The compiler wrapper, (re)written unless it is already ours, unchanged and not writable by others.
+ * MLX runs it as `g++ -std=c++17 -O2 -Wall -fPIC -shared SOURCE -o LIBRARY` through the shell, and the
+ * wrapper mends two faults of MLX 0.13 on the way:
+ * - A kernel whose name is too long for a file is stored as its first 229 characters, "_" and its hash
+ *   in hex, padded to 16 characters with spaces (`setw` without a fill), and MLX leaves the name
+ *   unquoted: for one such kernel in sixteen (a hash below 16^15) g++ got the source and the library
+ *   as two arguments each, failed, and MLX aborted the process. The halves are joined back here with
+ *   the spaces the shell dropped.
+ * - Each stream's thread builds the kernels it meets, so on a cold cache the two shards of a batch
+ *   build the same kernel at once, each writing its source and library under the same name: one
+ *   thread's g++ read a source the other was rewriting (a compile error, MLX aborted), and a library
+ *   could be loaded half-written. The library is built into a file of this call's own and renamed
+ *   into place, and a failed build is retried once the other thread's source is whole. */
+export function wrapperScript(compiler: string): string {
+  const build = `'${compiler}' "$1" "$2" "$3" "$4" "$5" "$6" -o "$tmp" ${KERNEL_FLAGS.join(" ")}`;
+  return [
+    "#!/bin/sh",
+    "# written by sft-mlx (lib/mlx/jit.ts): MLX's JIT kernels with vectorizing flags",
+    'if [ $# -eq 10 ] && [ "$8" = "-o" ]; then',
+    "  # a long kernel name split at the spaces that pad its hash: join it back",
+    '  hex=${7%.cpp}; pad=""; i=${#hex}',
+    '  while [ "$i" -lt 16 ]; do pad="$pad "; i=$((i + 1)); done',
+    '  set -- "$1" "$2" "$3" "$4" "$5" "$6$pad$7" -o "$9$pad${10}"',
+    "fi",
+    'if [ $# -ne 8 ] || [ "$7" != "-o" ]; then',
+    `  exec '${compiler}' "$@" ${KERNEL_FLAGS.join(" ")}`,
+    "fi",
+    'tmp="${8%/*}/.building-$$.so" # beside the library (the rename stays in one file system), short (names are near the limit)',
+    "for attempt in 1 2 3 4; do",
+    `  if ${build} 2>"$tmp.log"; then mv -f "$tmp" "$8"; rm -f "$tmp.log"; exit 0; fi`,
+    "  sleep 1 # another thread may be rewriting the same source",
+    "done",
+    'cat "$tmp.log" >&2; rm -f "$tmp" "$tmp.log"; exit 1',
+    "",
+  ].join("\n");
+}
+
 function writeWrapper(wrapper: string, compiler: string): void {
-  const script = `#!/bin/sh\n# written by sft-mlx (lib/mlx/jit.ts): MLX's JIT kernels with vectorizing flags\nexec '${compiler}' "$@" ${KERNEL_FLAGS.join(" ")}\n`;
+  const script = wrapperScript(compiler);
   const ok = existsSync(wrapper) && unsafeReason(wrapper) === null && readFileSync(wrapper, "utf8") === script;
   if (ok) return;
   const why = ensurePrivateDir(join(wrapper, "..", ".."), join(wrapper, ".."));
