@@ -24,6 +24,15 @@ export async function releaseMemory({ full = true, toSystem = false }: { full?: 
   }
 }
 
+/** Collect, then yield once more: the finalizers of what the collection found dead run on the event
+ * loop after it, so only then is the native memory of the arrays JavaScript let go of released. Call
+ * before evaluating a graph that should overwrite those arrays in place (MLX reuses an input's memory
+ * only when nothing else holds it). */
+export async function releaseMemoryNow(): Promise<void> {
+  await releaseMemory();
+  await new Promise((resolve) => setTimeout(resolve, 0));
+}
+
 /** Resident set size now, in MB. */
 export function rssMB(): number {
   return process.memoryUsage.rss() / 2 ** 20;

@@ -1,31 +1,25 @@
-// The training step: masked loss, gradients, global-norm clipping and AdamW, compiled as one MLX
-// graph over flat arrays (see autodiff.ts), with the memory policy applied after every step.
+// The training step: masked loss, gradients and global-norm clipping compiled as one MLX graph over
+// flat arrays (see autodiff.ts), then AdamW one parameter at a time (adamw.ts), with the memory policy
+// applied around every step.
 import { core as mx } from "@frost-beta/mlx";
-import type { LlamaModel } from "../model/llama.ts";
+import { Linear, type LlamaModel } from "../model/llama.ts";
 import { maskedCrossEntropy, tokenCrossEntropy } from "./loss.ts";
-import { releaseMemory } from "../mlx/memory.ts";
+import { releaseMemory, releaseMemoryNow } from "../mlx/memory.ts";
 import { balance, computeStreams, shardRanges, useBlasFor } from "../mlx/parallel.ts";
 import { compileFlat, FlatParams, flatValueAndGrad, flattenParams } from "../mlx/autodiff.ts";
+import { columnMajor, zerosColumnMajor } from "../mlx/layout.ts";
 import { assertCpuPrecision } from "../mlx/precision.ts";
-import { dropoutKeysOf, type DropoutKeys } from "../model/lora.ts";
+import { dropoutKeysOf, LoRALinear, type DropoutKeys } from "../model/lora.ts";
 import { recomputedGradients } from "./recompute.ts";
+import { AdamW, biasCorrections, defaultOptimizerConfig, type OptimizerConfig } from "./adamw.ts";
 
-export interface OptimizerConfig {
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number; // decoupled (AdamW); applied to matrices only, never to norms or biases
-  gradClip: number; // max global gradient norm; 0 disables clipping
-}
+export { defaultOptimizerConfig, type OptimizerConfig };
 
-export function defaultOptimizerConfig(): OptimizerConfig {
-  return {
-    beta1: 0.9,
-    beta2: 0.95, // the usual choice for small language models (nanoGPT)
-    eps: 1e-8,
-    weightDecay: 0.1,
-    gradClip: 1.0,
-  };
+/** Whether `owner[key]` is a matrix the forward pass multiplies transposed (x·Wᵀ): MLX's autodiff
+ * returns its gradient column-major, so the step holds it in that layout (lib/mlx/layout.ts). Getting
+ * one wrong changes no value, only the speed of its update. */
+function usedTransposed(owner: unknown, key: string): boolean {
+  return (owner instanceof Linear && key === "weight") || (owner instanceof LoRALinear && (key === "loraA" || key === "loraB"));
 }
 
 /** A batch as the step consumes it: int32 [B, T] inputs/targets, float32 [B, T] target-aligned mask. */
@@ -149,14 +143,19 @@ export function gatherSupervised(batch: StepBatch): { positions: mx.array; targe
  * The batch's rows are split into shards, one per compute stream (lib/mlx/parallel.ts): each shard's
  * forward and backward run on their own stream, its gradients of the loss SUM are added, and the
  * total is divided once by the batch's supervised-token count — the same gradient as the mean loss
- * of the whole batch. The optimizer update is spread over the streams by parameter size.
+ * of the whole batch. The AdamW updates are spread over the streams by parameter size.
+ *
+ * Matrices used transposed (every `Linear`'s weight, LoRA's A and B) are held column-major while
+ * training: MLX's autodiff returns their gradients in that layout, and their update runs vectorized
+ * only when the weight and its moments match it (lib/mlx/layout.ts). Arrays put into the model from
+ * outside (a checkpoint, the best weights) are converted at the next step; no value changes.
  *
  * `step([b1, ..., bk], lr)` accumulates: each micro-batch's gradient sums are computed (and
  * evaluated, so only one micro-batch's activations live at a time), added, and divided once by the
  * supervised tokens of all k together: the gradient of one batch holding their rows.
  *
  * With `recompute` (gradient checkpointing, lib/train/recompute.ts) each batch's gradients come from
- * the piecewise recomputation instead, uncompiled; the update stays compiled.
+ * the piecewise recomputation instead, uncompiled; the norm and the update stay compiled.
  *
  * Only the model's trainable parameters are updated (all of them, or a LoRA adapter). When LoRA
  * layers use dropout, each call gets a fresh PRNG key as an input: a compiled graph would otherwise
@@ -166,9 +165,12 @@ export class TrainStep {
   private m: mx.array[];
   private v: mx.array[];
   private t = 0;
-  private readonly fused: (...args: mx.array[]) => mx.array[]; // one batch: gradients and update
+  private readonly fused: (...args: mx.array[]) => mx.array[]; // one batch: the update's scalars and gradient sums
   private readonly micro: (...args: mx.array[]) => mx.array[]; // a micro-batch's loss sum, count, gradient sums
-  private readonly apply: (...args: mx.array[]) => mx.array[]; // the update from summed gradients
+  private readonly apply: (...args: mx.array[]) => mx.array[]; // the update's scalars from summed gradients
+  private readonly adamw: AdamW;
+  private readonly colMajor: boolean[]; // held column-major: the layout its gradient comes in
+  private written: mx.array[] = []; // the arrays the last step put into the model
   private readonly streams: mx.Stream[];
   private readonly dropout: DropoutKeys | null;
   private readonly seed: number;
@@ -195,15 +197,16 @@ export class TrainStep {
     this.vocabChunk = vocabChunk;
     this.flat = new FlatParams(model);
     if (this.flat.slots.length === 0) throw new Error("TrainStep: the model has no trainable parameters (everything is frozen)");
+    this.colMajor = this.flat.slots.map((s) => usedTransposed(s.owner, s.key));
     const params = this.flat.read();
-    this.m = params.map((p) => mx.zerosLike(p));
-    this.v = params.map((p) => mx.zerosLike(p));
+    this.m = params.map((p, i) => this.zeros(p, i));
+    this.v = params.map((p, i) => this.zeros(p, i));
+    this.adamw = new AdamW(opt, compile);
     const n = params.length;
-    const decays = params.map((p) => p.ndim >= 2);
     const home = (this.home = balance(params.map((p) => p.size), streams.length).map((i) => streams[i]!)); // each parameter's stream
     const perShard = (sparseHead ? 5 : 4) + (embedNoise ? 1 : 0); // arrays per shard (see shardArrays)
     const vg = flatValueAndGrad(this.flat, (...a) => shardLossSums(model, sparseHead, embedNoise, a));
-    const { beta1, beta2, eps, weightDecay, gradClip } = opt;
+    const { gradClip } = opt;
     const dropout = (this.dropout = dropoutKeysOf(model));
 
     /** Loss sums (all targets, replay rows'), supervised-token count and gradient sums (not yet
@@ -230,38 +233,24 @@ export class TrainStep {
       return { sum: total(sums), proseSum: total(proseSums), count: total(counts), grads };
     };
 
-    /** AdamW from gradient sums: [loss, gradNorm, proseSum, ...params', ...m', ...v']. */
-    const adamw = (p: mx.array[], m: mx.array[], v: mx.array[], gradSums: mx.array[], sum: mx.array, proseSum: mx.array, count: mx.array, lr: mx.array, t: mx.array): mx.array[] => {
+    /** The loss, the gradient norm and the update's scalars from the gradient sums: [loss, gradNorm,
+     * proseSum, gradScale, bc1, bc2] (gradScale = clip / ntoks: adamw.ts). */
+    const scalars = (gradSums: mx.array[], sum: mx.array, proseSum: mx.array, count: mx.array, t: mx.array): mx.array[] => {
       const ntoks = mx.maximum(count, mx.array(1, mx.float32));
       const loss = mx.divide(sum, ntoks);
-      const grads = gradSums.map((g, i) => {
-        using _s = mx.stream(home[i]!);
-        return mx.divide(g, ntoks);
-      });
-      const sq = grads.map((g, i) => {
+      const sq = gradSums.map((g, i) => {
         using _s = mx.stream(home[i]!);
         return mx.sum(mx.square(g));
       });
-      const gradNorm = mx.sqrt(sq.reduce((a, b) => mx.add(a, b)));
+      // ‖sum / ntoks‖ as ‖sum‖ / ntoks: dividing each element here would share one broadcast of ntoks
+      // between the kernels of all parameters of a shape (see adamw.ts). Added from the last parameter
+      // back: MLX evaluates arrays in the order it meets them walking back from the outputs, so each
+      // layer's shard gradients are added (in place) as soon as the backward pass has made them, rather
+      // than every shard's whole set of gradients living until the end (2.4 GB each at 0.6B parameters).
+      const gradNorm = mx.divide(mx.sqrt(sq.reduceRight((a, b) => mx.add(a, b))), ntoks);
       const scale = gradClip > 0 ? mx.minimum(mx.array(1, mx.float32), mx.divide(gradClip, mx.add(gradNorm, 1e-6))) : mx.array(1, mx.float32);
-      const bc1 = mx.subtract(1, mx.power(mx.array(beta1, mx.float32), t));
-      const bc2 = mx.subtract(1, mx.power(mx.array(beta2, mx.float32), t));
-      const newP: mx.array[] = [];
-      const newM: mx.array[] = [];
-      const newV: mx.array[] = [];
-      for (let i = 0; i < n; i++) {
-        using _s = mx.stream(home[i]!);
-        const g = mx.multiply(grads[i]!, scale);
-        const mi = mx.add(mx.multiply(beta1, m[i]!), mx.multiply(1 - beta1, g));
-        const vi = mx.add(mx.multiply(beta2, v[i]!), mx.multiply(1 - beta2, mx.square(g)));
-        const stepDir = mx.divide(mx.divide(mi, bc1), mx.add(mx.sqrt(mx.divide(vi, bc2)), eps));
-        let pi = decays[i] && weightDecay > 0 ? mx.multiply(p[i]!, mx.subtract(1, mx.multiply(lr, weightDecay))) : p[i]!;
-        pi = mx.subtract(pi, mx.multiply(lr, stepDir));
-        newP.push(pi);
-        newM.push(mi);
-        newV.push(vi);
-      }
-      return [loss, gradNorm, proseSum, ...newP, ...newM, ...newV];
+      const { bc1, bc2 } = biasCorrections(opt, t);
+      return [loss, gradNorm, proseSum, mx.divide(scale, ntoks), bc1, bc2];
     };
 
     /** With dropout, the last argument is the PRNG key the LoRA layers draw from while `fn` traces. */
@@ -274,21 +263,20 @@ export class TrainStep {
         dropout.key = null;
       }
     };
-    // [...params, ...m, ...v, ...shard 0, ...shard 1, ..., lr, t] → adamw's outputs
+    // [...params, ...shard 0, ...shard 1, ..., t] → [...scalars, ...gradient sums]
     const fused = keyed((args) => {
-      const g = gradients(args.slice(0, n), args.slice(3 * n, args.length - 2));
-      const [lr, t] = args.slice(args.length - 2) as [mx.array, mx.array];
-      return adamw(args.slice(0, n), args.slice(n, 2 * n), args.slice(2 * n, 3 * n), g.grads, g.sum, g.proseSum, g.count, lr, t);
+      const g = gradients(args.slice(0, n), args.slice(n, args.length - 1));
+      return [...scalars(g.grads, g.sum, g.proseSum, g.count, args[args.length - 1]!), ...g.grads];
     });
     // [...params, ...shards] → [sum, proseSum, count, ...gradient sums]
     const micro = keyed((args) => {
       const g = gradients(args.slice(0, n), args.slice(n));
       return [g.sum, g.proseSum, g.count, ...g.grads];
     });
-    // [...params, ...m, ...v, ...gradient sums, sum, proseSum, count, lr, t] → adamw's outputs
+    // [...gradient sums, sum, proseSum, count, t] → scalars
     const apply = (...args: mx.array[]) => {
-      const [sum, proseSum, count, lr, t] = args.slice(4 * n) as [mx.array, mx.array, mx.array, mx.array, mx.array];
-      return adamw(args.slice(0, n), args.slice(n, 2 * n), args.slice(2 * n, 3 * n), args.slice(3 * n, 4 * n), sum, proseSum, count, lr, t);
+      const [sum, proseSum, count, t] = args.slice(n) as [mx.array, mx.array, mx.array, mx.array];
+      return scalars(args.slice(0, n), sum, proseSum, count, t);
     };
     this.fused = compile ? compileFlat(fused) : fused;
     this.micro = compile ? compileFlat(micro) : micro;
@@ -304,7 +292,6 @@ export class TrainStep {
   async step(batch: StepBatch | StepBatch[], lr: number): Promise<StepResult> {
     const batches = Array.isArray(batch) ? batch : [batch];
     if (batches.length === 0) throw new Error("TrainStep.step: no batch");
-    const n = this.flat.slots.length;
     this.t += 1;
     for (const b of batches) {
       if (this.embedNoise !== (b.noise !== undefined)) {
@@ -312,30 +299,47 @@ export class TrainStep {
       }
     }
     useBlasFor(this.streams.length);
-    const params = this.flat.read();
-    const tail = [mx.array(lr, mx.float32), mx.array(this.t, mx.float32)];
-    let out: mx.array[];
-    if (batches.length === 1 && !this.recompute) {
-      out = this.fused(...params, ...this.m, ...this.v, ...this.arrays(batches[0]!), ...tail, ...this.key(0));
-    } else {
-      let acc: mx.array[] = [];
-      for (const [j, b] of batches.entries()) {
-        const g = this.recompute ? await this.recomputed(params, b, j) : this.micro(...params, ...this.arrays(b), ...this.key(j));
-        acc = j === 0 ? g : acc.map((a, i) => mx.add(a, g[i]!)); // [sum, proseSum, count, ...gradient sums]
-        mx.eval(...acc);
-        if (j + 1 < batches.length) await releaseMemory(); // this micro-batch's activations go before the next
-      }
-      out = this.apply(...params, ...this.m, ...this.v, ...acc.slice(3), acc[0]!, acc[1]!, acc[2]!, ...tail);
+    let pending: { params: mx.array[]; out: mx.array[] } | null = await this.gradientSums(batches);
+    const { loss, gradNorm, proseSum } = this.queueUpdate(pending, lr);
+    // The old weights, moments and gradients are now referenced only by the queued graph; freeing
+    // their JavaScript handles first lets MLX overwrite them in place instead of allocating new ones.
+    pending = null;
+    await releaseMemoryNow();
+    mx.eval(loss, gradNorm, proseSum, ...this.written, ...this.m, ...this.v);
+    return { loss: loss.item() as number, gradNorm: gradNorm.item() as number, proseSum: proseSum.item() as number };
+  }
+
+  /** The parameters in their training layout, and [...the update's scalars, ...gradient sums] (queued). */
+  private async gradientSums(batches: StepBatch[]): Promise<{ params: mx.array[]; out: mx.array[] }> {
+    const params = this.flat.read().map((p, i) => (this.colMajor[i] && p !== this.written[i] ? columnMajor(p) : p));
+    const t = mx.array(this.t, mx.float32);
+    if (batches.length === 1 && !this.recompute) return { params, out: this.fused(...params, ...this.arrays(batches[0]!), t, ...this.key(0)) };
+    let acc: mx.array[] = [];
+    for (const [j, b] of batches.entries()) {
+      const g = this.recompute ? await this.recomputed(params, b, j) : this.micro(...params, ...this.arrays(b), ...this.key(j));
+      acc = j === 0 ? g : acc.map((a, i) => mx.add(a, g[i]!)); // [sum, proseSum, count, ...gradient sums]
+      mx.eval(...acc);
+      if (j + 1 < batches.length) await releaseMemory(); // this micro-batch's activations go before the next
     }
-    const [loss, gradNorm, proseSum] = out;
-    const updated = out.slice(3, 3 + n);
-    this.m = out.slice(3 + n, 3 + 2 * n);
-    this.v = out.slice(3 + 2 * n, 3 + 3 * n);
-    this.flat.write(updated);
-    mx.eval(loss, gradNorm, proseSum, ...updated, ...this.m, ...this.v);
-    const result = { loss: loss.item() as number, gradNorm: gradNorm.item() as number, proseSum: proseSum.item() as number };
-    await releaseMemory();
-    return result;
+    const gradSums = acc.slice(3);
+    return { params, out: [...this.apply(...gradSums, acc[0]!, acc[1]!, acc[2]!, t), ...gradSums] };
+  }
+
+  /** Queue each parameter's AdamW update and put the new weights and moments in place of the old. */
+  private queueUpdate({ params, out }: { params: mx.array[]; out: mx.array[] }, lr: number): { loss: mx.array; gradNorm: mx.array; proseSum: mx.array } {
+    const [loss, gradNorm, proseSum, gradScale, bc1, bc2] = out as [mx.array, mx.array, mx.array, mx.array, mx.array, mx.array];
+    const s = { lr: mx.array(lr, mx.float32), gradScale, bc1, bc2 };
+    const updated = params.map((p, i) => this.adamw.update(p, this.m[i]!, this.v[i]!, out[6 + i]!, s, this.home[i]!));
+    this.written = updated.map((u) => u[0]!);
+    this.m = updated.map((u) => u[1]!);
+    this.v = updated.map((u) => u[2]!);
+    this.flat.write(this.written);
+    return { loss, gradNorm, proseSum };
+  }
+
+  /** Zero moments for parameter `i`, in its training layout. */
+  private zeros(p: mx.array, i: number): mx.array {
+    return this.colMajor[i] ? zerosColumnMajor(p.shape, p.dtype) : mx.zerosLike(p);
   }
 
   /** What `micro` computes ([sum, proseSum, count, ...gradient sums]), by recomputation (lib/train/recompute.ts). */
@@ -369,8 +373,9 @@ export class TrainStep {
   }
 
   setState({ m, v, t }: { m: mx.array[]; v: mx.array[]; t: number }): void {
-    this.m = m;
-    this.v = v;
+    const layout = (a: mx.array, i: number) => (this.colMajor[i] ? columnMajor(a) : a);
+    this.m = m.map(layout);
+    this.v = v.map(layout);
     this.t = t;
   }
 }
