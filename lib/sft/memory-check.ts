@@ -61,7 +61,7 @@ export function checkStepMemory(
   throw new UsageError(
     `full fine-tuning of --base ${base} (${(est.parameters / 1e6).toFixed(0)}M parameters) needs about ${gb(est.totalMB)} at its largest step ` +
       `(${shape.rows} rows × ${shape.seqLen} positions): float32 weights ${gb(est.weightsMB)}, AdamW moments ${gb(est.momentsMB)}, ` +
-      `gradients ${gb(est.gradientsMB)}, then the larger of the updated weights and moments (${gb(est.updateMB)}) and the activations (${gb(est.activationsMB)}); ` +
+      `gradients ${gb(est.gradientsMB)}, then the larger of the update's temporaries (${gb(est.updateMB)}) and the activations (${gb(est.activationsMB)}); ` +
       `this machine has ${gb(availableMB)} available besides the weights already loaded, and ${gb(HEADROOM_MB)} is kept for everything else. ` +
       `${lower} Where that does not fit, train adapters on the frozen base instead (--lora; --lora --quantize 4 --grad-checkpoint for the least memory), or use a smaller base. ` +
       "SFT_MLX_MEMORY_CHECK=0 runs anyway (the figure is an estimate)",

@@ -11,8 +11,8 @@ export interface StepMemoryEstimate {
   parameters: number;
   weightsMB: number; // the model itself
   momentsMB: number; // AdamW's m and v
-  gradientsMB: number; // the gradients, their sum over the shards and the clipped copy
-  updateMB: number; // the step's new weights and moments, made while the old ones are still held, and its temporaries
+  gradientsMB: number; // the gradient sums, and the shards' gradients of the largest parameter
+  updateMB: number; // the update's temporaries (weights and moments are overwritten in place)
   activationsMB: number; // what the backward pass keeps of the forward, and the output head's logits
   totalMB: number; // weights, moments, gradients, and the larger of the update and the activations
 
@@ -44,11 +44,13 @@ export function estimateStepMemory(
     parameters,
     weightsMB: perParam(1),
     momentsMB: perParam(2),
-    // Three copies whatever the number of compute streams: measured on the Qwen3-0.6B shapes, one
-    // stream peaked where two did (20.9 and 21.0 GB), and so did small models.
-    gradientsMB: perParam(3),
-    // new weights, m and v, and a few temporaries the size of the parameter being updated
-    updateMB: perParam(3) + (2 * largestParameter(c) * BYTES) / 2 ** 20,
+    // The gradient sums, and both streams' gradients of the largest parameter: the shards' gradients
+    // are added layer by layer as the backward pass makes them, but a tied embedding's head part
+    // arrives first and its lookup part last, so both shards' copies live through the backward pass.
+    gradientsMB: perParam(1) + (2 * largestParameter(c) * BYTES) / 2 ** 20,
+    // AdamW overwrites weights and moments in place (lib/train/adamw.ts); a temporary the size of
+    // the largest parameter (its squared gradient for the norm, a layout copy at the first step)
+    updateMB: (largestParameter(c) * BYTES) / 2 ** 20,
     activationsMB,
   };
   return { ...est, totalMB: est.weightsMB + est.momentsMB + est.gradientsMB + Math.max(est.updateMB, est.activationsMB) };
