@@ -9,6 +9,7 @@ import { core as mx, nn } from "@frost-beta/mlx";
 import type { LlamaModel } from "../lib/model/llama.ts";
 import { FlatParams, flatValueAndGrad } from "../lib/mlx/autodiff.ts";
 import { batchLoss, defaultOptimizerConfig, TrainStep } from "../lib/train/step.ts";
+import { lossWithBump } from "./helpers/finite-diff.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
 
 setDefaultTimeout(60_000); // ms; the shared 2-core box can be slow
@@ -84,16 +85,7 @@ describe("autodiff", () => {
 
   test("the reference gradient agrees with central finite differences on two coordinates per parameter", () => {
     const eps = 1e-2;
-    const lossAt = (i: number, k: number, delta: number) => {
-      const p = params.slice();
-      const bump = new Array<number>(params[i]!.size).fill(0);
-      bump[k] = delta;
-      p[i] = mx.add(params[i]!, mx.array(bump, mx.float32).reshape(params[i]!.shape));
-      flat.write(p);
-      const l = lossFn(b.inputs, b.targets, b.mask).item() as number;
-      flat.write(params);
-      return l;
-    };
+    const lossAt = (i: number, k: number, delta: number) => lossWithBump(flat, params, () => lossFn(b.inputs, b.targets, b.mask).item() as number, i, k, delta);
     params.forEach((p, i) => {
       const g = refGrads[i]!.reshape([-1]).tolist() as number[];
       for (const k of [0, p.size - 1]) {

@@ -16,6 +16,7 @@ import { batchLoss, TrainStep, type StepBatch } from "../lib/train/step.ts";
 import { padAndCollate } from "../lib/data/batch.ts";
 import { LORA_EPOCHS, LORA_LR, resolveSFTConfig } from "../lib/train/config.ts";
 import { seededRandom } from "../lib/util/random.ts";
+import { lossWithBump } from "./helpers/finite-diff.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
 
 const V = 64;
@@ -104,16 +105,7 @@ describe("lora", () => {
     const params = flat.read();
     [, grads] = vg(params, b.inputs, b.targets, b.mask);
     const eps = 1e-2;
-    const lossAt = (i: number, k: number, delta: number) => {
-      const p = params.slice();
-      const bump = new Array<number>(params[i]!.size).fill(0);
-      bump[k] = delta;
-      p[i] = mx.add(params[i]!, mx.array(bump, mx.float32).reshape(params[i]!.shape));
-      flat.write(p);
-      const l = loss(b.inputs, b.targets, b.mask).item() as number;
-      flat.write(params);
-      return l;
-    };
+    const lossAt = (i: number, k: number, delta: number) => lossWithBump(flat, params, () => loss(b.inputs, b.targets, b.mask).item() as number, i, k, delta);
     let checked = 0;
     params.forEach((p, i) => {
       const g = grads[i]!.reshape([-1]).tolist() as number[];
