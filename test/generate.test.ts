@@ -7,7 +7,7 @@
 
 import { describe, expect, test } from "bun:test";
 import { core as mx } from "@frost-beta/mlx";
-import { generate, sampleNext, type SampleOptions, type StopReason } from "../lib/generate/generate.ts";
+import { generate, sampleNext, samplingCandidates, type SampleOptions, type StopReason } from "../lib/generate/generate.ts";
 import { KVCache, makeCaches } from "../lib/model/cache.ts";
 import type { LlamaModel } from "../lib/model/llama.ts";
 import { releaseMemory } from "../lib/mlx/memory.ts";
@@ -210,6 +210,69 @@ describe("sampling", () => {
     ["unseen ids are untouched", [2.0, 1.8, 0.0], [2], 1.5, 0],
   ])("repetition penalty: %s", (_name, logits, history, repetitionPenalty, expected) => {
     expect(sampleNext(Float32Array.from(logits), history, { repetitionPenalty }, rand)).toBe(expected);
+  });
+
+  // The whole vocabulary sorted, as sampling did before it sorted only the likely ids: the cut must
+  // be the same (ids, order and weights) however peaked or flat the logits are.
+  function candidatesBySortingAll(x: Float32Array, { temperature = 1, topK = 0, topP = 1 }: SampleOptions) {
+    let max = -Infinity;
+    for (const v of x) max = Math.max(max, v);
+    let ids = Array.from(x.keys()).sort((a, b) => x[b] - x[a] || a - b);
+    if (topK > 0) ids = ids.slice(0, topK);
+    let weights = ids.map((i) => Math.exp((x[i] - max) / temperature));
+    if (topP < 1) {
+      const total = topK > 0 ? weights.reduce((a, b) => a + b, 0) : Array.from(x).reduce((a, v) => a + Math.exp((v - max) / temperature), 0);
+      let cum = 0;
+      let keep = 0;
+      while (keep < weights.length && cum < topP * total) cum += weights[keep++];
+      ids = ids.slice(0, Math.max(1, keep));
+      weights = weights.slice(0, ids.length);
+    }
+    return { ids, weights };
+  }
+
+  test.each([
+    ["peaked logits, top-p 0.9", 8, { temperature: 0.7, topP: 0.9 }],
+    ["flat logits, top-p 0.9 (the threshold must come down)", 0.01, { temperature: 0.7, topP: 0.9 }],
+    ["flat logits, top-p 0.999", 0.001, { temperature: 1, topP: 0.999 }],
+    ["top-k 50 of flat logits", 0.01, { temperature: 1, topK: 50 }],
+    ["top-k 50 of peaked logits (few above the first threshold)", 30, { temperature: 0.5, topK: 50 }],
+    ["top-k 3000 and top-p 0.95", 3, { temperature: 1.3, topK: 3000, topP: 0.95 }],
+    ["top-k larger than the vocabulary", 2, { temperature: 1, topK: 10000 }],
+    ["top-p 1e-6: the argmax alone", 2, { temperature: 1, topP: 1e-6 }],
+  ])("sampling candidates: %s equal those of sorting the whole vocabulary", (_name, scale, opts) => {
+    const r = seededRandom(11);
+    for (let trial = 0; trial < 5; trial++) {
+      // 4,096 logits with repeated values (ties must break by id, as a stable sort of the ids does)
+      const x = Float32Array.from({ length: 4096 }, () => Math.round((r() - 0.5) * scale * 64) / 64);
+      const got = samplingCandidates(x, opts);
+      const want = candidatesBySortingAll(x, opts);
+      expect(got.ids).toEqual(want.ids);
+      expect(got.weights).toEqual(want.weights);
+      const sum = want.weights.reduce((a, b) => a + b, 0);
+      expect(Math.abs(got.total - sum) / sum).toBeLessThan(1e-12);
+    }
+  });
+
+  test("sampling candidates: a long tail below the first threshold that top-p or top-k needs is included", () => {
+    // One id at 10 and 4,095 at 0: each tail weight e^-10 ≈ 4.5e-5, together 16% of the mass
+    const x = Float32Array.from({ length: 4096 }, (_, i) => (i === 7 ? 10 : 0));
+    const got = samplingCandidates(x, { temperature: 1, topP: 0.9 });
+    expect(got.ids).toEqual(candidatesBySortingAll(x, { temperature: 1, topP: 0.9 }).ids);
+    expect(got.ids[0]).toBe(7);
+    expect(got.ids.length).toBeGreaterThan(1000);
+    const topK = samplingCandidates(x, { temperature: 1, topK: 5 }); // four of the tail, by id
+    expect(topK.ids).toEqual([7, 0, 1, 2, 3]);
+    expect(topK.ids).toEqual(candidatesBySortingAll(x, { temperature: 1, topK: 5 }).ids);
+  });
+
+  test("sampling candidates without top-k or top-p are every id, in id order", () => {
+    const x = Float32Array.from([0.5, -1, 2, 2]);
+    const { ids, weights, total } = samplingCandidates(x, { temperature: 2 });
+    expect(ids).toEqual([0, 1, 2, 3]);
+    expect(weights[2]).toBe(1);
+    expect(weights[0]).toBeCloseTo(Math.exp(-0.75), 12);
+    expect(total).toBeCloseTo(weights.reduce((a, b) => a + b, 0), 12);
   });
 
   test("sampleNext draws in proportion to softmax(logits / T), restricted by top-k and top-p", () => {

@@ -52,38 +52,78 @@ const FULL_COLLECT_EVERY = 256; // tokens between full collections (each ~3.5 ms
 export function sampleNext(
   logits: Float32Array,
   history: number[],
-  { temperature = 0, topK = 0, topP = 1, repetitionPenalty = 1 }: SampleOptions,
+  opts: SampleOptions,
   rand: () => number,
 ): number {
-  const x = Float32Array.from(logits);
-  if (repetitionPenalty !== 1) {
-    // The CTRL/HF rule: shrink positive logits, grow negative ones, for ids seen so far.
-    for (const id of new Set(history)) x[id] = x[id] > 0 ? x[id] / repetitionPenalty : x[id] * repetitionPenalty;
-  }
-  if (temperature <= 0) {
+  const x = penalised(logits, history, opts.repetitionPenalty ?? 1);
+  if ((opts.temperature ?? 0) <= 0) {
     let best = 0;
     for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
     return best;
   }
-  let order = Array.from(x.keys()).sort((a, b) => x[b] - x[a]);
-  if (topK > 0) order = order.slice(0, topK);
-  const max = x[order[0]];
-  let probs = order.map((i) => Math.exp((x[i] - max) / temperature));
-  let total = probs.reduce((a, b) => a + b, 0);
-  if (topP < 1) {
-    let cum = 0;
-    let keep = 0;
-    while (keep < probs.length && cum < topP * total) cum += probs[keep++];
-    order = order.slice(0, Math.max(1, keep));
-    probs = probs.slice(0, Math.max(1, keep));
-    total = probs.reduce((a, b) => a + b, 0);
-  }
+  const { ids, weights, total } = samplingCandidates(x, opts);
   let r = rand() * total;
-  for (let i = 0; i < order.length; i++) {
-    r -= probs[i];
-    if (r <= 0) return order[i];
+  for (let i = 0; i < ids.length; i++) {
+    r -= weights[i];
+    if (r <= 0) return ids[i];
   }
-  return order[order.length - 1];
+  return ids[ids.length - 1];
+}
+
+/** The logits after the repetition penalty (a copy only when there is one): the CTRL/HF rule shrinks
+ * positive logits and grows negative ones, for ids seen so far. */
+function penalised(logits: Float32Array, history: number[], penalty: number): Float32Array {
+  if (penalty === 1) return logits;
+  const x = Float32Array.from(logits);
+  for (const id of new Set(history)) x[id] = x[id] > 0 ? x[id] / penalty : x[id] * penalty;
+  return x;
+}
+
+/** The ids a temperature draw chooses among and their unnormalised weights exp((x - max) / T): all
+ * ids in id order when neither top-k nor top-p is set, else the most likely first (ties by id), cut to
+ * the k largest and then to the shortest prefix holding `topP` of their mass. Sorting the whole
+ * vocabulary for every token cost ~1.1 ms at 4,096 ids (a third of a decode step of the bundled base)
+ * and grows with the vocabulary, so only the ids above a weight threshold are sorted, the threshold
+ * lowered until they are sure to hold the answer: every id below it weighs less than every id above
+ * it, so the cut is the one the whole sorted vocabulary gives. */
+export function samplingCandidates(
+  x: Float32Array,
+  { temperature = 1, topK = 0, topP = 1 }: SampleOptions,
+): { ids: number[]; weights: number[]; total: number } {
+  let max = -Infinity;
+  for (let i = 0; i < x.length; i++) if (x[i] > max) max = x[i];
+  const w = new Float64Array(x.length);
+  let all = 0;
+  for (let i = 0; i < x.length; i++) all += w[i] = Math.exp((x[i] - max) / temperature);
+  if (topK <= 0 && topP >= 1) return { ids: Array.from(w.keys()), weights: Array.from(w), total: all };
+  for (let threshold = 1e-4; ; threshold = threshold > 1e-300 ? threshold * 1e-8 : 0) {
+    const ids: number[] = [];
+    let mass = 0;
+    for (let i = 0; i < w.length; i++) {
+      if (w[i] >= threshold) {
+        ids.push(i);
+        mass += w[i];
+      }
+    }
+    // Enough when the k largest are all above the threshold, or (no top-k) when the ids above it
+    // already hold topP of the whole mass; at threshold 0 every id is in.
+    const enough = threshold === 0 || (topK > 0 ? ids.length >= topK : mass >= topP * all);
+    if (!enough) continue;
+    ids.sort((a, b) => w[b] - w[a] || a - b);
+    if (topK > 0) ids.length = Math.min(ids.length, topK);
+    let weights = ids.map((i) => w[i]);
+    let total = topK > 0 ? weights.reduce((a, b) => a + b, 0) : all; // the mass top-p is a share of
+    if (topP < 1) {
+      let cum = 0;
+      let keep = 0;
+      while (keep < weights.length && cum < topP * total) cum += weights[keep++];
+      keep = Math.max(1, keep);
+      ids.length = keep;
+      weights = weights.slice(0, keep);
+      total = weights.reduce((a, b) => a + b, 0);
+    }
+    return { ids, weights, total };
+  }
 }
 
 /** Where the earliest stop string starts in `text`, or -1. */
@@ -162,6 +202,12 @@ export async function generate(
       next = hostSampling
         ? sampleNext(Float32Array.from(logits.astype(mx.float32).tolist() as number[]), [...prompt, ...ids], opts, rand)
         : (mx.argmax(logits, -1).item() as number);
+      // The next position's logits are queued before this token is detokenized and streamed, so
+      // that host work overlaps the step (a stop or an interruption wastes the one queued step).
+      if (room && i + 1 < maxTokens && !stops.has(next)) {
+        logits = decoder ? decoder.next(next) : model.forward(mx.array([[next]], mx.int32), caches).index(0, -1);
+        mx.asyncEval(logits);
+      }
     }
     if (i === 0) tFirst = performance.now();
     ids.push(next);
@@ -186,9 +232,6 @@ export async function generate(
     if (!room) {
       stopReason = "context";
       break;
-    }
-    if ((!decoder || hostSampling) && i + 1 < maxTokens) {
-      logits = decoder ? decoder.next(next) : model.forward(mx.array([[next]], mx.int32), caches).index(0, -1);
     }
     if (i % COLLECT_EVERY === COLLECT_EVERY - 1) await releaseMemory({ full: i % FULL_COLLECT_EVERY === FULL_COLLECT_EVERY - 1 });
   }
