@@ -38,6 +38,7 @@ import { checkPeer, interleavedRatio, PEER_SCRIPT, PeerError, runPeer, type Peer
 import { checkTrl, compareWithTrl, interleave, projectRowsForTrl, runOurJob, runTrlJob, TRL_SCRIPT, type JobRun } from "../lib/bench/trl.ts";
 import { ChatFormat } from "../lib/format/chat-format.ts";
 import { benchLoRAStep, LORA_VARIANTS, PEER_LORA_SCRIPT, type LoRAVariant } from "../lib/bench/lora.ts";
+import { defaultChatParams } from "../lib/chat/params.ts";
 
 const log = consola.create({ stdout: process.stderr }).withTag("bench"); // stdout carries only the JSON lines
 const CASES = ["sgemm", "train-ref", "base-shape", "train-base", "train-sft", "generate", "sft-run"];
@@ -193,6 +194,11 @@ const command = defineCommand({
       log.start("generate: batch 1, greedy");
       const r = await benchGenerate(base.model, base.tokenizer, PROSE_PROMPT);
       emit({ case: "generate", model: args.base, ...r });
+      // chat.ts's defaults draw each token on the host from the whole row: what its stats line shows
+      const { temperature, topK, topP } = defaultChatParams();
+      log.start(`generate: batch 1, sampled as chat.ts samples (temperature ${temperature}, top-p ${topP})`);
+      const s = await benchGenerate(base.model, base.tokenizer, PROSE_PROMPT, undefined, { temperature, topK, topP });
+      emit({ case: "generate-sampled", model: args.base, temperature, topK, topP, ...s });
     }
     if (cases.includes("sft-run")) {
       // The course's recipe (500 steps, no replay): the run the README's earlier wall times measured,

@@ -6,7 +6,7 @@ import { countParameters } from "../model/config.ts";
 import type { LlamaModel } from "../model/llama.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { TrainStep, type StepBatch } from "../train/step.ts";
-import { generate } from "../generate/generate.ts";
+import { generate, type SampleOptions } from "../generate/generate.ts";
 import { peakRssMB, releaseMemory, rssMB } from "../mlx/memory.ts";
 import { useBlasFor } from "../mlx/parallel.ts";
 
@@ -161,17 +161,18 @@ export interface GenerateBenchResult {
   rssAfterMB: number;
 }
 
-/** Greedy decode of `tokens` tokens at batch 1 with no stop id (so it runs the full length). */
-export async function benchGenerate(model: LlamaModel, tokenizer: Tokenizer, prompt: string, tokens = 500): Promise<GenerateBenchResult> {
+/** Decode `tokens` tokens at batch 1 with no stop id (so it runs the full length): greedy, or with
+ * `sampling` (e.g. chat's defaults, whose draws run on the host). */
+export async function benchGenerate(model: LlamaModel, tokenizer: Tokenizer, prompt: string, tokens = 500, sampling: SampleOptions = {}): Promise<GenerateBenchResult> {
   const ids = tokenizer.encode(prompt);
   const maxTokens = Math.min(tokens, model.config.maxPositionEmbeddings - ids.length);
-  await generate(model, tokenizer, ids, { maxTokens }); // warm-up at full length: compiles, caches, allocator
+  await generate(model, tokenizer, ids, { ...sampling, maxTokens }); // warm-up at full length: compiles, caches, allocator
   await releaseMemory();
   const rssBeforeMB = rssMB();
   const runs = [];
   let rssAfterMB = 0;
   for (let r = 0; r < 3; r++) {
-    runs.push(await generate(model, tokenizer, ids, { maxTokens }));
+    runs.push(await generate(model, tokenizer, ids, { ...sampling, maxTokens, seed: r }));
     await releaseMemory();
     rssAfterMB = rssMB();
   }
