@@ -4,6 +4,8 @@
 //   bun scripts/bench.ts --case train-ref # one case: sgemm, train-ref, train-base, train-sft, generate, sft-run
 //   bun scripts/bench.ts --case base-shape --base /tmp/qwen3-0.6b-shape
 //                                         # a real-size base alone: load, decode, one full fine-tuning step
+//   bun scripts/bench.ts --case base-decode --base /tmp/qwen3-0.6b-shape
+//                                         # the same without the training step: seconds and ~5 GB, not minutes and ~13 GB
 //   bun scripts/bench.ts --torch          # also run the PyTorch peer (../shared/bench/peers) for the ratio:
 //                                         # eager runs interleaved with ours, then 3 compiled runs
 //   bun scripts/bench.ts --torch --python /path/to/venv/bin/python   # a Python that has torch
@@ -42,7 +44,7 @@ import { defaultChatParams } from "../lib/chat/params.ts";
 
 const log = consola.create({ stdout: process.stderr }).withTag("bench"); // stdout carries only the JSON lines
 const CASES = ["sgemm", "train-ref", "base-shape", "train-base", "train-sft", "generate", "sft-run"];
-const OPT_IN = ["lora", "lora-step"]; // asked for by name only; lora-step is one variant of lora, in a child process
+const OPT_IN = ["lora", "lora-step", "base-decode"]; // asked for by name only; lora-step is one variant of lora, in a child process; base-decode is base-shape without its training step
 /** The lora case's runs: variant, gradient checkpointing, and whether the PyTorch + PEFT peer has it. */
 const LORA_RUNS: [LoRAVariant, boolean, boolean][] = [
   ["full", false, true], ["lora-qv", false, true], ["lora-qv", true, true], ["lora-all", false, true], ["qlora4", false, false], ["qlora4", true, false],
@@ -149,24 +151,32 @@ const command = defineCommand({
         emit({ case: "ratio-vs-torch-eager", reference: r.tokensPerSec, peer: mid.tokens_per_sec, ...interleavedRatio(r.runsTokensPerSec, peer) });
       }
     }
-    if (cases.includes("base-shape") && base) {
+    if ((cases.includes("base-shape") || cases.includes("base-decode")) && base) {
       // What a user of this base lives with. Decode first: the training step's optimizer state would
       // otherwise sit under the decode's memory. Peaks are the process's (run this case alone).
-      log.start(`base-shape: ${args.base}: load, decode at batch 1, one full fine-tuning step at ${SHAPE_BATCH.join(" x ")}`);
+      const train = cases.includes("base-shape");
+      log.start(`${train ? "base-shape" : "base-decode"}: ${args.base}: load, decode at batch 1${train ? `, one full fine-tuning step at ${SHAPE_BATCH.join(" x ")}` : ""}`);
       const c = base.config;
       const g = await benchGenerate(base.model, base.tokenizer, PROSE_PROMPT, SHAPE_DECODE_TOKENS);
       const decodePeakRssMB = peakRssMB();
-      const [rows, seq] = SHAPE_BATCH;
-      const estimate = estimateStepMemory(c, { rows, seqLen: seq });
-      remeasurePeak();
-      const batch = randomBatch(c.vocabSize, 0, SHAPE_BATCH);
-      const r = await benchTrainStep(base.model, () => ({ batch, tokens: rows * seq, paddingFraction: 0 }), { warmup: 1, steps: 2, runs: 1, peakGflops, sparseHead: true });
-      emit({
-        case: "base-shape", model: args.base, modelType: c.modelType, parameters: countParameters(c), ...loaded,
+      const decoded = {
+        model: args.base, modelType: c.modelType, parameters: countParameters(c), ...loaded,
         decodeTokensPerSec: g.decodeTokensPerSec, timeToFirstTokenMs: g.timeToFirstTokenMs, decodeTokens: g.generatedTokens, decodePeakRssMB,
-        trainBatch: SHAPE_BATCH.join("x"), firstStepSec: r.firstStepMs / 1000, stepSec: r.stepMs / 1000, trainTokensPerSec: r.tokensPerSec, trainPeakRssMB: r.peakRssMB,
-        estimatedStepMB: estimate.totalMB, streams: computeStreams().length, loadavg: loadavg(), cpu: cpus()[0]?.model,
-      });
+      };
+      if (!train) {
+        emit({ case: "base-decode", ...decoded, loadavg: loadavg(), cpu: cpus()[0]?.model });
+      } else {
+        const [rows, seq] = SHAPE_BATCH;
+        const estimate = estimateStepMemory(c, { rows, seqLen: seq });
+        remeasurePeak();
+        const batch = randomBatch(c.vocabSize, 0, SHAPE_BATCH);
+        const r = await benchTrainStep(base.model, () => ({ batch, tokens: rows * seq, paddingFraction: 0 }), { warmup: 1, steps: 2, runs: 1, peakGflops, sparseHead: true });
+        emit({
+          case: "base-shape", ...decoded,
+          trainBatch: SHAPE_BATCH.join("x"), firstStepSec: r.firstStepMs / 1000, stepSec: r.stepMs / 1000, trainTokensPerSec: r.tokensPerSec, trainPeakRssMB: r.peakRssMB,
+          estimatedStepMB: estimate.totalMB, streams: computeStreams().length, loadavg: loadavg(), cpu: cpus()[0]?.model,
+        });
+      }
     }
     if (cases.includes("train-base") && base) {
       log.start("train-base: bundled base model, 16 x 256 random tokens");
