@@ -64,11 +64,13 @@ export class KVCache implements LayerCache {
     if (like === null) throw new Error("KVCache.reserve: the cache is empty, so its shape is unknown: append first");
     const [B, H, , D] = like.shape;
     const capacity = Math.ceil(positions / CHUNK) * CHUNK;
+    const filled = ["...", mx.Slice(0, this.offset), mx.Slice()] as const;
     const grow = (old: mx.array | null) => {
       const fresh = mx.zeros([B!, H!, capacity, D!], like.dtype);
-      if (old === null || this.offset === 0) return fresh;
-      const kept = old.index("...", mx.Slice(0, this.offset), mx.Slice());
-      return mx.concatenate([kept, fresh.index("...", mx.Slice(this.offset), mx.Slice())], 2);
+      // written in place, as append does: a concatenation with the empty rest held both the new
+      // buffer and the zeros it was made from (two new buffers per layer while it was evaluated)
+      if (old !== null && this.offset > 0) fresh.indexPut_(filled as any, old.index(...(filled as any)));
+      return fresh;
     };
     this.keys = grow(this.keys);
     this.values = grow(this.values);
