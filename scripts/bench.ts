@@ -6,6 +6,8 @@
 //                                         # a real-size base alone: load, decode, one full fine-tuning step
 //   bun scripts/bench.ts --case base-decode --base /tmp/qwen3-0.6b-shape
 //                                         # the same without the training step: seconds and ~5 GB, not minutes and ~13 GB
+//   bun scripts/bench.ts --case decode-context --base /tmp/qwen3-0.6b-shape
+//                                         # one decode step, compiled and eager, at positions up to 8,192
 //   bun scripts/bench.ts --torch          # also run the PyTorch peer (../shared/bench/peers) for the ratio:
 //                                         # eager runs interleaved with ours, then 3 compiled runs
 //   bun scripts/bench.ts --torch --python /path/to/venv/bin/python   # a Python that has torch
@@ -39,12 +41,15 @@ import { blasRecord, prepareProcess } from "../lib/mlx/startup.ts";
 import { checkPeer, interleavedRatio, PEER_SCRIPT, PeerError, runPeer, type PeerRun } from "../lib/bench/peer.ts";
 import { checkTrl, compareWithTrl, interleave, projectRowsForTrl, runOurJob, runTrlJob, TRL_SCRIPT, type JobRun } from "../lib/bench/trl.ts";
 import { ChatFormat } from "../lib/format/chat-format.ts";
+import { benchDecodeContext } from "../lib/bench/decode.ts";
 import { benchLoRAStep, LORA_VARIANTS, PEER_LORA_SCRIPT, type LoRAVariant } from "../lib/bench/lora.ts";
 import { defaultChatParams } from "../lib/chat/params.ts";
 
 const log = consola.create({ stdout: process.stderr }).withTag("bench"); // stdout carries only the JSON lines
 const CASES = ["sgemm", "train-ref", "base-shape", "train-base", "train-sft", "generate", "sft-run"];
-const OPT_IN = ["lora", "lora-step", "base-decode"]; // asked for by name only; lora-step is one variant of lora, in a child process; base-decode is base-shape without its training step
+// asked for by name only; lora-step is one variant of lora, in a child process; base-decode is
+// base-shape without its training step; decode-context times single decode steps at long positions
+const OPT_IN = ["lora", "lora-step", "base-decode", "decode-context"];
 /** The lora case's runs: variant, gradient checkpointing, and whether the PyTorch + PEFT peer has it. */
 const LORA_RUNS: [LoRAVariant, boolean, boolean][] = [
   ["full", false, true], ["lora-qv", false, true], ["lora-qv", true, true], ["lora-all", false, true], ["qlora4", false, false], ["qlora4", true, false],
@@ -209,6 +214,10 @@ const command = defineCommand({
       log.start(`generate: batch 1, sampled as chat.ts samples (temperature ${temperature}, top-p ${topP})`);
       const s = await benchGenerate(base.model, base.tokenizer, PROSE_PROMPT, undefined, { temperature, topK, topP });
       emit({ case: "generate-sampled", model: args.base, temperature, topK, topP, ...s });
+    }
+    if (cases.includes("decode-context") && base) {
+      log.start(`decode-context: ${args.base}: one decode step, compiled over its bucket and eager, past half of each bucket`);
+      for await (const r of benchDecodeContext(base.model)) emit({ case: "decode-context", ...r, loadavg: loadavg() });
     }
     if (cases.includes("sft-run")) {
       // The course's recipe (500 steps, no replay): the run the README's earlier wall times measured,

@@ -1,13 +1,14 @@
 // The compiled single-token decode step (lib/model/decode.ts) against the eager KV-cache path:
 // same logits, across GQA and untied heads, and it follows weight updates made after it was built;
-// greedy generation through it runs one token ahead and still stops exactly where it should.
+// greedy generation through it runs one token ahead and still stops exactly where it should. Long
+// contexts decode compiled too, over a buffer that grows by buckets of positions.
 import { describe, expect, test } from "bun:test";
 import { core as mx } from "@frost-beta/mlx";
 import { tinyModel } from "./helpers/tiny-model.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
 import { makeCaches } from "../lib/model/cache.ts";
-import { CompiledDecoder } from "../lib/model/decode.ts";
-import { generate } from "../lib/generate/generate.ts";
+import { bufferFor, CompiledDecoder } from "../lib/model/decode.ts";
+import { decoderFor, generate } from "../lib/generate/generate.ts";
 import { TrainStep } from "../lib/train/step.ts";
 import type { LlamaModel } from "../lib/model/llama.ts";
 
@@ -27,14 +28,15 @@ describe("compiled decode", () => {
     ["q/k/v and MLP biases", { tied: true, overrides: { attention_bias: true, mlp_bias: true } }],
     ["qwen3: per-head q/k norms, head_dim 16 (not 32/4)", { tied: true, overrides: { model_type: "qwen3", head_dim: 16 } }],
     ["llama3 RoPE scaling", { tied: false, overrides: { rope_scaling: { rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 16 } } }],
-  ])("logits equal the eager cached path step by step (%s)", (_, opts) => {
+    ["projections as W·x (no transposed copies)", { tied: true, transposeWeights: false }],
+  ])("logits equal the eager cached path step by step (%s)", (_, { transposeWeights, ...opts }: { transposeWeights?: boolean; tied: boolean; overrides?: Record<string, unknown> }) => {
     const model = tinyModel(300, { seed: 3, ...opts });
     const prompt = [5, 17, 42, 7];
     const eager = makeCaches(model.config.numHiddenLayers);
     const prefill = makeCaches(model.config.numHiddenLayers);
     let le = model.forward(mx.array([prompt], mx.int32), eager).index(0, -1);
     model.forward(mx.array([prompt], mx.int32), prefill);
-    const dec = new CompiledDecoder(model);
+    const dec = new CompiledDecoder(model, { transposeWeights });
     dec.start(prefill);
     for (let i = 0; i < 30; i++) {
       const next = (i * 37) % 300;
@@ -101,5 +103,48 @@ describe("compiled decode", () => {
       expect(out.stopReason).toBe(reason);
       expect(out.ids).toEqual(expected);
     }
+  });
+
+  test.each([
+    [1, 4096, 256],
+    [256, 4096, 256],
+    [257, 4096, 512],
+    [1025, 32768, 2048],
+    [32768, 32768, 32768],
+    [100, 128, 128], // a context below the smallest bucket
+    [700, 1000, 1000], // one that is no power of two
+  ])("bufferFor(%d positions, context %d) = %d", (positions, context, want) => {
+    expect(bufferFor(positions, context)).toBe(want);
+  });
+
+  test("a long context decodes compiled over a bucket, not the whole context, and grows past it", () => {
+    const model = tinyModel(300, { seed: 6, overrides: { max_position_embeddings: 4096 } });
+    const prompt = Array.from({ length: 250 }, (_, i) => (i * 31 + 7) % 300);
+    const eager = makeCaches(model.config.numHiddenLayers);
+    const caches = makeCaches(model.config.numHiddenLayers);
+    model.forward(mx.array([prompt], mx.int32), eager);
+    model.forward(mx.array([prompt], mx.int32), caches);
+    const dec = new CompiledDecoder(model);
+    dec.start(caches);
+    for (let i = 0; i < 20; i++) {
+      // positions 250 .. 269: across the first bucket's end (256), where the cache grows to 512
+      const next = (i * 41) % 300;
+      const le = model.forward(mx.array([[next]], mx.int32), eager).index(0, -1);
+      expect(maxAbsDiff(le, dec.next(next))).toBeLessThan(1e-4);
+      expect(caches[0]!.keys!.shape[2]).toBe(bufferFor(dec.offset, 4096));
+    }
+    expect(caches[0]!.keys!.shape[2]).toBe(512);
+    expect(dec.steps.compiled).toBe(20);
+  });
+
+  // No model silently decodes eagerly because of its context (it once did above 1,024 positions).
+  test.each([4096, 32768])("generate on a %d-position context: compiled, and the ids of full forward passes", async (context) => {
+    const tok = tinyTokenizer();
+    const model = tinyModel(tok.vocabSize, { seed: 7, overrides: { max_position_embeddings: context } });
+    const text = "the cat sat on the mat and the dog sat on the log ";
+    const prompt = tok.encode(text.repeat(12)).slice(0, 240);
+    const out = await generate(model, tok, prompt, { maxTokens: 40 }); // across the 256 bucket's end
+    expect(out.ids).toEqual(greedyFull(model, prompt, 40));
+    expect(decoderFor(model)!.steps.compiled).toBe(39); // every token after the prefill's
   });
 });

@@ -4,7 +4,7 @@
 import { core as mx } from "@frost-beta/mlx";
 import { LlamaModel } from "../model/llama.ts";
 import { makeCaches } from "../model/cache.ts";
-import { CompiledDecoder, MAX_COMPILED_CONTEXT } from "../model/decode.ts";
+import { CompiledDecoder } from "../model/decode.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { seededRandom } from "../util/random.ts";
 import { releaseMemory } from "../mlx/memory.ts";
@@ -37,9 +37,10 @@ export interface Generation {
 /** One compiled decoder per model, reused across calls (a new one would compile a new graph). */
 const decoders = new WeakMap<LlamaModel, CompiledDecoder>();
 
-function decoderFor(model: LlamaModel): CompiledDecoder | null {
+/** The compiled decoder of `model`, at any context (its buffer is sized per bucket of positions). */
+export function decoderFor(model: LlamaModel): CompiledDecoder | null {
   // Anything else that only offers forward() (a test's scripted model) decodes eagerly.
-  if (!(model instanceof LlamaModel) || model.config.maxPositionEmbeddings > MAX_COMPILED_CONTEXT) return null;
+  if (!(model instanceof LlamaModel)) return null;
   let d = decoders.get(model);
   if (!d) decoders.set(model, (d = new CompiledDecoder(model)));
   return d;
@@ -181,7 +182,7 @@ export async function generate(
   // Prefill the prompt (its last `contextLength - 1` ids at most), then one token at a time.
   const prompt = promptIds.slice(-(contextLength - 1));
   let logits = model.forward(mx.array([prompt], mx.int32), caches).index(0, -1);
-  // Single tokens go through the compiled fixed-shape step (lib/model/decode.ts) when the context allows.
+  // Single tokens go through the compiled step (lib/model/decode.ts), over a buffer per bucket of positions.
   const decoder = decoderFor(model);
   decoder?.start(caches);
   // Greedy decoding through the compiled step runs one token ahead: the step that consumes token i

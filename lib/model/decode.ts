@@ -1,8 +1,13 @@
 // The compiled single-token decode step: the model's own forward pass (llama.ts) on one token,
 // compiled, over the same KVCache the prefill filled. Eager decoding is dispatch-bound on the CPU
 // (~150 small ops per token); compiling the step needs fixed shapes, so each layer sees its cache
-// through a StepCache (cache.ts): the whole fixed-capacity buffer goes in, attention is masked to the
-// filled positions, and the position is an array (RoPE rows are taken from the tables by it).
+// through a StepCache (cache.ts): the whole buffer goes in, attention is masked to the filled
+// positions, and the position is an array (RoPE rows are taken from the tables by it).
+// The buffer is not the model's whole context (Qwen3's 32,768 positions would be attended every
+// token) but a bucket, a power of two that holds the positions so far: the KVCache grows to the next
+// bucket when it is full, so a step attends over fewer than twice the filled positions. MLX's compile
+// traces the step again for each new input shape and keeps every trace, so each bucket is traced
+// once per decoder (per model), and there are few of them (log₂ of the context).
 // Parameters cross the boundary as flat arrays (lib/mlx/autodiff.ts), so a model trained after the
 // decoder was built decodes with its new weights. The new key and value come out of the graph and
 // are appended to the KVCache in place (`indexPut_`), outside the graph, where that copies nothing.
@@ -12,20 +17,29 @@ import { Linear, type LlamaModel } from "./llama.ts";
 import { StepCache, type KVCache } from "./cache.ts";
 import { compileFlat, FlatParams } from "../mlx/autodiff.ts";
 
-/** Contexts above this decode eagerly: attending over the whole buffer would cost more than it saves. */
-export const MAX_COMPILED_CONTEXT = 1024;
+const MIN_BUFFER = 256; // positions: the KVCache's chunk, so that every bucket is whole chunks
+
+/** The buffer the compiled step runs over for `positions` positions (the new one included): the
+ * smallest power of two from MIN_BUFFER that holds them, at most the context. */
+export function bufferFor(positions: number, context: number): number {
+  return Math.min(context, Math.max(MIN_BUFFER, 2 ** Math.ceil(Math.log2(positions))));
+}
 
 export class CompiledDecoder {
-  readonly capacity: number;
+  readonly context: number; // the model's positions: the last one the step can fill
+  /** Steps taken, by path: for benchmarks and tests (generation never falls back unnoticed). */
+  readonly steps = { compiled: 0 };
   private readonly flat: FlatParams;
   private readonly step: (...args: mx.array[]) => mx.array[];
   private caches: KVCache[] = [];
   private readonly linears: Linear[]; // every layer's projections, in a fixed order (Wᵀ's order)
   private transposed: { from: mx.array[]; arrays: mx.array[] } | null = null;
+  readonly transposeWeights: boolean; // whether the step runs x·Wᵀ on copies (linearWeightsT) or W·x
 
-  constructor(readonly model: LlamaModel) {
+  constructor(readonly model: LlamaModel, { transposeWeights = true }: { transposeWeights?: boolean } = {}) {
+    this.transposeWeights = transposeWeights;
     const c = model.config;
-    this.capacity = c.maxPositionEmbeddings;
+    this.context = c.maxPositionEmbeddings;
     this.flat = new FlatParams(model);
     const L = c.numHiddenLayers;
     const n = this.flat.slots.length;
@@ -44,7 +58,7 @@ export class CompiledDecoder {
       const filled = mx.less(mx.arange(0, buffer, 1, mx.int32), pos);
       const pastMask = mx.where(filled, mx.array(0, mx.float32), mx.array(-Infinity, mx.float32)).reshape([1, 1, 1, -1]); // -inf: see causalMask
       const views = K.map((keys, i) => new StepCache(keys, V[i]!, { at: pos, capacity: buffer }, pastMask));
-      this.linears.forEach((lin, i) => (lin._weightT = WT[i]!));
+      this.linears.forEach((lin, i) => (lin._weightT = WT[i] ?? null));
       try {
         const logits = model.forward(token, views).reshape([-1]); // [V]
         return [logits, ...views.map((v) => v.newKeys!), ...views.map((v) => v.newValues!)];
@@ -54,10 +68,9 @@ export class CompiledDecoder {
     });
   }
 
-  /** Continue from the caches a prefill filled (positions 0 .. offset-1): the same caches, grown
-   * once to the whole context so that the step's shapes stay fixed from here on. */
+  /** Continue from the caches a prefill filled (positions 0 .. offset-1); each step grows them to
+   * its bucket (bufferFor) when they are full. */
   start(caches: KVCache[]): void {
-    for (const c of caches) c.reserve(this.capacity);
     this.caches = caches;
   }
 
@@ -65,6 +78,7 @@ export class CompiledDecoder {
    * (README "Performance"). Made again only when the model holds other weight arrays than last time
    * (after training). */
   private linearWeightsT(): mx.array[] {
+    if (!this.transposeWeights) return [];
     const from = this.linears.map((l) => l.weight);
     if (!this.transposed || this.transposed.from.some((w, i) => w !== from[i])) {
       const arrays = from.map((w) => w.T.reshape([-1]).reshape([w.shape[1]!, w.shape[0]!])); // a row-major copy
@@ -83,7 +97,9 @@ export class CompiledDecoder {
    * [V] at this position. */
   next(token: number | mx.array): mx.array {
     const position = this.offset;
-    if (position >= this.capacity) throw new Error(`CompiledDecoder: context of ${this.capacity} positions is full`);
+    if (position >= this.context) throw new Error(`CompiledDecoder: context of ${this.context} positions is full`);
+    // a no-op until the bucket is full; then one copy of the filled positions into the next bucket
+    for (const c of this.caches) c.reserve(bufferFor(position + 1, this.context));
     const params = this.flat.read();
     const L = this.caches.length;
     const id = typeof token === "number" ? mx.array([[token]], mx.int32) : token.reshape([1, 1]).astype(mx.int32);
@@ -92,6 +108,7 @@ export class CompiledDecoder {
     const out = this.step(id, mx.array([position], mx.int32), ...keys, ...values, ...params, ...this.linearWeightsT());
     this.flat.write(params); // tracing leaves placeholders in the model: put the real arrays back
     this.caches.forEach((c, i) => c.append(out[1 + i]!, out[1 + L + i]!));
+    this.steps.compiled++;
     return out[0]!;
   }
 }
