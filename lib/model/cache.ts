@@ -1,7 +1,8 @@
 // The key/value cache of incremental decoding, one per layer, and what a layer's attention sees of
 // it. One cache (KVCache) serves the prefill, eager single-token steps and the compiled decode step
 // (decode.ts); inside the compiled step each layer sees it through a StepCache, which hands the whole
-// fixed-capacity buffer to the graph so that the graph's shapes do not change with the position.
+// buffer (a bucket of positions, decode.ts bufferFor) to the graph so that the graph's shapes do not
+// change with the position.
 import { core as mx } from "@frost-beta/mlx";
 import type { Positions } from "./rope.ts";
 
@@ -11,7 +12,7 @@ const CHUNK = 256; // positions allocated at a time
 export interface AttentionInputs {
   keys: mx.array; // [B, Hkv, S, D]: the keys the queries see under the pass's mask (new ones included)
   values: mx.array;
-  /** The compiled decode step only: the fixed-capacity buffer of earlier positions, attended beside
+  /** The compiled decode step only: the whole buffer of earlier positions, attended beside
    * `keys` rather than concatenated with them (that would copy the buffer every token), and its
    * additive mask [1, 1, 1, capacity] that hides the slots not filled yet. */
   past?: { keys: mx.array; values: mx.array; mask: mx.array };
