@@ -1,9 +1,11 @@
 // The benchmark's comparison with the PyTorch peer: interleaved runs and their ratio
-// (lib/bench/peer.ts), and the hook that puts a peer run between two of ours (lib/bench/measure.ts).
+// (lib/bench/peer.ts), and the hook that puts a peer run between two of ours (lib/bench/measure.ts);
+// the decode-context case's steps run where they say (lib/bench/decode.ts).
 //   bun test test/bench.test.ts
 import { describe, expect, test } from "bun:test";
 import { core as mx } from "@frost-beta/mlx";
 import { benchTrainStep } from "../lib/bench/measure.ts";
+import { benchDecodeContext } from "../lib/bench/decode.ts";
 import { interleavedRatio } from "../lib/bench/peer.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
 
@@ -50,3 +52,11 @@ test("benchTrainStep calls afterRun once after each timed run, outside the timin
   expect(r.runsTokensPerCpuSec).toHaveLength(3); // the sleep uses no CPU either
   for (const t of r.runsTokensPerCpuSec) expect(t).toBeGreaterThan(16 * 2 / 0.3);
 }, 30_000);
+
+test("benchDecodeContext measures each bucket up to the context, past its half", async () => {
+  const model = tinyModel(300, { seed: 1, overrides: { max_position_embeddings: 2048 } });
+  const rows = [];
+  for await (const r of benchDecodeContext(model)) rows.push(r); // it throws if a step ran over another buffer
+  expect(rows.map((r) => [r.buffer, r.position])).toEqual([[256, 130], [1024, 514], [2048, 1026]]);
+  for (const r of rows) for (const ms of [r.eagerMs, r.compiledMs, r.compiledWxMs, r.firstCompiledMs]) expect(ms).toBeGreaterThan(0);
+});
