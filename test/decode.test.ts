@@ -147,4 +147,12 @@ describe("compiled decode", () => {
     expect(out.ids).toEqual(greedyFull(model, prompt, 40));
     expect(decoderFor(model)!.steps.compiled).toBe(39); // every token after the prefill's
   });
+
+  test("projections decode on transposed copies while they are small (the bundled base's), as W·x when large", () => {
+    expect(new CompiledDecoder(tinyModel(300)).transposeWeights).toBe(true);
+    // two layers of Qwen3-0.6B's projections: 123 MB
+    const large = tinyModel(300, { overrides: { hidden_size: 1024, intermediate_size: 3072, num_attention_heads: 16, num_key_value_heads: 8, head_dim: 128 } });
+    expect(new CompiledDecoder(large).transposeWeights).toBe(false);
+    expect(new CompiledDecoder(large, { transposeWeights: true }).transposeWeights).toBe(true);
+  });
 });

@@ -11,13 +11,19 @@
 // Parameters cross the boundary as flat arrays (lib/mlx/autodiff.ts), so a model trained after the
 // decoder was built decodes with its new weights. The new key and value come out of the graph and
 // are appended to the KVCache in place (`indexPut_`), outside the graph, where that copies nothing.
-// The layers' projection weights go in transposed too (see linearWeightsT).
+// The layers' projection weights go in transposed too (see linearWeightsT), where they are small
+// enough to pay: TRANSPOSE_UP_TO_MB.
 import { core as mx } from "@frost-beta/mlx";
 import { Linear, type LlamaModel } from "./llama.ts";
 import { StepCache, type KVCache } from "./cache.ts";
 import { compileFlat, FlatParams } from "../mlx/autodiff.ts";
 
 const MIN_BUFFER = 256; // positions: the KVCache's chunk, so that every bucket is whole chunks
+/** Projection weights (all layers) up to this size decode as x·Wᵀ on transposed copies, larger ones
+ * as W·x: the copies are faster while the weights stay in the CPU's caches (the bundled base's 19 MB),
+ * slower once every token streams them from memory (Qwen3-0.6B's 1.7 GB, which they would double):
+ * README "Performance". */
+const TRANSPOSE_UP_TO_MB = 64;
 
 /** The buffer the compiled step runs over for `positions` positions (the new one included): the
  * smallest power of two from MIN_BUFFER that holds them, at most the context. */
@@ -36,8 +42,8 @@ export class CompiledDecoder {
   private transposed: { from: mx.array[]; arrays: mx.array[] } | null = null;
   readonly transposeWeights: boolean; // whether the step runs x·Wᵀ on copies (linearWeightsT) or W·x
 
-  constructor(readonly model: LlamaModel, { transposeWeights = true }: { transposeWeights?: boolean } = {}) {
-    this.transposeWeights = transposeWeights;
+  /** `transposeWeights`: by default, whether the projections are at most TRANSPOSE_UP_TO_MB. */
+  constructor(readonly model: LlamaModel, { transposeWeights }: { transposeWeights?: boolean } = {}) {
     const c = model.config;
     this.context = c.maxPositionEmbeddings;
     this.flat = new FlatParams(model);
@@ -45,6 +51,7 @@ export class CompiledDecoder {
     const n = this.flat.slots.length;
     // every Linear inside the layers, wherever a layer keeps it (the head stays W·h: see linear())
     this.linears = model.model.layers.flatMap((layer) => layer.modules().filter((m): m is Linear => m instanceof Linear));
+    this.transposeWeights = transposeWeights ?? this.linears.reduce((n, l) => n + l.weight.nbytes!, 0) <= TRANSPOSE_UP_TO_MB * 2 ** 20;
     // args: [token [1,1], pos [1], ...K (L), ...V (L), ...params (n), ...Wᵀ] → [logits [V], ...k (L), ...v (L)]
     // where K, V [1, Hkv, buffer, D] are the caches' buffers (positions < pos filled), k, v
     // [1, Hkv, 1, D] this token's, and Wᵀ the projection weights transposed (linearWeightsT).
