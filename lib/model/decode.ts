@@ -1,6 +1,6 @@
 // The compiled single-token decode step: the model's own forward pass (llama.ts) on one token,
-// compiled, over the same KVCache the prefill filled. Eager decoding is dispatch-bound on the CPU
-// (~150 small ops per token); compiling the step needs fixed shapes, so each layer sees its cache
+// compiled, over the same KVCache the prefill filled. Eager decoding of a small model is dispatch-bound
+// on the CPU (~150 small ops per token; a large one is bound by reading its weights); compiling the step needs fixed shapes, so each layer sees its cache
 // through a StepCache (cache.ts): the whole buffer goes in, attention is masked to the filled
 // positions, and the position is an array (RoPE rows are taken from the tables by it).
 // The buffer is not the model's whole context (Qwen3's 32,768 positions would be attended every
@@ -33,7 +33,7 @@ export function bufferFor(positions: number, context: number): number {
 
 export class CompiledDecoder {
   readonly context: number; // the model's positions: the last one the step can fill
-  /** Steps taken, by path: for benchmarks and tests (generation never falls back unnoticed). */
+  /** Steps taken through the compiled graph: for benchmarks and tests (no model decodes eagerly unnoticed). */
   readonly steps = { compiled: 0 };
   private readonly flat: FlatParams;
   private readonly step: (...args: mx.array[]) => mx.array[];
