@@ -7,7 +7,8 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { core as mx, nn } from "@frost-beta/mlx";
 import type { LlamaModel } from "../lib/model/llama.ts";
-import { FlatParams, flatValueAndGrad } from "../lib/mlx/autodiff.ts";
+import { compileFlat, FlatParams, flatValueAndGrad } from "../lib/mlx/autodiff.ts";
+import { releaseMemory } from "../lib/mlx/memory.ts";
 import { batchLoss, defaultOptimizerConfig, TrainStep } from "../lib/train/step.ts";
 import { lossWithBump } from "./helpers/finite-diff.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
@@ -138,5 +139,19 @@ describe("autodiff", () => {
   test("compiled TrainStep on the tiny Llama (shared shapes: checked by value)", async () => {
     const llama = tinyModel(64, { seed: 5 });
     await checkCompiledStep(llama, 50, batch(64, 2, 16));
+  });
+
+  test("compileFlat: an object holding a compiled function that reads it back is collected", async () => {
+    // The binding holds what it compiles from native code: such an object (a CompiledDecoder and its
+    // model) was never freed. Built in a function so that no local of the test holds it.
+    const make = () => {
+      const owner: { big: mx.array; step?: (...a: mx.array[]) => mx.array[] } = { big: mx.ones([4]) };
+      owner.step = compileFlat((x) => [mx.add(x, owner.big)]);
+      expect(Array.from(owner.step(mx.ones([4]))[0]!.tolist() as number[])).toEqual([2, 2, 2, 2]);
+      return new WeakRef(owner);
+    };
+    const ref = make();
+    for (let i = 0; i < 3; i++) await releaseMemory();
+    expect(ref.deref()).toBeUndefined();
   });
 });

@@ -79,16 +79,35 @@ export function flatValueAndGrad<V extends mx.array | mx.array[]>(
   };
 }
 
-/** `mx.compile` of a function from a flat list of arrays to a flat list of arrays. */
+/** `mx.compile` of a function from a flat list of arrays to a flat list of arrays. The compiled
+ * function can be collected with whatever `fn` reaches, even when that holds the compiled function
+ * itself (a decoder's step reads its own fields): see `reachedWeakly`. */
 export function compileFlat(fn: (...args: mx.array[]) => mx.array[]): (...args: mx.array[]) => mx.array[] {
-  const compiled = mx.compile(fn);
-  return (...args) => {
+  const compiled = mx.compile(reachedWeakly(fn));
+  const run = (...args: mx.array[]) => {
     const out = compiled(...args) as unknown as mx.array[];
     if (!Array.isArray(out)) throw new Error(`compileFlat: expected an array of outputs, got ${describe(out)}`);
     return out;
   };
+  return Object.assign(run, { source: fn }); // holds fn, in JavaScript, for as long as `run` lives: reachedWeakly finds it
 }
 
 function describe(x: unknown): string {
   return Array.isArray(x) ? `an array of ${x.length}` : typeof x;
 }
+
+/** `fn` behind a weak reference, for handing to native code. The binding holds a function it
+ * compiles with a strong reference from native code, which the collector cannot see through: when
+ * `fn` reaches the compiled function back (an object holding its own compiled step), the pair was
+ * never freed, nor the model it decodes (a CompiledDecoder kept every model it had decoded alive).
+ * The caller keeps `fn` alive in JavaScript instead, where such a cycle is collected. Declared at the
+ * top level so that the closure captures nothing but the reference. */
+function reachedWeakly<F extends (...args: any[]) => any>(fn: F): F {
+  const ref = new WeakRef(fn);
+  return ((...args: Parameters<F>) => {
+    const f = ref.deref();
+    if (!f) throw new Error("a compiled function outlived the function it compiles: keep the latter alive (compileFlat does)");
+    return f(...args);
+  }) as F;
+}
+
