@@ -18,7 +18,9 @@ import { namedParameters } from "../lib/model/checkpoint.ts";
 import { createRunDir } from "../lib/run/folder.ts";
 import { readJSON } from "../lib/io/files.ts";
 import { resolveRunConfig, type RunConfig } from "../lib/sft/run-config.ts";
-import { executeRun, prepareRun } from "../lib/sft/run.ts";
+import { executeRun, loadRunData, prepareRun } from "../lib/sft/run.ts";
+import { readConfigFile } from "../lib/sft/config-file.ts";
+import { probeRun } from "../lib/probes/compare.ts";
 import { resumeRun } from "../lib/sft/resume.ts";
 import { readRun } from "../lib/chat/select.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
@@ -94,6 +96,22 @@ describe("lora run", () => {
       expect(mx.arrayEqual(mx.take(w, others, 0), mx.take(grown.get(name)!, others, 0)).item()).toBe(true);
     }
     expect(readRun(runDir).checkpoint).toBe(join(runDir, "adapter")); // what chat --run opens
+  });
+
+  test("the probes: the base side is the base as loaded again, the report the one a fresh base and the saved adapter give", async () => {
+    // The run probed its frozen base in memory (no second load) and a merge sharing the base's arrays;
+    // the probes as they ran before that: the base read from disk and grown again, the adapter merged onto it.
+    const { provenance: _, ...cfg } = readConfigFile(runDir);
+    const data = loadRunData(cfg);
+    const base = await loadCheckpoint(LLAMA);
+    const grown = addChatTokens(base.model, base.tokenizer, { seed: cfg.seed });
+    const fresh = await probeRun({
+      base: grown.model, sft: (await loadForDecoding(join(runDir, "adapter"))).model, tokenizer: grown.tokenizer, probesPath: cfg.probes,
+      evalConversations: data.eval.map((c) => c.messages), evalKinds: data.eval.map((c) => c.kind), trainConversations: data.train.map((c) => c.messages), seed: cfg.seed, maxTokens: cfg.probeTokens,
+    });
+    const probes = readJSON(join(runDir, "summary.json")).probes;
+    expect(probes.samples.length).toBeGreaterThan(20);
+    expect(probes).toEqual(JSON.parse(JSON.stringify(fresh)));
   });
 
   test("fuse: the merged checkpoint computes what base + adapter compute", async () => {

@@ -5,7 +5,7 @@
 //   bun test test/lora.test.ts
 import { describe, expect, test } from "bun:test";
 import { core as mx, nn } from "@frost-beta/mlx";
-import { applyLoRA, mergeLoRA, tokenLayers, loraLayers } from "../lib/model/lora.ts";
+import { applyLoRA, mergeLoRA, tokenLayers, loraLayers, unadapted } from "../lib/model/lora.ts";
 import { formatTargets, parseTargets, type LoRASettings } from "../lib/model/lora-config.ts";
 import { minInputDim, notQuantizable, QuantizedLinear, quantizeModel } from "../lib/model/quantize.ts";
 import { adapterOf, unmergeAdapter } from "../lib/model/adapter.ts";
@@ -153,6 +153,30 @@ describe("lora", () => {
     const after = namedParameters(merged);
     expect(after.map(([k]) => k)).toEqual(original.map(([k]) => k));
     for (const [i, [, w]] of after.entries()) expect(maxAbsDiff(w, original[i]![1])).toBeLessThan(1e-6);
+  });
+
+  test.each([true, false])("the probes' sides of a LoRA run: the base is the frozen base itself, the merge copies only what the adapter changes (tied head: %p)", (tied) => {
+    const model = tinyModel(V, { seed: 6, tied });
+    const fresh = tinyModel(V, { seed: 6, tied }); // the base as loading it again gives it
+    applyLoRA(model, QV, { tokenIndices: TOKENS });
+    perturb(model); // a trained adapter: B and the token rows away from their start
+    const held = new Set(flattenParams(model.parameters()).map(([, a]) => a)); // every array the adapted model holds
+    const base = unadapted(model);
+    const freshNamed = new Map(namedParameters(fresh));
+    for (const [name, w] of namedParameters(base)) expect([name, held.has(w), equal(w, freshNamed.get(name)!)]).toEqual([name, true, true]);
+    expect(equal(base.forward(ids), fresh.forward(ids))).toBe(true);
+    const merged = mergeLoRA(model);
+    expect(maxAbsDiff(merged.forward(ids), base.forward(ids))).toBeGreaterThan(1e-3); // the adapter is on
+    const copied = namedParameters(merged).filter(([, w]) => !held.has(w)).map(([name]) => name);
+    const adapted = [0, 1].flatMap((i) => ["q_proj", "v_proj"].map((t) => `model.layers.${i}.self_attn.${t}.weight`));
+    expect(copied.sort()).toEqual([...adapted, "model.embed_tokens.weight", ...(tied ? [] : ["lm_head.weight"])].sort());
+  });
+
+  test("a quantized base has no unadapted twin: its values are not the checkpoint's", async () => {
+    const model = tinyModel(V, { seed: 1, overrides: WIDE });
+    await quantizeModel(model, { bits: 4, groupSize: 64 });
+    applyLoRA(model, QV);
+    expect(() => unadapted(model)).toThrow(/quantized.*load the base checkpoint/);
   });
 
   test.each([false, true])("grad-accum: 2 micro-batches give the step of one batch holding their 4 rows (compiled: %p)", async (compile) => {

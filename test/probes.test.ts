@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { core as mx } from "@frost-beta/mlx";
 import type { LlamaModel } from "../lib/model/llama.ts";
+import { mergeLoRA } from "../lib/model/lora.ts";
 import { DEFAULT_NOISE } from "../lib/util/paths.ts";
 import { loadNoiseTemplates } from "../lib/data/data.ts";
 import { loadProbes, probePrompts, promptIds } from "../lib/probes/generation.ts";
@@ -371,7 +372,33 @@ describe("probeRun on a tiny model", () => {
     expect(report.retention.sft).toEqual(report.retention.base);
     expect(report.verdict).toContain(`on ${report.sft.stops} of 3 chat prompts`);
     expect(JSON.parse(JSON.stringify(report))).toEqual(report);
-    expect(progress[0]).toBe("generate 1/5: q-fox");
+    expect(progress[0]).toBe("sft: generate 1/5: q-fox");
+  });
+
+  test("one model at a time: the fine-tuned side runs whole, is let go, and only then is the base made; the report is the same", async () => {
+    const models = { base: tinyModel(tok.vocabSize, { seed: 5 }), sft: tinyModel(tok.vocabSize, { seed: 6 }) };
+    const opts = { tokenizer: tok, probesPath, evalConversations, trainConversations: evalConversations, seed: 0, maxTokens: 8, prosePath, retentionPath };
+    const given = await probeRun({ ...opts, base: models.base, sft: models.sft });
+    const events: string[] = [];
+    let sftRef: WeakRef<LlamaModel> | null = null;
+    const made = await probeRun({
+      ...opts,
+      sft: () => {
+        events.push("make sft");
+        const m = mergeLoRA(models.sft); // a new model object sharing the arrays, as a LoRA run's merge is
+        sftRef = new WeakRef(m);
+        return m;
+      },
+      base: async () => {
+        Bun.gc(true);
+        events.push(`make base (sft model ${sftRef!.deref() ? "still held" : "freed"})`);
+        return models.base;
+      },
+      onProgress: (m) => events.push(m.replace(/ \d+\/\d+:.*/, "")),
+    });
+    expect([...new Set(events)]).toEqual(["make sft", "sft: generate", "sft: prose loss", "sft: retention, 2 cloze items", "make base (sft model freed)", "base: generate", "base: prose loss", "base: retention, 2 cloze items"]);
+    expect(made).toEqual(given);
+    expect(made.prose.delta).not.toBe(0); // two different models
   });
 
   test("a bad path fails before any model runs", async () => {

@@ -254,14 +254,32 @@ export function dropoutKeysOf(model: nn.Module): DropoutKeys | null {
 
 /**
  * A plain LlamaModel computing what `model` computes: LoRA merged into the weights, trainable rows
- * written in, quantized weights dequantized. The model itself is not changed. Decoding runs on this
- * (the adapted model decodes too, through the same forward pass, but each token would pay for the
- * adapter's extra products and, quantized, for dequantizing every layer) and a merged checkpoint
- * holds it.
+ * written in, quantized weights dequantized. The model itself is not changed, and every array the
+ * adapter does not touch is shared, not copied: on a float32 base only the adapted projections and
+ * the embedding (and an untied head) with trainable rows are new. Decoding runs on this (the adapted
+ * model decodes too, through the same forward pass, but each token would pay for the adapter's extra
+ * products and, quantized, for dequantizing every layer) and a merged checkpoint holds it.
  */
 export function mergeLoRA(model: LlamaModel): LlamaModel {
+  return plainModel(model, true);
+}
+
+/**
+ * A plain LlamaModel computing what `model`'s frozen base computes, the adapter off: its arrays are
+ * the base's own (nothing is copied; LoRA never changes them), so a LoRA run probes its base without
+ * loading it again. A quantized base is refused: its values are not the checkpoint's, so load that.
+ */
+export function unadapted(model: LlamaModel): LlamaModel {
+  if (model.modules().some((m) => m instanceof QuantizedLinear || m instanceof QuantizedEmbedding)) {
+    throw new Error("unadapted: the base is quantized, so its weights are not the checkpoint's: load the base checkpoint instead");
+  }
+  return plainModel(model, false);
+}
+
+/** A LlamaModel of `model`'s config holding, at each path, the adapted value (`merged`) or the base's. */
+function plainModel(model: LlamaModel, merged: boolean): LlamaModel {
   const plain = new LlamaModel(model.config); // its random init is lazy and replaced before use
-  const named = flattenParams(plain.parameters()).map(([path]): [string, mx.array] => [toSnake(path), effectiveParameter(model, path)]);
+  const named = flattenParams(plain.parameters()).map(([path]): [string, mx.array] => [toSnake(path), parameterAt(model, path, merged)]);
   setNamedParameters(plain, named);
   mx.eval(plain.parameters());
   return plain;
@@ -269,8 +287,9 @@ export function mergeLoRA(model: LlamaModel): LlamaModel {
 
 const toSnake = (path: string) => path.replace(/[A-Z]/g, (ch) => "_" + ch.toLowerCase());
 
-/** The value a plain model would hold at `path` (e.g. `model.layers.0.selfAttn.qProj.weight`). */
-function effectiveParameter(model: nn.Module, path: string): mx.array {
+/** The value a plain model would hold at `path` (e.g. `model.layers.0.selfAttn.qProj.weight`): with
+ * the adapter merged (`merged`), or the base's under it. */
+function parameterAt(model: nn.Module, path: string, merged: boolean): mx.array {
   const parts = path.split(".");
   let node: any = model;
   for (const part of parts.slice(0, -1)) {
@@ -278,9 +297,9 @@ function effectiveParameter(model: nn.Module, path: string): mx.array {
     if (node instanceof LoRALinear || node instanceof TrainableTokens) break;
   }
   const leaf = parts.at(-1)!;
-  if (leaf === "weight") return denseWeight(node);
+  if (leaf === "weight" && merged) return denseWeight(node);
   const owner = node instanceof LoRALinear || node instanceof TrainableTokens ? node.base : node;
   const value = owner[leaf];
-  if (!(value instanceof mx.array)) throw new Error(`mergeLoRA: no parameter at ${path}`);
+  if (!(value instanceof mx.array)) throw new Error(`no parameter at ${path} in this model`);
   return value;
 }

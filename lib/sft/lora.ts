@@ -1,11 +1,12 @@
 // The LoRA part of an SFT run (`--lora`, `--quantize`): the base loaded as usual is quantized in
 // memory if asked (QLoRA), then frozen under a LoRA adapter, with the chat tokens' rows trainable;
 // the run leaves `adapter/` (PEFT's layout) instead of `checkpoint/`; probes and chat decode a
-// merged copy (faster per token: see mergeLoRA).
+// merged copy (faster per token: see mergeLoRA), and the probes' base side is the frozen base itself.
 import { consola } from "consola";
 import type { LlamaModel } from "../model/llama.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
-import { applyLoRA, mergeLoRA, type LoRASummary } from "../model/lora.ts";
+import { applyLoRA, mergeLoRA, unadapted, type LoRASummary } from "../model/lora.ts";
+import type { ProbeModel } from "../probes/compare.ts";
 import { parseTargets, type LoRASettings } from "../model/lora-config.ts";
 import { quantizeModel, type QuantizeBits, type QuantizeReport } from "../model/quantize.ts";
 import { adapterOf, saveAdapter } from "../model/adapter.ts";
@@ -68,7 +69,12 @@ export function saveRunAdapter(dir: string, model: LlamaModel, tokenizer: Tokeni
   });
 }
 
-/** The model to decode with: a merged copy for a LoRA model, else the model itself. */
-export function decodable(model: LlamaModel, setup: AdapterSetup | null): LlamaModel {
-  return setup ? mergeLoRA(model) : model;
+/** The models a run's probes compare, each made only when its side runs (probeRun), from the model
+ * the run trained: the fine-tuned side is the model itself, or for LoRA a merged copy that shares
+ * every array the adapter does not touch; the base side, on a float32 LoRA base, is the frozen base
+ * itself (no second load). `base` is absent where the base must be read from disk again: after full
+ * fine-tuning, and under QLoRA, whose quantized base is not the base the run is compared with. */
+export function probeSides(model: LlamaModel, setup: AdapterSetup | null): { sft: ProbeModel; base?: ProbeModel } {
+  if (!setup) return { sft: model };
+  return { sft: () => mergeLoRA(model), ...(setup.quantization ? {} : { base: () => unadapted(model) }) };
 }

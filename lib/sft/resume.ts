@@ -14,6 +14,8 @@ import { AdapterError, loadForDecoding } from "../model/adapter.ts";
 import { truncateMetrics } from "../run/metrics.ts";
 import { probeStatusOf, readSummary, type RunSummary } from "../run/summary.ts";
 import { readConfigFile } from "./config-file.ts";
+import { handOver, type ProbeModel } from "../probes/compare.ts";
+import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { executeRun, loadRunData, prepareRun, probe, shown, STATE_DIR } from "./run.ts";
 
 const log = consola.withTag("train");
@@ -61,16 +63,23 @@ export async function resumeRun(runDir: string): Promise<number> {
  * interrupted, or never started). */
 async function probesOnly(runDir: string, cfg: Parameters<typeof prepareRun>[0], baseHash: string, addedTokens: string[], summary: RunSummary): Promise<number> {
   if (hashCheckpoint(cfg.base) !== baseHash) throw new UsageError(`--resume: the base ${shown(cfg.base)} is not the one this run started from: its probes would compare against another model`);
-  let sft;
-  try {
-    sft = await loadForDecoding(join(runDir, summary.checkpoint), { base: cfg.base }); // adapter/: merged onto the base
-  } catch (e) {
-    if (e instanceof CheckpointError || e instanceof AdapterError) throw new UsageError(`--resume ${shown(runDir)}: the run's checkpoint cannot be loaded: ${e.message}`);
-    throw e;
-  }
+  const { sft, tokenizer } = await loadRunModel(runDir, cfg.base, summary.checkpoint);
   log.info(`${shown(runDir)}: ${summary.status} at step ${summary.step}; running the probes it has not run`);
   const t0 = performance.now();
   const data = loadRunData(cfg); // --course-split: the same held-out set as the run's
   const held = data.eval;
-  return probe({ cfg, sft: sft.model, tokenizer: sft.tokenizer, addedTokens, trainConversations: data.train.map((c) => c.messages), evalConversations: held.map((c) => c.messages), evalKinds: held.map((c) => c.kind) }, runDir, summary, t0, summary.wallSec);
+  return probe({ cfg, sft, tokenizer, addedTokens, trainConversations: data.train.map((c) => c.messages), evalConversations: held.map((c) => c.messages), evalKinds: held.map((c) => c.kind) }, runDir, summary, t0, summary.wallSec);
+}
+
+/** The run's fine-tuned model (adapter/: merged onto the base), loaded now so that a broken folder
+ * fails before any probe, and handed over: nothing here keeps it once the probes' side for it is done,
+ * and the base is loaded only then. */
+async function loadRunModel(runDir: string, base: string, weightsDir: string): Promise<{ sft: ProbeModel; tokenizer: Tokenizer }> {
+  try {
+    const { model, tokenizer } = await loadForDecoding(join(runDir, weightsDir), { base });
+    return { sft: handOver(model), tokenizer };
+  } catch (e) {
+    if (e instanceof CheckpointError || e instanceof AdapterError) throw new UsageError(`--resume ${shown(runDir)}: the run's checkpoint cannot be loaded: ${e.message}`);
+    throw e;
+  }
 }

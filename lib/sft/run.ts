@@ -18,7 +18,7 @@ import { peakRssMB, releaseMemory, rssMB } from "../mlx/memory.ts";
 import { CheckpointError, hashCheckpoint, loadCheckpoint, saveCheckpoint } from "../model/checkpoint.ts";
 import { addChatTokens } from "../model/vocab.ts";
 import type { LlamaModel } from "../model/llama.ts";
-import { probeRun } from "../probes/compare.ts";
+import { probeRun, type ProbeModel } from "../probes/compare.ts";
 import { ProgressLine } from "../run/progress.ts";
 import { reportHtml } from "../report/html.ts";
 import { samplesMarkdown } from "../report/samples.ts";
@@ -40,7 +40,7 @@ import { formatFailure, selfCheck } from "../data/selfcheck.ts";
 import { ChatSession } from "../chat/session.ts";
 import { ChatTemplate } from "../format/template.ts";
 import { SFTTrainer, type History, type StepMetrics, type TrainerHooks } from "../train/trainer.ts";
-import { decodable, saveRunAdapter, setUpAdapter, type AdapterSetup } from "./lora.ts";
+import { probeSides, saveRunAdapter, setUpAdapter, type AdapterSetup } from "./lora.ts";
 import type { Conversation, SFTExample } from "../format/types.ts";
 
 const log = consola.withTag("train");
@@ -305,7 +305,7 @@ export async function executeRun(p: PreparedRun, runDir: string, { resumed = fal
   if (probeStatus === "pending") {
     trainer.releaseTrainingState(); // saved above: the probes need only the weights
     await releaseMemory({ toSystem: true });
-    const code = await probe({ cfg, sft: decodable(p.model, p.adapter), tokenizer: p.tokenizer, addedTokens: p.addedTokens, trainConversations: p.trainConversations, evalConversations: p.evalConversations, evalKinds: p.evalKinds }, runDir, summary, t0, priorSec);
+    const code = await probe({ cfg, ...probeSides(p.model, p.adapter), tokenizer: p.tokenizer, addedTokens: p.addedTokens, trainConversations: p.trainConversations, evalConversations: p.evalConversations, evalKinds: p.evalKinds }, runDir, summary, t0, priorSec);
     if (code !== 0) return code;
   }
   const probed = probeStatus === "pending";
@@ -314,11 +314,13 @@ export async function executeRun(p: PreparedRun, runDir: string, { resumed = fal
 }
 
 /** What the probes compare: the fine-tuned model (in memory, or loaded from the run's checkpoint)
- * and the base, grown the same way if chat tokens were added. */
+ * and the base, grown the same way if chat tokens were added; each may be given as a function that
+ * makes it when its side runs, so that one model is held at a time (probeRun). */
 export interface ProbeInput {
   cfg: RunConfig;
-  sft: LlamaModel;
-  tokenizer: Tokenizer;
+  sft: ProbeModel;
+  base?: ProbeModel; // default: cfg.base loaded again once the fine-tuned side is done, grown as the run's start was
+  tokenizer: Tokenizer; // the run's (with the chat tokens it added)
   addedTokens: string[];
   trainConversations: Conversation[]; // the memorisation probe compares replies with their answers
   evalConversations: Conversation[];
@@ -343,7 +345,7 @@ async function evalLossByKind({ cfg, trainer, evalExamples, evalKinds }: Prepare
   return Object.keys(out).length ? out : null;
 }
 
-/** Probe the base (a second, untouched load) against the fine-tuned model, then write the probe
+/** Probe the base against the fine-tuned model, then write the probe
  * numbers into summary.json and the samples and report pages. summary.json says the probes are
  * pending until then, so Ctrl-C here loses nothing: `--resume` runs them. Returns the exit code. */
 export async function probe(input: ProbeInput, runDir: string, summary: RunSummary, t0: number, priorSec: number): Promise<number> {
@@ -354,12 +356,11 @@ export async function probe(input: ProbeInput, runDir: string, summary: RunSumma
   };
   process.on("SIGINT", onSigint);
   try {
-    let { model: base, tokenizer } = await loadCheckpoint(cfg.base);
-    if (input.addedTokens.length) ({ model: base, tokenizer } = addChatTokens(base, tokenizer, { seed: cfg.seed })); // the same growth as the SFT model's start
+    const base = input.base ?? (() => loadProbeBase(cfg, input.addedTokens));
     log.start(`probing base vs SFT (${cfg.probeTokens} tokens per reply)`);
     const tp = performance.now();
     const report = await probeRun({
-      base, sft: input.sft, tokenizer, probesPath: cfg.probes, evalConversations: input.evalConversations, evalKinds: input.evalKinds, trainConversations: input.trainConversations, seed: cfg.seed, maxTokens: cfg.probeTokens,
+      base, sft: input.sft, tokenizer: input.tokenizer, probesPath: cfg.probes, evalConversations: input.evalConversations, evalKinds: input.evalKinds, trainConversations: input.trainConversations, seed: cfg.seed, maxTokens: cfg.probeTokens,
       onProgress: (m) => process.stderr.isTTY && process.stderr.write(`\r\x1b[2K[probes] ${m}`),
     });
     if (process.stderr.isTTY) process.stderr.write("\r\x1b[2K");
@@ -381,6 +382,13 @@ export async function probe(input: ProbeInput, runDir: string, summary: RunSumma
   } finally {
     process.off("SIGINT", onSigint);
   }
+}
+
+/** The base as the run started from it: an untouched load of `cfg.base`, grown with the chat tokens
+ * the run added (the same rows: addChatTokens draws them from the run's seed). */
+async function loadProbeBase(cfg: RunConfig, addedTokens: string[]): Promise<LlamaModel> {
+  const { model, tokenizer } = await loadCheckpoint(cfg.base);
+  return addedTokens.length ? addChatTokens(model, tokenizer, { seed: cfg.seed }).model : model;
 }
 
 function provenance(p: PreparedRun, runDir: string): Provenance {
