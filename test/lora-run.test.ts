@@ -6,7 +6,7 @@
 //   bun test test/lora-run.test.ts
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { core as mx } from "@frost-beta/mlx";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hashCheckpoint, loadCheckpoint, loadModel, saveCheckpoint } from "../lib/model/checkpoint.ts";
@@ -112,6 +112,15 @@ describe("lora run", () => {
     const probes = readJSON(join(runDir, "summary.json")).probes;
     expect(probes.samples.length).toBeGreaterThan(20);
     expect(probes).toEqual(JSON.parse(JSON.stringify(fresh)));
+
+    // --resume of a run whose probes did not run: the adapter merged onto a new load, handed over, then the base
+    const again = join(tmp, "probes-pending");
+    cpSync(runDir, again, { recursive: true });
+    rmSync(join(again, "samples.md"));
+    const summary = readJSON(join(again, "summary.json"));
+    writeFileSync(join(again, "summary.json"), JSON.stringify({ ...summary, probes: null, probeStatus: "pending" }));
+    expect(await resumeRun(again)).toBe(0);
+    expect(readJSON(join(again, "summary.json")).probes).toEqual(probes);
   });
 
   test("fuse: the merged checkpoint computes what base + adapter compute", async () => {
