@@ -170,6 +170,8 @@ describe("lora", () => {
     const copied = namedParameters(merged).filter(([, w]) => !held.has(w)).map(([name]) => name);
     const adapted = [0, 1].flatMap((i) => ["q_proj", "v_proj"].map((t) => `model.layers.${i}.self_attn.${t}.weight`));
     expect(copied.sort()).toEqual([...adapted, "model.embed_tokens.weight", ...(tied ? [] : ["lm_head.weight"])].sort());
+    // the merge wrote into copies: the base it shares arrays with is still the base
+    expect(equal(unadapted(model).forward(ids), fresh.forward(ids))).toBe(true);
   });
 
   test("a quantized base has no unadapted twin: its values are not the checkpoint's", async () => {

@@ -159,10 +159,15 @@ export class TrainableTokens extends nn.Module {
     return this.project(h);
   }
 
-  /** The dense weight with the trainable rows written in. */
+  /** The dense weight with the trainable rows written in: the base's weight copied once, then the
+   * rows scattered into the copy (a [V, D] gather of the rows to pick from would be a second
+   * embedding-sized array: 622 MB more at the merge for Qwen3's 152k rows). */
   mergedWeight(): mx.array {
-    const w = denseWeight(this.base);
-    return mx.where(mx.expandDims(this._isRow, -1), mx.take(this.rows, this._slots, 0), w);
+    // stopGradient shares the base's buffer, which is held elsewhere, so the scatter writes into a
+    // copy; a dequantized weight, used by nothing else, is written in place.
+    const merged = mx.stopGradient(denseWeight(this.base));
+    merged.indexPut_(mx.array(this.indices, mx.int32), this.rows);
+    return merged;
   }
 }
 
