@@ -25,7 +25,7 @@ import { resumeRun } from "../lib/sft/resume.ts";
 import { readRun } from "../lib/chat/select.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
 import { TINY_TEXT, tinyTokenizer } from "./helpers/tiny.ts";
-import { interruptAfterFirstEval } from "./helpers/tiny-run.ts";
+import { chat, fileWriter, interruptAfterFirstEval } from "./helpers/tiny-run.ts";
 import { CHAT_TOKENS } from "../lib/format/tokens.ts";
 
 setDefaultTimeout(120_000); // ms
@@ -33,12 +33,7 @@ setDefaultTimeout(120_000); // ms
 const tmp = mkdtempSync(join(tmpdir(), "lora-run-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 const LLAMA = join(import.meta.dir, "fixtures/hf/llama"); // 344 tokens, 384 rows, untied, no chat tokens
-const chat = (user: string, assistant: string) => ({ messages: [{ role: "user", content: user }, { role: "assistant", content: assistant }] });
-const write = (name: string, value: unknown) => {
-  const path = join(tmp, name);
-  writeFileSync(path, JSON.stringify(value));
-  return path;
-};
+const write = fileWriter(tmp);
 const data = write("train.json", [
   chat("What is the quick fox?", "The quick brown fox jumps over the lazy dog."),
   chat("Where was the cat?", "The little cat sat on the warm mat in the sun."),

@@ -5,6 +5,7 @@
 
 import { describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
+import { fileWriter } from "./helpers/tiny-run.ts";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { core as mx } from "@frost-beta/mlx";
@@ -337,11 +338,7 @@ describe("likelihood probes on a tiny model", () => {
 
 describe("probeRun on a tiny model", () => {
   const dir = mkdtempSync(join(tmpdir(), "probe-run-"));
-  const write = (name: string, value: unknown) => {
-    const p = join(dir, name);
-    writeFileSync(p, typeof value === "string" ? value : JSON.stringify(value));
-    return p;
-  };
+  const write = fileWriter(dir);
   const probesPath = write("probes.json", [
     { id: "q-fox", kind: "question", prompt: "What does the fox do?" },
     { id: "i-sea", kind: "instruction", prompt: "Write one sentence about the sea." },

@@ -16,18 +16,14 @@ import { resolveProseSource } from "../lib/sft/prose-source.ts";
 import { executeRun, prepareRun } from "../lib/sft/run.ts";
 import { resumeRun } from "../lib/sft/resume.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
-import { interruptAfterFirstEval } from "./helpers/tiny-run.ts";
+import { chat, fileWriter, interruptAfterFirstEval } from "./helpers/tiny-run.ts";
 import { TINY_TEXT, tinyTokenizer } from "./helpers/tiny.ts";
 
 setDefaultTimeout(60_000); // ms; the 2-core box is shared
 
 const tmp = mkdtempSync(join(tmpdir(), "replay-run-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-const write = (name: string, value: unknown) => {
-  const path = join(tmp, name);
-  writeFileSync(path, typeof value === "string" ? value : JSON.stringify(value));
-  return path;
-};
+const write = fileWriter(tmp);
 
 describe("steps, epochs and presets", () => {
   test.each([
@@ -92,7 +88,6 @@ describe("a tiny run with replay and NEFTune", () => {
   const tok = tinyTokenizer();
   const base = join(tmp, "base");
   saveCheckpoint(base, tinyModel(tok.vocabSize, { seed: 1 }), tok, { meta: { kind: "test-base" } });
-  const chat = (user: string, assistant: string) => ({ messages: [{ role: "user", content: user }, { role: "assistant", content: assistant }] });
   const data = write("train.json", [
     chat("What is the capital of France?", "The capital of France is Paris."),
     chat("How many legs does a spider have?", "A spider has eight legs."),

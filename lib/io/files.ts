@@ -4,7 +4,7 @@
 // checkpoint, a trainer state) is written whole beside its destination and swapped in (swapDir).
 // Every error names the file, what went wrong and what to do.
 import {
-  closeSync, existsSync, fsyncSync, ftruncateSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync,
+  closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync,
   writeFileSync, writeSync,
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
@@ -171,6 +171,26 @@ export function swapDir(tmp: string, dest: string): void {
     }
   } catch (e) {
     throw asFileError(e, dest, "write");
+  }
+}
+
+/** Write the folder `dest` as one unit: `fill` writes into a fresh temporary sibling, which swapDir
+ * swaps in once it is complete; if anything fails the sibling is removed and `dest` is as it was.
+ * `what` names the folder in the error of creating it ("checkpoint", "adapter", ...). */
+export function writeDirWhole(dest: string, what: string, fill: (tmp: string) => void): void {
+  const tmp = tempSibling(dest);
+  try {
+    mkdirSync(dirname(dest), { recursive: true });
+    mkdirSync(tmp);
+  } catch (e) {
+    throw asFileError(e, dest, `create the ${what} folder`);
+  }
+  try {
+    fill(tmp);
+    swapDir(tmp, dest);
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
   }
 }
 

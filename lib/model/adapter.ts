@@ -9,14 +9,14 @@
 // The update is (lora_alpha / r)·B·A, as in PEFT without rsLoRA. A run's adapter/ also holds the
 // tokenizer (with the chat tokens and template) and sft-mlx.json: which base and how it was grown.
 import { core as mx } from "@frost-beta/mlx";
-import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { LlamaModel } from "./llama.ts";
 import { applyLoRA, loraLayers, mergeLoRA, tokenLayers } from "./lora.ts";
 import { LINEAR_MODULES, type LinearModule, type LoRASettings } from "./lora-config.ts";
 import { CheckpointError, loadCheckpoint, loadCheckpointArrays, namedParameters, saveCheckpoint, setNamedParameters, tokenizerConfig, type Checkpoint } from "./checkpoint.ts";
 import { saveArrays } from "../mlx/arrays-file.ts";
-import { asFileError, swapDir, tempSibling, writeFileChecked } from "../io/files.ts";
+import { writeDirWhole, writeFileChecked } from "../io/files.ts";
 import { addChatTokens } from "./vocab.ts";
 import { Tokenizer } from "../tokenizer/tokenizer.ts";
 
@@ -129,14 +129,7 @@ export interface SaveAdapterOptions {
 export function saveAdapter(dir: string, adapter: Adapter, { baseModel, tokenizer, contextLength = 2048, meta, replace = false }: SaveAdapterOptions): void {
   dir = resolve(dir);
   if (existsSync(dir) && !replace) throw new AdapterError(`${dir} already exists: adapters are never overwritten`);
-  const tmp = tempSibling(dir);
-  try {
-    mkdirSync(dirname(dir), { recursive: true });
-    mkdirSync(tmp);
-  } catch (e) {
-    throw asFileError(e, dir, "create the adapter folder");
-  }
-  try {
+  writeDirWhole(dir, "adapter", (tmp) => {
     const digest = saveArrays(join(tmp, ADAPTER_WEIGHTS), peftTensors(adapter), { metadata: { format: "pt" }, shown: join(dir, ADAPTER_WEIGHTS) });
     const json = (v: unknown) => JSON.stringify(v, null, 2) + "\n";
     const put = (name: string, text: string) => writeFileChecked(join(tmp, name), text, join(dir, name));
@@ -146,11 +139,7 @@ export function saveAdapter(dir: string, adapter: Adapter, { baseModel, tokenize
       put("tokenizer_config.json", json(tokenizerConfig(tokenizer, contextLength)));
     }
     put("sft-mlx.json", json({ ...meta, files: { [ADAPTER_WEIGHTS]: digest } }));
-    swapDir(tmp, dir);
-  } catch (e) {
-    rmSync(tmp, { recursive: true, force: true });
-    throw e;
-  }
+  });
 }
 
 /** Settings of adapter_config.json that change what the adapter computes and that this project

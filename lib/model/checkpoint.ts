@@ -7,14 +7,14 @@
 // never be overwritten.
 import { core as mx, nn } from "@frost-beta/mlx";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, rmSync, readdirSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { existsSync, readdirSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { configFromHF, configToHF, type LlamaConfig } from "./config.ts";
 import { LlamaModel } from "./llama.ts";
 import { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { flattenParams } from "../mlx/autodiff.ts";
 import { loadArrays, saveArrays } from "../mlx/arrays-file.ts";
-import { asFileError, FileError, readJSON as readFileJSON, swapDir, tempSibling, writeFileChecked } from "../io/files.ts";
+import { FileError, readJSON as readFileJSON, writeDirWhole, writeFileChecked } from "../io/files.ts";
 import { hashFileInto, SafetensorsError, type FileDigest } from "../io/safetensors.ts";
 import { int, object, optional, record, string, type Schema } from "../util/schema.ts";
 import { CHAT_TEMPLATE_JINJA } from "../format/template.ts";
@@ -217,14 +217,7 @@ export function saveCheckpoint(
 ): void {
   dir = resolve(dir);
   if (existsSync(dir) && !replace) throw new CheckpointError(`${dir} already exists: checkpoints are never overwritten`);
-  const tmp = tempSibling(dir);
-  try {
-    mkdirSync(dirname(dir), { recursive: true });
-    mkdirSync(tmp);
-  } catch (e) {
-    throw asFileError(e, dir, "create the checkpoint folder");
-  }
-  try {
+  writeDirWhole(dir, "checkpoint", (tmp) => {
     const config = model.config;
     const eosId = tokenizer.hasToken(SPECIAL_TOKENS.end) ? tokenizer.tokenId(SPECIAL_TOKENS.end) : config.eosTokenId;
     const padId = tokenizer.hasToken(SPECIAL_TOKENS.pad) ? tokenizer.tokenId(SPECIAL_TOKENS.pad) : config.padTokenId;
@@ -241,11 +234,7 @@ export function saveCheckpoint(
     put("generation_config.json", json({ eos_token_id: eosId, pad_token_id: padId, max_new_tokens: 256, do_sample: false }));
     if (meta) put("sft-mlx.json", json({ ...meta, files: digests }));
     for (const [name, text] of Object.entries(files)) put(name, text);
-    swapDir(tmp, dir);
-  } catch (e) {
-    rmSync(tmp, { recursive: true, force: true });
-    throw e;
-  }
+  });
 }
 
 /** sha256 of a checkpoint's weights, config and tokenizer: proves a base was not modified. */

@@ -5,9 +5,8 @@
 // with old JSON; reading checks the JSON against its schema and the arrays against the recorded
 // digest before anything is used.
 import type { core as mx } from "@frost-beta/mlx";
-import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { asFileError, FileError, readJSON, recoverDir, swapDir, tempSibling, writeFileChecked } from "../io/files.ts";
+import { FileError, readJSON, recoverDir, writeDirWhole, writeFileChecked } from "../io/files.ts";
 import { SafetensorsError, type FileDigest } from "../io/safetensors.ts";
 import { loadArrays, saveArrays } from "../mlx/arrays-file.ts";
 import { array, boolean, defaulted, finite, int, json, literal, measure, nullable, object, optional, string, type Schema } from "../util/schema.ts";
@@ -87,20 +86,10 @@ const STATE_FILE: Schema<StateFile> = object<StateFile>({
 /** Write a state folder `dir` as one unit (see the header); an earlier state there is replaced
  * only once the new one is complete on disk. */
 export function writeState(dir: string, arrays: Record<string, mx.array>, state: Omit<StateFile, "arrays">): void {
-  const tmp = tempSibling(dir);
-  try {
-    mkdirSync(tmp, { recursive: true });
-  } catch (e) {
-    throw asFileError(e, dir, "create the trainer state folder");
-  }
-  try {
+  writeDirWhole(dir, "trainer state", (tmp) => {
     const digest = saveArrays(join(tmp, STATE_ARRAYS), arrays, { shown: join(dir, STATE_ARRAYS) });
     writeFileChecked(join(tmp, STATE_JSON), JSON.stringify({ ...state, arrays: digest }, null, 2) + "\n", join(dir, STATE_JSON));
-    swapDir(tmp, dir);
-  } catch (e) {
-    rmSync(tmp, { recursive: true, force: true });
-    throw e;
-  }
+  });
 }
 
 /** Read a state folder written by writeState: the JSON checked against its schema, the arrays

@@ -8,13 +8,16 @@ import { executeRun, type PreparedRun } from "../../lib/sft/run.ts";
 /** One exchange in the messages format. */
 export const chat = (user: string, assistant: string) => ({ messages: [{ role: "user", content: user }, { role: "assistant", content: assistant }] });
 
+/** A writer of files in `dir`: `write(name, value)` writes text or bytes as they are, anything else
+ * as JSON, and returns the path. */
+export const fileWriter = (dir: string) => (name: string, value: unknown): string => {
+  const path = join(dir, name);
+  writeFileSync(path, typeof value === "string" || value instanceof Uint8Array ? value : JSON.stringify(value));
+  return path;
+};
+
 export function tinyRunFiles(tmp: string) {
-  /** Write `tmp/name`: text or bytes as they are, anything else as JSON; returns the path. */
-  const write = (name: string, value: unknown): string => {
-    const path = join(tmp, name);
-    writeFileSync(path, typeof value === "string" || value instanceof Uint8Array ? value : JSON.stringify(value));
-    return path;
-  };
+  const write = fileWriter(tmp);
   const data = write("train.json", [
     chat("What is the capital of France?", "The capital of France is Paris."),
     chat("How many legs does a spider have?", "A spider has eight legs."),
