@@ -164,7 +164,8 @@ export async function generate(
   const contextLength = model.config.maxPositionEmbeddings;
   useBlasFor(1); // one stream: OpenBLAS's own threads (a training step in this process may have set one)
   const rand = seededRandom(seed);
-  const hostSampling = (opts.temperature ?? 0) > 0 || (opts.repetitionPenalty ?? 1) !== 1;
+  const penalty = opts.repetitionPenalty ?? 1;
+  const hostSampling = (opts.temperature ?? 0) > 0 || penalty !== 1; // the history is copied for the penalty only
   const caches = makeCaches(model.config.numHiddenLayers);
   const stream = tokenizer.decodeStream({ skipSpecial: true });
   const stops = new Set(stopIds);
@@ -201,7 +202,7 @@ export async function generate(
     } else {
       // Plain greedy stays on the device; anything else samples on the host from the full row.
       next = hostSampling
-        ? sampleNext(Float32Array.from(logits.astype(mx.float32).tolist() as number[]), [...prompt, ...ids], opts, rand)
+        ? sampleNext(Float32Array.from(logits.astype(mx.float32).tolist() as number[]), penalty !== 1 ? [...prompt, ...ids] : [], opts, rand)
         : (mx.argmax(logits, -1).item() as number);
       // The next position's logits are queued before this token is detokenized and streamed, so
       // that host work overlaps the step (a stop or an interruption wastes the one queued step).
