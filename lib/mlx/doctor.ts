@@ -6,6 +6,7 @@ import { availableParallelism, freemem } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { consola } from "consola";
 import { FIX_TCMALLOC, TCMALLOC_PATH } from "./allocator.ts";
+import { gemvLibraryLoaded } from "./gemv.ts";
 import { bestCore, blasInfo, chooseCoretype, describeCore, expectedGflops, LEVEL_NAME, MIN_PEAK_SHARE, readCpuinfo, simdLevel, type BlasInfo, type CpuInfo } from "./blas.ts";
 import { DEBIAN_TRIPLE } from "./libc.ts";
 import { kernelChoice } from "./startup.ts";
@@ -157,13 +158,15 @@ function checkBlas(mx: Mx): { check: CheckResult; info?: BlasInfo } {
   const fix = asRoot(FIX_BLAS);
   if (!info) return { check: { id: "blas", status: "fail", detail: "no libblas.so.3 with cblas_sgemm in the process", fix } };
   const file = info.path.split("/").slice(-2).join("/");
+  const rows = gemvLibraryLoaded() ? "one-row products (decoding) through gemv"
+    : `one-row products through sgemm${process.env.SFT_MLX_GEMV === "0" ? " (SFT_MLX_GEMV=0)" : ""}: decoding is slower (lib/mlx/gemv.ts)`;
   if (info.kind === "reference") return { info, check: { id: "blas", status: "fail", detail: `reference BLAS ${info.path} (~30x slower than OpenBLAS)`, fix } };
-  if (info.kind !== "openblas") return { info, check: { id: "blas", status: "pass", detail: `${info.version} (${file}); the matmul check says whether it is fast here` } };
+  if (info.kind !== "openblas") return { info, check: { id: "blas", status: "pass", detail: `${info.version} (${file}), ${rows}; the matmul check says whether it is fast here` } };
   const version = /^OpenBLAS [\d.]+/.exec(info.version)?.[0] ?? "OpenBLAS";
   const choice = kernelChoice();
   const by = choice.by === "sft-mlx" ? `OPENBLAS_CORETYPE=${choice.coretype} set at start-up: OpenBLAS chose ${choice.openblasChose}`
     : choice.by === "user" ? `your OPENBLAS_CORETYPE=${choice.coretype}` : "chosen by OpenBLAS";
-  const detail = `${version} (${file}), kernels ${describeCore(info.core ?? "?")}, ${by}`;
+  const detail = `${version} (${file}), kernels ${describeCore(info.core ?? "?")}, ${by}; ${rows}`;
   const cpu = readCpuinfo();
   const low = kernelsBelowCpu(info, cpu);
   if (!low) return { info, check: { id: "blas", status: "pass", detail } };

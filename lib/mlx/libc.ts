@@ -1,6 +1,6 @@
 // The C library, for the few things Bun does not expose: the environment that native code reads
 // (Bun's process.env is a copy), execve, mallopt. Linux with glibc; every caller handles its absence.
-import { CString, dlopen, FFIType, ptr } from "bun:ffi";
+import { CString, dlopen, FFIType, ptr, type Pointer } from "bun:ffi";
 
 /** Debian's multiarch directory name: /usr/lib/<triple>/. x86_64 is the supported Linux; aarch64
  * follows the same layout. */
@@ -58,13 +58,17 @@ export function execve(path: string, argv: string[], env: Record<string, string 
 }
 
 /** The file that defines `symbol` for the library the loader finds as `soname` (loading it if it
- * is not loaded yet): e.g. which file really serves libblas.so.3's cblas_sgemm. Null when the library
- * or the symbol is not there. */
-export function dlLibraryOf(soname: string, symbol: string): string | null {
+ * is not loaded yet): e.g. which file really serves libblas.so.3's cblas_sgemm. With `soname` null,
+ * the file the process's global scope resolves `symbol` to (a preloaded library comes first). Null
+ * when the library or the symbol is not there. */
+export function dlLibraryOf(soname: string | null, symbol: string): string | null {
   try {
-    const name = cstr(soname);
-    const handle = libc().dlopen(ptr(name), RTLD_LAZY);
-    if (!handle) return null;
+    let handle: Pointer | bigint | null = null; // RTLD_DEFAULT
+    if (soname !== null) {
+      const name = cstr(soname);
+      handle = libc().dlopen(ptr(name), RTLD_LAZY);
+      if (!handle) return null;
+    }
     const sym = cstr(symbol);
     const addr = libc().dlsym(handle, ptr(sym));
     if (!addr) return null;

@@ -7,13 +7,19 @@
 // what it added out of the environment again, so the programs it starts (git, g++, Python peers,
 // other scripts) decide for themselves.
 //
-// A user's own OPENBLAS_CORETYPE is never replaced; SFT_MLX_TCMALLOC=0 keeps glibc's malloc.
+// The same re-execution preloads the library that sends one-row matrix products to gemv
+// (lib/mlx/gemv.ts), taken out of LD_PRELOAD again in the same way.
+//
+// A user's own OPENBLAS_CORETYPE is never replaced; SFT_MLX_TCMALLOC=0 keeps glibc's malloc,
+// SFT_MLX_GEMV=0 MLX's own sgemm calls.
 // Then it points MLX's run-time CPU kernel builds at the vectorizing compiler wrapper (lib/mlx/jit.ts).
 // Nowhere else quietly changes the environment.
 import { activeAllocator, forgetPreload, tcmallocEnv, wantTcmalloc } from "./allocator.ts";
 import { useFastCpuKernels } from "./jit.ts";
 import { blasInfo, chooseCoretype, openblasCore, parseCpuinfo, readCpuinfo } from "./blas.ts";
 import { execve, setCEnv } from "./libc.ts";
+import { forgetGemvPreload, gemvEnv, gemvLibrary, gemvLibraryLoaded, wantGemvForward } from "./gemv.ts";
+import { consola } from "consola";
 
 // Set for the re-executed process: if the preload did not take (the loader ignores a library it
 // cannot load), it must not re-execute again, and again.
@@ -38,12 +44,13 @@ export function kernelChoice(): KernelChoice {
 
 /** The BLAS of this process for config.json's machine info and the bench's first line: the library
  * (OpenBLAS's config string, MKL's version, ...), and for OpenBLAS its kernels and who chose them. */
-export function blasRecord(): { library: string; kernels?: string; kernelsChosenBy?: KernelChoice } {
+export function blasRecord(): { library: string; kernels?: string; kernelsChosenBy?: KernelChoice; oneRowProducts?: "gemv" | "sgemm" } {
   if (process.platform === "darwin") return { library: "Accelerate" };
   const info = blasInfo();
   if (!info) return { library: "none" };
-  if (info.kind !== "openblas") return { library: info.version };
-  return { library: info.version, kernels: info.core, kernelsChosenBy: kernelChoice() };
+  const oneRowProducts = gemvLibraryLoaded() ? "gemv" : "sgemm"; // lib/mlx/gemv.ts
+  if (info.kind !== "openblas") return { library: info.version, oneRowProducts };
+  return { library: info.version, kernels: info.core, kernelsChosenBy: kernelChoice(), oneRowProducts };
 }
 
 /** What the start-up would observe; tests pass their own to exercise a CPU this machine is not. */
@@ -71,13 +78,26 @@ function reexecuteIfNeeded(facts: StartupFacts): void {
   if (reexecuted) return settleReexecuted(fellBackFrom);
   const coretype = process.env.OPENBLAS_CORETYPE ? null : coretypeFor(facts);
   const tcmalloc = wantTcmalloc();
-  if (coretype || tcmalloc) {
+  const gemv = gemvPreload();
+  if (coretype || tcmalloc || gemv) {
     let env: Record<string, string | undefined> = { ...process.env, [REEXECUTED]: "1" };
     if (tcmalloc) env = tcmallocEnv(env);
+    if (gemv) env = gemvEnv(env, gemv);
     if (coretype) env = { ...env, OPENBLAS_CORETYPE: coretype.value, [FELL_BACK_FROM]: coretype.from };
     execve(process.execPath, [process.execPath, ...process.argv.slice(1)], env); // returns only on failure
   }
   if (activeAllocator() === "tcmalloc") forgetPreload(); // the user preloaded it: keep it from children
+  if (gemvLibraryLoaded()) forgetGemvPreload();
+}
+
+// The gemv forwarding library to preload, built if needed; null when it is not wanted or cannot be
+// built (then MLX's sgemm calls stay as they are, with a warning saying why).
+function gemvPreload(): string | null {
+  if (!wantGemvForward()) return null;
+  const built = gemvLibrary();
+  if ("path" in built) return built.path;
+  consola.warn(`one-row matrix products stay on sgemm (decoding is slower): ${built.why}. SFT_MLX_GEMV=0 silences this`);
+  return null;
 }
 
 // The core to set, when OpenBLAS serves libblas.so.3 and fell back below what the CPU supports.
@@ -93,6 +113,7 @@ function coretypeFor(facts: StartupFacts): { value: string; from: string } | nul
 // start-up added (OpenBLAS has read OPENBLAS_CORETYPE by now: openblasCore() loads it if MLX has not).
 function settleReexecuted(fellBackFrom: string | undefined): void {
   if (activeAllocator() === "tcmalloc") forgetPreload();
+  if (gemvLibraryLoaded()) forgetGemvPreload();
   const coretype = process.env.OPENBLAS_CORETYPE;
   if (fellBackFrom === undefined || !coretype) return;
   openblasCore();

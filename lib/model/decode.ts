@@ -12,17 +12,19 @@
 // decoder was built decodes with its new weights. The new key and value come out of the graph and
 // are appended to the KVCache in place (`indexPut_`), outside the graph, where that copies nothing.
 // The layers' projection weights go in transposed too (see linearWeightsT), where they are small
-// enough to pay: TRANSPOSE_UP_TO_MB.
+// enough to pay (TRANSPOSE_UP_TO_MB) and the one-row products are not sent to gemv (lib/mlx/gemv.ts:
+// gemv reads the weights as they are, W·x, fastest).
 import { core as mx } from "@frost-beta/mlx";
 import { Linear, type LlamaModel } from "./llama.ts";
 import { StepCache, type KVCache } from "./cache.ts";
 import { compileFlat, FlatParams } from "../mlx/autodiff.ts";
+import { gemvLibraryLoaded } from "../mlx/gemv.ts";
 
 const MIN_BUFFER = 256; // positions: the KVCache's chunk, so that every bucket is whole chunks
 /** Projection weights (all layers) up to this size decode as x·Wᵀ on transposed copies, larger ones
- * as W·x: the copies are faster while the weights stay in the CPU's caches (the bundled base's 19 MB),
- * slower once every token streams them from memory (Qwen3-0.6B's 1.7 GB, which they would double):
- * README "Performance". */
+ * as W·x: through OpenBLAS's sgemm the copies are faster for the bundled base's 19 MB, and slower once
+ * every token streams the weights from memory (Qwen3-0.6B's 1.7 GB, which they would double): README
+ * "Performance". Through gemv (lib/mlx/gemv.ts), W·x is faster at every size and nothing is copied. */
 const TRANSPOSE_UP_TO_MB = 64;
 
 /** The buffer the compiled step runs over for `positions` positions (the new one included): the
@@ -42,7 +44,8 @@ export class CompiledDecoder {
   private transposed: { from: mx.array[]; arrays: mx.array[] } | null = null;
   readonly transposeWeights: boolean; // whether the step runs x·Wᵀ on copies (linearWeightsT) or W·x
 
-  /** `transposeWeights`: by default, whether the projections are at most TRANSPOSE_UP_TO_MB. */
+  /** `transposeWeights`: by default, whether the projections are at most TRANSPOSE_UP_TO_MB and go
+   * through sgemm (no gemv forwarding in this process). */
   constructor(readonly model: LlamaModel, { transposeWeights }: { transposeWeights?: boolean } = {}) {
     const c = model.config;
     this.context = c.maxPositionEmbeddings;
@@ -51,7 +54,7 @@ export class CompiledDecoder {
     const n = this.flat.slots.length;
     // every Linear inside the layers, wherever a layer keeps it (the head stays W·h: see linear())
     this.linears = model.model.layers.flatMap((layer) => layer.modules().filter((m): m is Linear => m instanceof Linear));
-    this.transposeWeights = transposeWeights ?? this.linears.reduce((n, l) => n + l.weight.nbytes!, 0) <= TRANSPOSE_UP_TO_MB * 2 ** 20;
+    this.transposeWeights = transposeWeights ?? (gemvLibraryLoaded() === null && this.linears.reduce((n, l) => n + l.weight.nbytes!, 0) <= TRANSPOSE_UP_TO_MB * 2 ** 20);
     // args: [token [1,1], pos [1], ...K (L), ...V (L), ...params (n), ...Wᵀ] → [logits [V], ...k (L), ...v (L)]
     // where K, V [1, Hkv, buffer, D] are the caches' buffers (positions < pos filled), k, v
     // [1, Hkv, 1, D] this token's, and Wᵀ the projection weights transposed (linearWeightsT).
