@@ -78,9 +78,10 @@ const command = defineCommand({
     }
     let adapters: typeof import("../lib/model/adapter.ts");
     let generate: typeof import("../lib/generate/generate.ts").generate;
+    let warmDecoder: typeof import("../lib/generate/generate.ts").warmDecoder;
     try {
       adapters = await import("../lib/model/adapter.ts");
-      generate = (await import("../lib/generate/generate.ts")).generate;
+      ({ generate, warmDecoder } = await import("../lib/generate/generate.ts"));
     } catch (e) {
       log.error(`MLX failed to load (${(e as Error).message}): run \`bun scripts/doctor.ts\` for the fix`);
       process.exit(1);
@@ -89,7 +90,9 @@ const command = defineCommand({
      * (what the compiled decode step reads); a broken one is a message, not a stack trace. */
     const load = async (dir: string): Promise<Checkpoint | null> => {
       try {
-        return await adapters.loadForDecoding(dir);
+        const ckpt = await adapters.loadForDecoding(dir);
+        warmDecoder(ckpt.model); // the first reply neither waits for nor counts the decode step's compile
+        return ckpt;
       } catch (e) {
         if (!(e instanceof Error) || !["CheckpointError", "AdapterError", "ConfigError"].includes(e.name)) throw e;
         log.error(e.message);

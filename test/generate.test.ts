@@ -7,7 +7,7 @@
 
 import { describe, expect, test } from "bun:test";
 import { core as mx } from "@frost-beta/mlx";
-import { generate, sampleNext, samplingCandidates, type SampleOptions, type StopReason } from "../lib/generate/generate.ts";
+import { decoderFor, generate, sampleNext, samplingCandidates, warmDecoder, type SampleOptions, type StopReason } from "../lib/generate/generate.ts";
 import { KVCache, makeCaches } from "../lib/model/cache.ts";
 import type { LlamaModel } from "../lib/model/llama.ts";
 import { releaseMemory } from "../lib/mlx/memory.ts";
@@ -55,6 +55,18 @@ describe("greedy and the KV cache", () => {
     expect(out.ids).toEqual(await greedyFull(model, PROMPT, 24));
     expect(out.stopReason).toBe("max-tokens");
     expect(out.promptTokens).toBe(PROMPT.length);
+  });
+
+  test("warmDecoder compiles the decode step ahead and leaves nothing behind: the same ids after it", async () => {
+    const model = tinyModel(V, { seed: 11 });
+    warmDecoder(model);
+    const decoder = decoderFor(model)!;
+    expect(decoder.steps.compiled).toBe(1); // one step ran, through the compiled graph
+    expect(decoder.offset).toBe(0); // its cache was let go
+    const sampled = { maxTokens: 24, temperature: 0.8, seed: 3 };
+    const out = await generate(model, tinyTokenizer(), PROMPT, sampled);
+    expect(out.ids).toEqual((await generate(tinyModel(V, { seed: 11 }), tinyTokenizer(), PROMPT, sampled)).ids); // a model never warmed
+    expect((await generate(model, tinyTokenizer(), PROMPT, { maxTokens: 24 })).ids).toEqual(await greedyFull(model, PROMPT, 24));
   });
 
   test("cached logits equal full-sequence logits, across the 256-position chunk boundary", async () => {
