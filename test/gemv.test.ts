@@ -2,7 +2,7 @@
 // values sgemm gives, every other product to sgemm untouched; the scripts' processes run with it
 // preloaded (lib/mlx/startup.ts), the programs they start do not, and SFT_MLX_GEMV=0 turns it off.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { dlopen, FFIType, ptr } from "bun:ffi";
@@ -163,6 +163,22 @@ describe("gemv forwarding", () => {
     expect(r.diff).toBeLessThan(1e-5);
     expect(r.transposed).toBe(false); // the decode step multiplies W·x as it is: no transposed copies
     expect(r.childPreload).not.toContain("libsftmlx-gemv");
+  });
+
+  test.skipIf(reason !== "")(`with a cache folder others can write into, it is built for the run in a private temporary folder, removed once loaded${skipped}`, () => {
+    const shared = mkdtempSync(join(tmpdir(), "gemv-shared-"));
+    const temp = mkdtempSync(join(tmpdir(), "gemv-tmp-"));
+    try {
+      chmodSync(shared, 0o777); // not sticky: nothing in it may be run
+      const r = runProbe({ XDG_CACHE_HOME: shared, TMPDIR: temp });
+      expect(r.oneRowProducts).toBe("gemv");
+      expect(r.oneRow).toBe(1);
+      expect(readdirSync(temp).filter((f) => f.startsWith("sft-mlx-gemv-"))).toEqual([]); // removed after the preload
+      expect(readdirSync(shared)).not.toContain("sft-mlx"); // nothing of ours was made in the unsafe folder
+    } finally {
+      rmSync(shared, { recursive: true, force: true });
+      rmSync(temp, { recursive: true, force: true });
+    }
   });
 
   test.skipIf(reason !== "")(`SFT_MLX_GEMV=0 leaves MLX's sgemm calls as they are${skipped}`, () => {

@@ -17,14 +17,16 @@
 // and taken out of LD_PRELOAD again so the programs the script starts do not inherit it. It is built
 // on first use with the g++ MLX needs anyway, into the user's cache folder (a private folder, as the
 // compiled kernels: lib/io/private-dir.ts), under a name keyed by its source and the compiler, written
-// to a temporary sibling, checked by loading it, and renamed into place. `SFT_MLX_GEMV=0` turns it off.
+// to a temporary sibling, checked by loading it, and renamed into place; where that folder cannot be
+// used, in a fresh private temporary folder that the re-executed process removes once the library is
+// loaded. Without g++ (which MLX needs too) it is left out, with a warning. `SFT_MLX_GEMV=0` turns it off.
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, renameSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { tmpdir } from "node:os";
+import { basename, dirname, join } from "node:path";
 import { dlopen, FFIType } from "bun:ffi";
-import { ensurePrivateDir, unsafeReason, userCacheDir } from "../io/private-dir.ts";
+import { ensurePrivateDir, freshPrivateDir, unsafeReason, userCacheDir } from "../io/private-dir.ts";
 import { dlLibraryOf, setCEnv } from "./libc.ts";
-import { blasInfo } from "./blas.ts";
 
 export const GEMV_SOURCE = join(import.meta.dir, "gemv-forward.cpp");
 const LIBRARY_NAME = "libsftmlx-gemv.so";
@@ -38,33 +40,56 @@ const SYMBOLS = {
 } as const;
 
 /** Whether this process should run with the forwarding preloaded: Linux, a libblas.so.3 with
- * cblas_sgemv, not turned off, not already loaded. */
+ * cblas_sgemm and cblas_sgemv, not turned off, not already loaded. */
 export function wantGemvForward(): boolean {
   if (process.platform !== "linux" || process.env.SFT_MLX_GEMV === "0" || gemvLibraryLoaded() !== null) return false;
-  return blasInfo() !== null && Bun.which("g++") !== null;
+  return dlLibraryOf("libblas.so.3", "cblas_sgemm") !== null && dlLibraryOf("libblas.so.3", "cblas_sgemv") !== null;
 }
 
-/** The forwarding library's path, built if needed; null (with the reason) when it cannot be. */
-export function gemvLibrary(): { path: string } | { why: string } {
+/** Where the forwarding library is, built if needed: in the user's cache folder, or, when that cannot
+ * be used (`note` says why), in a fresh private temporary folder (`temporary`) for this run only,
+ * which the re-executed process removes once the library is loaded. `why` when it cannot be built. */
+export function gemvLibrary(): { path: string; temporary?: string; note?: string } | { why: string } {
   const compiler = Bun.which("g++");
   if (!compiler) return { why: "no g++ on PATH" };
   const source = readFileSync(GEMV_SOURCE, "utf8");
   const key = createHash("sha256").update([compiler, ...BUILD_FLAGS, source].join("\n")).digest("hex").slice(0, 12);
   const cache = userCacheDir();
-  if (!cache) return { why: "no home folder for the build" };
-  const dir = join(cache, "sft-mlx", `gemv-${key}`);
-  const unsafe = ensurePrivateDir(cache, dir);
-  if (unsafe) return { why: unsafe };
-  const path = join(dir, LIBRARY_NAME);
-  if (existsSync(path) && unsafeReason(path) === null && versionOf(path) === VERSION) return { path };
-  const tmp = join(dir, `.building-${process.pid}.so`);
+  const dir = cache ? join(cache, "sft-mlx", `gemv-${key}`) : null;
+  const unsafe = cache && dir ? ensurePrivateDir(cache, dir) : "no home folder";
+  if (!unsafe && dir) {
+    const path = join(dir, LIBRARY_NAME);
+    if (existsSync(path) && unsafeReason(path) === null && versionOf(path) === VERSION) return { path };
+    const why = build(compiler, path);
+    return why ? { why } : { path };
+  }
+  const temporary = freshPrivateDir(`${TEMPORARY_PREFIX}${key}-`);
+  const path = join(temporary, LIBRARY_NAME);
+  const why = build(compiler, path);
+  if (why) {
+    rmSync(temporary, { recursive: true, force: true });
+    return { why };
+  }
+  return { path, temporary, note: `the cache folder is not used: ${unsafe}` };
+}
+
+const TEMPORARY_PREFIX = "sft-mlx-gemv-";
+
+/** Remove a temporary build folder that gemvLibrary() made (the preloaded library stays mapped). */
+export function removeTemporaryBuild(dir: string): void {
+  if (basename(dir).startsWith(TEMPORARY_PREFIX) && dirname(dir) === tmpdir() && unsafeReason(dir) === null) rmSync(dir, { recursive: true, force: true });
+}
+
+// Build the library at `path` through a temporary sibling, checked by loading it; the reason on failure.
+function build(compiler: string, path: string): string | null {
+  const tmp = join(dirname(path), `.building-${process.pid}.so`);
   try {
     const built = Bun.spawnSync([compiler, ...BUILD_FLAGS, GEMV_SOURCE, "-o", tmp, "-ldl"], { stderr: "pipe", stdout: "ignore" });
-    if (built.exitCode !== 0) return { why: `g++ failed on ${GEMV_SOURCE}: ${built.stderr.toString().trim().split("\n").slice(-3).join(" ")}` };
+    if (built.exitCode !== 0) return `g++ failed on ${GEMV_SOURCE}: ${built.stderr.toString().trim().split("\n").slice(-3).join(" ")}`;
     const v = versionOf(tmp);
-    if (v !== VERSION) return { why: `the built ${LIBRARY_NAME} reports version ${v}, expected ${VERSION}` };
+    if (v !== VERSION) return `the built ${LIBRARY_NAME} reports version ${v}, expected ${VERSION}`;
     renameSync(tmp, path);
-    return { path };
+    return null;
   } finally {
     rmSync(tmp, { force: true });
   }

@@ -18,7 +18,7 @@ import { activeAllocator, forgetPreload, tcmallocEnv, wantTcmalloc } from "./all
 import { useFastCpuKernels } from "./jit.ts";
 import { blasInfo, chooseCoretype, openblasCore, parseCpuinfo, readCpuinfo } from "./blas.ts";
 import { execve, setCEnv } from "./libc.ts";
-import { forgetGemvPreload, gemvEnv, gemvLibrary, gemvLibraryLoaded, wantGemvForward } from "./gemv.ts";
+import { forgetGemvPreload, gemvEnv, gemvLibrary, gemvLibraryLoaded, removeTemporaryBuild, wantGemvForward } from "./gemv.ts";
 import { consola } from "consola";
 
 // Set for the re-executed process: if the preload did not take (the loader ignores a library it
@@ -26,6 +26,8 @@ import { consola } from "consola";
 const REEXECUTED = "SFT_MLX_REEXECUTED";
 // Set beside OPENBLAS_CORETYPE when the start-up chose it: the core OpenBLAS had chosen itself.
 const FELL_BACK_FROM = "SFT_MLX_OPENBLAS_CHOSE";
+// Set when the gemv library was built in a temporary folder: the re-executed process removes it.
+const GEMV_TEMPORARY = "SFT_MLX_GEMV_TEMPORARY";
 
 /** How the BLAS kernels of this process were chosen, for config.json and the bench's first line. */
 export interface KernelChoice {
@@ -73,8 +75,11 @@ function reexecuteIfNeeded(facts: StartupFacts): void {
   if (process.platform !== "linux") return;
   const reexecuted = process.env[REEXECUTED] !== undefined;
   const fellBackFrom = process.env[FELL_BACK_FROM];
+  const gemvTemporary = process.env[GEMV_TEMPORARY];
   delete process.env[REEXECUTED]; // scripts this one starts decide for themselves
   delete process.env[FELL_BACK_FROM];
+  delete process.env[GEMV_TEMPORARY];
+  if (gemvTemporary) removeTemporaryBuild(gemvTemporary); // loaded by now (or never will be)
   if (reexecuted) return settleReexecuted(fellBackFrom);
   const coretype = process.env.OPENBLAS_CORETYPE ? null : coretypeFor(facts);
   const tcmalloc = wantTcmalloc();
@@ -82,9 +87,10 @@ function reexecuteIfNeeded(facts: StartupFacts): void {
   if (coretype || tcmalloc || gemv) {
     let env: Record<string, string | undefined> = { ...process.env, [REEXECUTED]: "1" };
     if (tcmalloc) env = tcmallocEnv(env);
-    if (gemv) env = gemvEnv(env, gemv);
+    if (gemv) env = { ...gemvEnv(env, gemv.path), ...(gemv.temporary ? { [GEMV_TEMPORARY]: gemv.temporary } : {}) };
     if (coretype) env = { ...env, OPENBLAS_CORETYPE: coretype.value, [FELL_BACK_FROM]: coretype.from };
     execve(process.execPath, [process.execPath, ...process.argv.slice(1)], env); // returns only on failure
+    if (gemv?.temporary) removeTemporaryBuild(gemv.temporary);
   }
   if (activeAllocator() === "tcmalloc") forgetPreload(); // the user preloaded it: keep it from children
   if (gemvLibraryLoaded()) forgetGemvPreload();
@@ -92,12 +98,15 @@ function reexecuteIfNeeded(facts: StartupFacts): void {
 
 // The gemv forwarding library to preload, built if needed; null when it is not wanted or cannot be
 // built (then MLX's sgemm calls stay as they are, with a warning saying why).
-function gemvPreload(): string | null {
+function gemvPreload(): { path: string; temporary?: string } | null {
   if (!wantGemvForward()) return null;
   const built = gemvLibrary();
-  if ("path" in built) return built.path;
-  consola.warn(`one-row matrix products stay on sgemm (decoding is slower): ${built.why}. SFT_MLX_GEMV=0 silences this`);
-  return null;
+  if ("why" in built) {
+    consola.warn(`one-row matrix products stay on sgemm (decoding is slower): ${built.why}. SFT_MLX_GEMV=0 silences this`);
+    return null;
+  }
+  if (built.note) consola.warn(`the gemv library (lib/mlx/gemv.ts) is built for this run only, in ${built.temporary}: ${built.note}`);
+  return built;
 }
 
 // The core to set, when OpenBLAS serves libblas.so.3 and fell back below what the CPU supports.
