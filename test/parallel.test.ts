@@ -84,6 +84,27 @@ describe("parallel", () => {
     expect(r.ntoks).toBe(ntoks.item() as number);
   });
 
+  for (const sparseHead of [false, true]) {
+    test(`TrainStep.lossSum is the eager sum under each step's weights and leaves the model's arrays in place (${sparseHead ? "sparse" : "dense"} head)`, async () => {
+      const model = tinyModel(VOCAB, { seed: 8 });
+      const step = new TrainStep(model, undefined, { sparseHead, streams: cpuStreams(2) });
+      const sums: number[] = [];
+      for (let s = 0; s < 3; s++) {
+        const b = batch(5, s === 2 ? 32 : 24, 9); // the third a new shape: a second trace
+        const held = step.flat.read();
+        const got = step.lossSum(b);
+        step.flat.read().forEach((a, i) => expect(a).toBe(held[i]!)); // not the trace's placeholders
+        const [sum] = maskedCrossEntropySum(model.forward(b.inputs), b.targets, b.mask);
+        expect(got).toBeCloseTo(sum.item() as number, 3);
+        sums.push(got);
+        await step.step(batch(3, 16, 20 + s), 1e-2); // new weights: the compiled graph must read them, not the traced ones
+      }
+      expect(sums[1]).not.toBeCloseTo(sums[0]!, 3);
+      const noisy = { ...batch(2, 8, 1), noise: mx.zeros([2, 8, model.config.hiddenSize]) };
+      expect(() => step.lossSum(noisy)).toThrow(/no embedding `noise`/);
+    });
+  }
+
   const blasReason = blasThreads() === null ? "OpenBLAS is not the BLAS in use" : "";
   test.skipIf(blasReason !== "")(`OpenBLAS runs one thread per call while shards run side by side, its default otherwise${blasReason ? ` (skipped: ${blasReason})` : ""}`, () => {
     useBlasFor(1);

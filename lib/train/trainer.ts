@@ -7,7 +7,7 @@ import { consola } from "consola";
 import type { LlamaModel } from "../model/llama.ts";
 import type { TextTokenizer } from "../tokenizer/types.ts";
 import { learningRate } from "./schedule.ts";
-import { defaultOptimizerConfig, gatherSupervised, shardedLossSum, TrainStep, type StepBatch } from "./step.ts";
+import { defaultOptimizerConfig, gatherSupervised, TrainStep, type StepBatch } from "./step.ts";
 import { slicedCrossEntropy } from "./head-loss.ts";
 import { hiddenByLayer } from "./recompute.ts";
 import { releaseMemory } from "../mlx/memory.ts";
@@ -153,7 +153,8 @@ export class SFTTrainer {
 
   /** Held-out loss in nats/token: sum of CE over every supervised target of every example, divided
    * once by their count (never a mean of batch means). The head runs only at supervised positions,
-   * and memory is released after every batch, so evaluating does not raise resident memory; with
+   * in one compiled graph per batch (TrainStep.lossSum: no intermediate outlives its use), so
+   * evaluating needs less memory than a training step and does not raise resident memory; with
    * --grad-checkpoint (the memory-saving mode) over the vocabulary in slices, as the step does. */
   async evaluate(examples: SFTExample[]): Promise<number> {
     const order = examples.map((_, i) => i).sort((a, b) => examples[a]!.ids.length - examples[b]!.ids.length);
@@ -163,7 +164,7 @@ export class SFTTrainer {
     for (let i = 0; i < order.length; i += this.cfg.batchSize) {
       const rows = order.slice(i, i + this.cfg.batchSize).map((j) => examples[j]!);
       const b = padAndCollate(rows, { maxSeqLen: this.cfg.maxSeqLen, padId: this.padId, padMultiple: this.cfg.padMultiple });
-      sum += this.cfg.gradCheckpoint ? await slicedLossSum(this.model, b) : shardedLossSum(this.model, b, { sparseHead: true }).sum;
+      sum += this.cfg.gradCheckpoint ? await slicedLossSum(this.model, b) : this.stepper.lossSum(b);
       ntoks += b.ntoks;
       await releaseMemory();
     }
