@@ -8,7 +8,7 @@ import { configFromHF, countParameters } from "../model/config.ts";
 import { LlamaModel } from "../model/llama.ts";
 import { loadCheckpointArrays, loadModel, saveCheckpoint } from "../model/checkpoint.ts";
 import { Tokenizer } from "../tokenizer/tokenizer.ts";
-import { TrainStep, defaultOptimizerConfig, shardedLossSum } from "../train/step.ts";
+import { TrainStep, defaultOptimizerConfig } from "../train/step.ts";
 import { learningRate } from "../train/schedule.ts";
 import type { TrainStatus } from "../train/state.ts";
 import { generate } from "../generate/generate.ts";
@@ -49,14 +49,15 @@ export const SAMPLE_PROMPTS = [
   "What is the capital of France?",
 ];
 
-/** Eval loss in nats/token over fixed held-out windows (token-weighted). */
-function evaluate(model: LlamaModel, batches: ReturnType<typeof evalBatches>): number {
+/** Eval loss in nats/token over fixed held-out windows (token-weighted), through the step's compiled
+ * forward (TrainStep.lossSum: no intermediate outlives its use, so evaluating does not raise the
+ * resident set as the eager forward did). */
+function evaluate(trainer: TrainStep, batches: ReturnType<typeof evalBatches>): number {
   let sum = 0;
   let n = 0;
   for (const b of batches) {
-    const r = shardedLossSum(model, b);
-    sum += r.sum;
-    n += r.ntoks;
+    sum += trainer.lossSum(b);
+    n += mx.sum(b.mask).item() as number;
   }
   return sum / n;
 }
@@ -190,7 +191,7 @@ export async function pretrain(cfg: PretrainConfig, runDir: string, { resume = f
       window = { loss: 0, n: 0, start: performance.now(), gradNorm: 0 };
     }
     if (step % cfg.evalEvery === 0 || step === cfg.steps) {
-      lastEval = evaluate(model, heldBatches);
+      lastEval = evaluate(trainer, heldBatches);
       const bpb = lastEval / Math.LN2 / bytesPerToken;
       appendMetrics(runDir, { type: "eval", step, evalLoss: lastEval, bitsPerByte: bpb });
       progress.log(`step ${step}: held-out loss ${lastEval.toFixed(4)} nats/token, ${bpb.toFixed(3)} bits/byte`);
@@ -204,7 +205,7 @@ export async function pretrain(cfg: PretrainConfig, runDir: string, { resume = f
   // Ctrl-C from here on does not cut a save short (lib/util/interrupt.ts).
   const release = interrupt.protect("saving the checkpoint and summary.json first", () => `the last saved step folder in ${join(runDir, "checkpoints")} is kept`);
   saveState(step);
-  const evalLoss = evaluate(model, heldBatches);
+  const evalLoss = evaluate(trainer, heldBatches);
   const wallSec = elapsed + (performance.now() - t0) / 1000;
   const summary = {
     status,

@@ -91,22 +91,6 @@ export function shardLossSums(model: LlamaModel, sparseHead: boolean, noise: boo
   return [mx.sum(mx.multiply(ce, weights)), mx.sum(mx.multiply(ce, prose))];
 }
 
-/** Sum of masked cross-entropy and the supervised-token count of a batch, its rows sharded over
- * the compute streams (forward only: evaluation). With `sparseHead`, the output head and the softmax
- * run only at supervised positions (the same sum, a fraction of the memory). */
-export function shardedLossSum(model: LlamaModel, batch: StepBatch, { sparseHead = false }: { sparseHead?: boolean } = {}): { sum: number; ntoks: number } {
-  const streams = computeStreams();
-  useBlasFor(streams.length);
-  const parts = shardArrays(batch, streams.length, sparseHead).map((a, i) => {
-    using _ = mx.stream(streams[i]!);
-    return shardLossSums(model, sparseHead, batch.noise !== undefined, a)[0];
-  });
-  const sum = parts.reduce((a, b) => mx.add(a, b));
-  const ntoks = mx.sum(batch.mask);
-  mx.eval(sum, ntoks);
-  return { sum: sum.item() as number, ntoks: ntoks.item() as number };
-}
-
 const POSITION_MULTIPLE = 64; // gathered rows are padded to a multiple of this so compiled shapes repeat
 
 /** The supervised positions of a batch, found on the host from its mask, with the replay rows'
