@@ -78,10 +78,10 @@ const command = defineCommand({
     }
     let adapters: typeof import("../lib/model/adapter.ts");
     let generate: typeof import("../lib/generate/generate.ts").generate;
-    let warmDecoder: typeof import("../lib/generate/generate.ts").warmDecoder;
+    let warmUp: typeof import("../lib/generate/generate.ts").warmUp;
     try {
       adapters = await import("../lib/model/adapter.ts");
-      ({ generate, warmDecoder } = await import("../lib/generate/generate.ts"));
+      ({ generate, warmUp } = await import("../lib/generate/generate.ts"));
     } catch (e) {
       log.error(`MLX failed to load (${(e as Error).message}): run \`bun scripts/doctor.ts\` for the fix`);
       process.exit(1);
@@ -91,7 +91,7 @@ const command = defineCommand({
     const load = async (dir: string): Promise<Checkpoint | null> => {
       try {
         const ckpt = await adapters.loadForDecoding(dir);
-        warmDecoder(ckpt.model); // the first reply neither waits for nor counts the decode step's compile
+        await warmUp(ckpt.model, ckpt.tokenizer); // the first reply neither waits for nor counts first-use costs
         return ckpt;
       } catch (e) {
         if (!(e instanceof Error) || !["CheckpointError", "AdapterError", "ConfigError"].includes(e.name)) throw e;

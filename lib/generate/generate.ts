@@ -46,17 +46,18 @@ export function decoderFor(model: LlamaModel): CompiledDecoder | null {
   return d;
 }
 
-/** Trace and compile `model`'s decode step for its first bucket now, on a one-position cache, so that
- * the first reply does not wait for it (~30–40 ms on the bundled base, more for larger ones) and its
- * tokens/s is the decode speed: chat calls it when it loads a model, before the first prompt. */
-export function warmDecoder(model: LlamaModel): void {
-  const decoder = decoderFor(model);
-  if (!decoder) return;
-  const caches = makeCaches(model.config.numHiddenLayers);
-  mx.eval(model.forward(mx.array([[0]], mx.int32), caches));
-  decoder.start(caches);
-  mx.eval(decoder.next(0));
-  decoder.start([]);
+const WARM_UP_TOKENS = 24;
+
+/** Run `model` once, briefly (a sampled continuation of one id, as chat samples), so that what a
+ * process pays the first time it decodes is paid now: tracing and compiling the decode step (~30–40
+ * ms on the bundled base, more for larger ones), loading its kernels, and the JavaScript engine's
+ * compiling of the sampling loops (the first reply of a fresh process decoded 10–20% slower than the
+ * next ones). Chat calls it when it loads a model, before the first prompt, so that the first reply
+ * neither waits for it nor counts it in its tokens/s. Nothing of it is kept: every generation starts
+ * from its own seed and caches. */
+export async function warmUp(model: LlamaModel, tokenizer: Tokenizer): Promise<void> {
+  const maxTokens = Math.min(WARM_UP_TOKENS, model.config.maxPositionEmbeddings - 2);
+  if (maxTokens > 0) await generate(model, tokenizer, [0], { maxTokens, temperature: 0.7, topP: 0.9 });
 }
 
 const COLLECT_EVERY = 16; // tokens between young-generation collections: often enough to stay flat
