@@ -7,9 +7,10 @@
 // every call before multiplying. A decode step of the bundled base reads its 23 MB of weights that
 // way at ~8–9 GB/s: two thirds of the step. The same products through cblas_sgemv read each weight
 // row once, in order, on both cores (OpenBLAS threads gemv): measured in C on this machine (AMD EPYC,
-// 2 cores), the 42 layer products of a token 1.1 ms → 0.35 ms, the head 180 µs → 42 µs; decode of
-// the bundled base +25% in the same process (README "Performance"). OpenBLAS itself forwards these
-// calls to gemv from 0.3.27 on; Debian 12 ships 0.3.21.
+// 2 cores), the 42 layer products of a token 1.0–1.4 ms → 0.3–0.4 ms, the head 160–360 µs → 41–81 µs;
+// decode of the bundled base 1.2–1.7× in alternating pairs of processes, of the Qwen3-0.6B shapes 2.2×
+// (README "Performance"). OpenBLAS itself forwards these calls to gemv from 0.3.27 on; Debian 12
+// ships 0.3.21.
 //
 // The forwarding is a small library (gemv-forward.cpp) that defines cblas_sgemm and hands the
 // one-row (or one-column) products to the same libblas.so.3's cblas_sgemv, the rest to its
