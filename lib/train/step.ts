@@ -189,7 +189,8 @@ export class TrainStep {
     this.adamw = new AdamW(opt, compile);
     const n = params.length;
     const home = (this.home = balance(params.map((p) => p.size), streams.length).map((i) => streams[i]!)); // each parameter's stream
-    const perShard = (sparseHead ? 5 : 4) + (embedNoise ? 1 : 0); // arrays per shard (see shardArrays)
+    const arity = sparseHead ? 5 : 4; // arrays per shard without noise (see shardArrays)
+    const perShard = arity + (embedNoise ? 1 : 0); // arrays per shard of a training batch
     const vg = flatValueAndGrad(this.flat, (...a) => shardLossSums(model, sparseHead, embedNoise, a));
     const { gradClip } = opt;
     const dropout = (this.dropout = dropoutKeysOf(model));
@@ -269,10 +270,9 @@ export class TrainStep {
       const held = this.flat.read();
       this.flat.write(args.slice(0, n));
       try {
-        const per = sparseHead ? 5 : 4; // arrays per shard, without noise (shardArrays)
-        const sums = streams.slice(0, (args.length - n) / per).map((stream, s) => {
+        const sums = streams.slice(0, (args.length - n) / arity).map((stream, s) => {
           using _ = mx.stream(stream);
-          return shardLossSums(model, sparseHead, false, args.slice(n + s * per, n + (s + 1) * per))[0];
+          return shardLossSums(model, sparseHead, false, args.slice(n + s * arity, n + (s + 1) * arity))[0];
         });
         return [sums.reduce((a, b) => mx.add(a, b))];
       } finally {
