@@ -17,7 +17,7 @@
 // g++, Python) keep their own malloc. `SFT_MLX_TCMALLOC=0` opts out.
 import { dlopen, FFIType } from "bun:ffi";
 import { existsSync, readFileSync } from "node:fs";
-import { DEBIAN_TRIPLE, setCEnv } from "./libc.ts";
+import { DEBIAN_TRIPLE, dropFromPreload } from "./libc.ts";
 
 /** Debian's libtcmalloc-minimal4 (gperftools: malloc only, no profiler). */
 export const TCMALLOC_PATH = `/usr/lib/${DEBIAN_TRIPLE}/libtcmalloc_minimal.so.4`;
@@ -53,10 +53,7 @@ export function tcmallocEnv(env: Record<string, string | undefined>): Record<str
 /** Take tcmalloc out of LD_PRELOAD, leaving whatever else the user preloads, in Bun's environment and
  * in the C library's (MLX starts g++ through the latter). */
 export function forgetPreload(): void {
-  const rest = (process.env.LD_PRELOAD ?? "").split(":").filter((p) => p && p !== TCMALLOC_PATH).join(":");
-  if (rest) process.env.LD_PRELOAD = rest;
-  else delete process.env.LD_PRELOAD;
-  setCEnv("LD_PRELOAD", rest || undefined);
+  dropFromPreload((p) => p === TCMALLOC_PATH);
 }
 
 /** Hand the pages malloc keeps for reuse back to the kernel (tcmalloc: ReleaseFreeMemory; glibc:

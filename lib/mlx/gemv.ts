@@ -27,7 +27,7 @@ import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { dlopen, FFIType } from "bun:ffi";
 import { ensurePrivateDir, freshPrivateDir, unsafeReason, userCacheDir } from "../io/private-dir.ts";
-import { dlLibraryOf, setCEnv } from "./libc.ts";
+import { dlLibraryOf, dropFromPreload } from "./libc.ts";
 
 export const GEMV_SOURCE = join(import.meta.dir, "gemv-forward.cpp");
 const LIBRARY_NAME = "libsftmlx-gemv.so";
@@ -127,10 +127,7 @@ export function gemvLibraryLoaded(): string | null {
 /** Take the forwarding library out of LD_PRELOAD (Bun's environment and the C library's), so that
  * the programs this process starts do not inherit it. */
 export function forgetGemvPreload(): void {
-  const rest = (process.env.LD_PRELOAD ?? "").split(":").filter((p) => p && !p.endsWith(`/${LIBRARY_NAME}`)).join(":");
-  if (rest) process.env.LD_PRELOAD = rest;
-  else delete process.env.LD_PRELOAD;
-  setCEnv("LD_PRELOAD", rest || undefined);
+  dropFromPreload((p) => p.endsWith(`/${LIBRARY_NAME}`));
 }
 
 /** The loaded forwarding library's controls, or null when it is not loaded. */

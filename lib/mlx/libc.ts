@@ -57,6 +57,15 @@ export function execve(path: string, argv: string[], env: Record<string, string 
   void [keep, file];
 }
 
+/** Take the LD_PRELOAD entries `drop` picks out of the environment, Bun's and the C library's (which
+ * the programs this process starts inherit), keeping the others in their order. */
+export function dropFromPreload(drop: (entry: string) => boolean): void {
+  const rest = (process.env.LD_PRELOAD ?? "").split(":").filter((p) => p && !drop(p)).join(":");
+  if (rest) process.env.LD_PRELOAD = rest;
+  else delete process.env.LD_PRELOAD;
+  setCEnv("LD_PRELOAD", rest || undefined);
+}
+
 /** The file that defines `symbol` for the library the loader finds as `soname` (loading it if it
  * is not loaded yet): e.g. which file really serves libblas.so.3's cblas_sgemm. With `soname` null,
  * the file the process's global scope resolves `symbol` to (a preloaded library comes first). Null

@@ -92,7 +92,13 @@ function reexecuteIfNeeded(facts: StartupFacts): void {
     execve(process.execPath, [process.execPath, ...process.argv.slice(1)], env); // returns only on failure
     if (gemv?.temporary) removeTemporaryBuild(gemv.temporary);
   }
-  if (activeAllocator() === "tcmalloc") forgetPreload(); // the user preloaded it: keep it from children
+  forgetPreloads(); // the user preloaded them: keep them from children
+}
+
+// Take tcmalloc and the gemv library, where this process runs on them, out of LD_PRELOAD so that the
+// programs it starts decide for themselves.
+function forgetPreloads(): void {
+  if (activeAllocator() === "tcmalloc") forgetPreload();
   if (gemvLibraryLoaded()) forgetGemvPreload();
 }
 
@@ -121,8 +127,7 @@ function coretypeFor(facts: StartupFacts): { value: string; from: string } | nul
 // In the re-executed process: record the kernel choice, then take out of the environment what the
 // start-up added (OpenBLAS has read OPENBLAS_CORETYPE by now: openblasCore() loads it if MLX has not).
 function settleReexecuted(fellBackFrom: string | undefined): void {
-  if (activeAllocator() === "tcmalloc") forgetPreload();
-  if (gemvLibraryLoaded()) forgetGemvPreload();
+  forgetPreloads();
   const coretype = process.env.OPENBLAS_CORETYPE;
   if (fellBackFrom === undefined || !coretype) return;
   openblasCore();
