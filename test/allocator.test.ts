@@ -2,10 +2,10 @@
 // and the programs they start do not inherit it. (The BLAS kernel choice of the same start-up:
 // test/blas.test.ts.)
 import { describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
 import { activeAllocator, TCMALLOC_PATH } from "../lib/mlx/allocator.ts";
+import { runProbeScript } from "./helpers/probe-script.ts";
 
 const LINUX = process.platform === "linux";
 const reason = !LINUX ? "Linux only" : !existsSync(TCMALLOC_PATH) ? `${TCMALLOC_PATH} not installed (apt-get install -y libtcmalloc-minimal4)` : "";
@@ -14,9 +14,7 @@ const STARTUP = resolve(import.meta.dir, "../lib/mlx/startup.ts");
 
 /** A script that calls prepareProcess() and reports what it sees, run as `bun <script> <args>`. */
 function runProbe(args: string[], env: Record<string, string | undefined> = {}): Record<string, any> {
-  const dir = mkdtempSync(join(tmpdir(), "alloc-test-"));
-  const script = join(dir, "probe.ts");
-  writeFileSync(script, `
+  const run = runProbeScript(`
     import { activeAllocator } from ${JSON.stringify(ALLOCATOR)};
     import { prepareProcess } from ${JSON.stringify(STARTUP)};
     import { execSync } from "node:child_process";
@@ -24,10 +22,9 @@ function runProbe(args: string[], env: Record<string, string | undefined> = {}):
     prepareProcess();
     console.log(JSON.stringify({ pid: process.pid, argv: process.argv.slice(2), allocator: activeAllocator(), before,
       childPreload: execSync("echo -n $LD_PRELOAD").toString() }));
-  `);
-  const proc = Bun.spawnSync([process.execPath, script, ...args], { env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
-  expect(proc.exitCode).toBe(0);
-  return { ...JSON.parse(proc.stdout.toString().trim().split("\n").pop()!), spawnedPid: proc.pid };
+  `, { args, env });
+  expect(run.exitCode).toBe(0);
+  return { ...run.report(), spawnedPid: run.pid };
 }
 
 describe("allocator", () => {

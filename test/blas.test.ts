@@ -5,10 +5,9 @@
 //   bun test test/blas.test.ts
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { blasInfo, chooseCoretype, expectedGflops, parseCpuinfo, simdLevel } from "../lib/mlx/blas.ts";
+import { runProbeScript } from "./helpers/probe-script.ts";
 
 const fixture = (name: string) => readFileSync(resolve(import.meta.dir, "fixtures/cpuinfo", name), "utf8");
 const INTEL = fixture("intel-xeon-6-207.txt");
@@ -92,20 +91,17 @@ const BLAS = resolve(import.meta.dir, "../lib/mlx/blas.ts");
 
 /** Run a script that calls prepareProcess(facts) and reports the kernels OpenBLAS runs. */
 function runProbe(facts: object, env: Record<string, string | undefined> = {}): Record<string, any> {
-  const dir = mkdtempSync(join(tmpdir(), "blas-test-"));
-  const script = join(dir, "probe.ts");
-  writeFileSync(script, `
+  const run = runProbeScript(`
     import { kernelChoice, prepareProcess } from ${JSON.stringify(STARTUP)};
     import { openblasCore } from ${JSON.stringify(BLAS)};
     import { execSync } from "node:child_process";
     prepareProcess(${JSON.stringify(facts)});
     console.log(JSON.stringify({ pid: process.pid, core: openblasCore(), choice: kernelChoice(),
       childCoretype: execSync("echo -n $OPENBLAS_CORETYPE").toString() }));
-  `);
-  const proc = Bun.spawnSync([process.execPath, script], { env: { ...process.env, OPENBLAS_CORETYPE: undefined, ...env }, stdout: "pipe", stderr: "pipe" });
-  expect(proc.stderr.toString()).toBe("");
-  expect(proc.exitCode).toBe(0);
-  return { ...JSON.parse(proc.stdout.toString().trim().split("\n").pop()!), spawnedPid: proc.pid };
+  `, { env: { OPENBLAS_CORETYPE: undefined, ...env } });
+  expect(run.stderr).toBe("");
+  expect(run.exitCode).toBe(0);
+  return { ...run.report(), spawnedPid: run.pid };
 }
 
 describe.skipIf(!openblas)(`the start-up sets OPENBLAS_CORETYPE for the re-executed script${openblas ? "" : " (skipped: libblas.so.3 is not OpenBLAS)"}`, () => {

@@ -8,6 +8,7 @@ import { join, resolve } from "node:path";
 import { dlopen, FFIType, ptr } from "bun:ffi";
 import { blasInfo } from "../lib/mlx/blas.ts";
 import { gemvLibrary } from "../lib/mlx/gemv.ts";
+import { runProbeScript } from "./helpers/probe-script.ts";
 
 const reason = process.platform !== "linux" ? "Linux only" : !Bun.which("g++") ? "no g++ on PATH" : blasInfo() === null ? "no libblas.so.3" : "";
 const skipped = reason ? ` (skipped: ${reason})` : "";
@@ -122,37 +123,30 @@ describe("gemv forwarding", () => {
 
   /** A script that calls prepareProcess(), multiplies through MLX and reports what it sees. */
   function runProbe(env: Record<string, string>): Record<string, any> {
-    const dir = mkdtempSync(join(tmpdir(), "gemv-probe-"));
-    try {
-      const script = join(dir, "probe.ts");
-      writeFileSync(script, `
-        import { core as mx } from "@frost-beta/mlx";
-        import { execSync } from "node:child_process";
-        import { blasRecord, prepareProcess } from ${JSON.stringify(STARTUP)};
-        import { gemvForward } from ${JSON.stringify(GEMV)};
-        import { CompiledDecoder } from ${JSON.stringify(DECODE)};
-        import { tinyModel } from ${JSON.stringify(TINY)};
-        prepareProcess();
-        const g = gemvForward();
-        const count = () => g?.forwarded() ?? 0;
-        const x = mx.random.normal([1, 64]), X = mx.random.normal([4, 64]), W = mx.random.normal([96, 64]);
-        mx.eval(x, X, W);
-        const c0 = count();
-        const y = mx.matmul(x, W.T); mx.eval(y);
-        const c1 = count();
-        const Y = mx.matmul(X, W.T); mx.eval(Y);
-        const c2 = count();
-        // the one-row product against the same row of a four-row product (sgemm)
-        const diff = mx.abs(mx.subtract(y, mx.matmul(mx.concatenate([x, X.index(mx.Slice(0, 3))], 0), W.T).index(mx.Slice(0, 1)))).max().item();
-        console.log(JSON.stringify({ oneRowProducts: blasRecord().oneRowProducts, oneRow: c1 - c0, fourRows: c2 - c1, diff,
-          transposed: new CompiledDecoder(tinyModel(64)).transposeWeights, childPreload: execSync("echo -n $LD_PRELOAD").toString() }));
-      `);
-      const proc = Bun.spawnSync([process.execPath, script], { cwd: resolve(import.meta.dir, ".."), env: { ...process.env, XDG_CACHE_HOME: cache, ...env }, stdout: "pipe", stderr: "pipe" });
-      if (proc.exitCode !== 0) throw new Error(proc.stderr.toString());
-      return JSON.parse(proc.stdout.toString().trim().split("\n").pop()!);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    const run = runProbeScript(`
+      import { core as mx } from "@frost-beta/mlx";
+      import { execSync } from "node:child_process";
+      import { blasRecord, prepareProcess } from ${JSON.stringify(STARTUP)};
+      import { gemvForward } from ${JSON.stringify(GEMV)};
+      import { CompiledDecoder } from ${JSON.stringify(DECODE)};
+      import { tinyModel } from ${JSON.stringify(TINY)};
+      prepareProcess();
+      const g = gemvForward();
+      const count = () => g?.forwarded() ?? 0;
+      const x = mx.random.normal([1, 64]), X = mx.random.normal([4, 64]), W = mx.random.normal([96, 64]);
+      mx.eval(x, X, W);
+      const c0 = count();
+      const y = mx.matmul(x, W.T); mx.eval(y);
+      const c1 = count();
+      const Y = mx.matmul(X, W.T); mx.eval(Y);
+      const c2 = count();
+      // the one-row product against the same row of a four-row product (sgemm)
+      const diff = mx.abs(mx.subtract(y, mx.matmul(mx.concatenate([x, X.index(mx.Slice(0, 3))], 0), W.T).index(mx.Slice(0, 1)))).max().item();
+      console.log(JSON.stringify({ oneRowProducts: blasRecord().oneRowProducts, oneRow: c1 - c0, fourRows: c2 - c1, diff,
+        transposed: new CompiledDecoder(tinyModel(64)).transposeWeights, childPreload: execSync("echo -n $LD_PRELOAD").toString() }));
+    `, { cwd: resolve(import.meta.dir, ".."), env: { XDG_CACHE_HOME: cache, ...env } });
+    if (run.exitCode !== 0) throw new Error(run.stderr);
+    return run.report();
   }
 
   test.skipIf(reason !== "")(`a script's one-row matmuls go to gemv, the same values; its children do not inherit it${skipped}`, () => {
