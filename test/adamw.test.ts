@@ -13,6 +13,9 @@ import { columnMajor, zerosColumnMajor } from "../lib/mlx/layout.ts";
 import { loadArrays, saveArrays } from "../lib/mlx/arrays-file.ts";
 import { useFastCpuKernels } from "../lib/mlx/jit.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const maxAbsDiff = (a: mx.array, b: mx.array) => mx.max(mx.abs(mx.subtract(a, b))).item() as number;
 

@@ -6,6 +6,9 @@ import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { activeAllocator, TCMALLOC_PATH } from "../lib/mlx/allocator.ts";
 import { runProbeScript } from "./helpers/probe-script.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const LINUX = process.platform === "linux";
 const reason = !LINUX ? "Linux only" : !existsSync(TCMALLOC_PATH) ? `${TCMALLOC_PATH} not installed (apt-get install -y libtcmalloc-minimal4)` : "";

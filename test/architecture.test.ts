@@ -2,6 +2,9 @@
 // lib/ imports only the folders of its own layer or below. dependency-cruiser reads the sources.
 import { expect, test } from "bun:test";
 import { resolve } from "node:path";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const ROOT = resolve(import.meta.dir, "..");
 const CRUISER = resolve(ROOT, "node_modules/dependency-cruiser/bin/dependency-cruiser.mjs");

@@ -4,7 +4,7 @@
 // as a shape mismatch; values are compared against a reference that is itself checked by finite
 // differences. Run it several times: the defect was intermittent (~5% of calls).
 //   bun test test/autodiff.test.ts
-import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { core as mx, nn } from "@frost-beta/mlx";
 import type { LlamaModel } from "../lib/model/llama.ts";
 import { compileFlat, FlatParams, flatValueAndGrad } from "../lib/mlx/autodiff.ts";
@@ -12,8 +12,9 @@ import { releaseMemory } from "../lib/mlx/memory.ts";
 import { batchLoss, defaultOptimizerConfig, TrainStep } from "../lib/train/step.ts";
 import { lossWithBump } from "./helpers/finite-diff.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
 
-setDefaultTimeout(60_000); // ms; the shared 2-core box can be slow
+useSuiteTimeout();
 
 const CALLS = 200; // the defect hit 14-18 of 300 calls in the reproducer
 const DIMS = [9, 11, 6, 14, 5, 8, 13]; // embedding width, hidden widths, classes: every shape below differs

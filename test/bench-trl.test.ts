@@ -10,6 +10,9 @@ import { join } from "node:path";
 import { compareWithTrl, interleave, ourJobRun, trlJobRun, writeProjectRows, type JobRun } from "../lib/bench/trl.ts";
 import { DEFAULT_EVAL_DATA, DEFAULT_TRAIN_DATA } from "../lib/util/paths.ts";
 import type { RunSummary } from "../lib/run/summary.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 test("interleave runs ours, then the peer, pair after pair", async () => {
   const calls: string[] = [];

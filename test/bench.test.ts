@@ -8,6 +8,9 @@ import { benchTrainStep } from "../lib/bench/measure.ts";
 import { benchDecodeContext } from "../lib/bench/decode.ts";
 import { interleavedRatio } from "../lib/bench/peer.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 describe("interleavedRatio", () => {
   test.each([

@@ -13,6 +13,9 @@ import { ChatTemplate } from "../lib/format/template.ts";
 import type { Message } from "../lib/format/types.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const ROOT = resolve(import.meta.dir, "..");
 const tok = tinyTokenizer();

@@ -11,6 +11,9 @@ import { saveCheckpoint } from "../lib/model/checkpoint.ts";
 import { loadConversations } from "../lib/data/data.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const ROOT = resolve(import.meta.dir, "..");
 const HAS_TMUX = Bun.which("tmux") !== null;

@@ -18,6 +18,9 @@ import { loadConversations } from "../lib/data/data.ts";
 import { ChatTemplate } from "../lib/format/template.ts";
 import type { Message } from "../lib/format/types.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const tok = tinyTokenizer();
 const tpl = new ChatTemplate();

@@ -24,6 +24,9 @@ import { CHAT_TEMPLATE_JINJA } from "../lib/format/template.ts";
 import { SPECIAL_TOKENS } from "../lib/format/tokens.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
 import { tinyConfigJSON, tinyModel } from "./helpers/tiny-model.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const ROOT = mkdtempSync(join(tmpdir(), "sft-mlx-ckpt-"));
 afterAll(() => rmSync(ROOT, { recursive: true, force: true }));

@@ -14,6 +14,9 @@ import { defaultSFTConfig, resolveSFTConfig, SFT_OPTIONS } from "../lib/train/co
 import { parseTrainFlags, readRunConfigFile, RUN_OPTIONS, TRAIN_ARGS, TRAIN_OPTIONS } from "../lib/sft/run-config.ts";
 import { PARAMS } from "../lib/sweep/params.ts";
 import { usageError } from "./helpers/errors.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 describe("numbers", () => {
   test.each([

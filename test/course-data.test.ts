@@ -8,6 +8,9 @@ import { describe, expect, test } from "bun:test";
 import { DataError, kindsOf, parseConversations, parseLabeled } from "../lib/data/data.ts";
 import { COURSE_SPLIT_SEED, courseSplit } from "../lib/data/split.ts";
 import { mt19937, torchRandperm } from "../lib/util/randperm.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 /** What the notebook's `json.dumps(sft_pairs, indent=2)` writes for three pairs. */
 const COURSE_FILE = JSON.stringify([

@@ -19,6 +19,9 @@ import { readSummary, writeSummary, type RunSummary } from "../lib/run/summary.t
 import { resolveRunConfig } from "../lib/sft/run-config.ts";
 import { executeRun, prepareRun } from "../lib/sft/run.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 /** g2c.tokenizer.COURSE_SPECIAL_TOKENS, as the course defines it. */
 const COURSE_SPECIAL_TOKENS = ["<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|tool_call|>", "<|tool_result|>", "<|end|>", "<|pad|>"];

@@ -2,7 +2,7 @@
 // assistant}), held out with the notebook's split (--course-split), over-long rows cut as its
 // pad_and_collate cuts them (--truncate); the kinds reach summary.json, samples.md and report.html.
 //   bun test test/course-run.test.ts
-import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,8 +16,9 @@ import { truncateExamples, truncationWarnings } from "../lib/data/batch.ts";
 import { courseSplit } from "../lib/data/split.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
 
-setDefaultTimeout(120_000); // ms
+useSuiteTimeout();
 
 const tmp = mkdtempSync(join(tmpdir(), "course-run-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

@@ -15,6 +15,9 @@ import {
 } from "../lib/data/data.ts";
 import { splitConversations, subsetConversations } from "../lib/data/split.ts";
 import type { Conversation } from "../lib/format/types.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const u = (content: unknown) => ({ role: "user", content });
 const a = (content: unknown) => ({ role: "assistant", content });

@@ -8,6 +8,9 @@ import {
 } from "../lib/data/datacheck.ts";
 import type { Conversation, Message, SFTExample } from "../lib/format/types.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const u = (content: string): Message => ({ role: "user", content });
 const a = (content: string): Message => ({ role: "assistant", content });

@@ -11,6 +11,9 @@ import { bufferFor, CompiledDecoder } from "../lib/model/decode.ts";
 import { decoderFor, generate } from "../lib/generate/generate.ts";
 import { TrainStep } from "../lib/train/step.ts";
 import type { LlamaModel } from "../lib/model/llama.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const maxAbsDiff = (a: mx.array, b: mx.array) => mx.max(mx.abs(mx.subtract(a, b))).item() as number;
 

@@ -8,6 +8,9 @@ import { resolve } from "node:path";
 import type { BlasInfo } from "../lib/mlx/blas.ts";
 import { parseCpuinfo } from "../lib/mlx/blas.ts";
 import { FIX_BLAS, judgeMatmul } from "../lib/mlx/doctor.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const cpu = (name: string) => parseCpuinfo(readFileSync(resolve(import.meta.dir, "fixtures/cpuinfo", name), "utf8"));
 const INTEL = cpu("intel-xeon-6-207.txt"); // floor: 0.5 x 2 x 32 x 2.4 = 76.8 GFLOP/s

@@ -3,7 +3,7 @@
 // conversations, the project's batches and rows, unknown config keys refused, nothing overwritten.
 // (scripts/trl-parity.py runs the generated job itself; it needs Python and is not run here.)
 //   bun test test/export.test.ts
-import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -25,8 +25,9 @@ import { CHAT_TOKENS } from "../lib/format/tokens.ts";
 import type { Conversation } from "../lib/format/types.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
 
-setDefaultTimeout(60_000); // ms; bunfig's [test] timeout is not applied
+useSuiteTimeout();
 
 const tmp = mkdtempSync(join(tmpdir(), "sft-export-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -138,7 +139,7 @@ describe("export: mlx-lm config", () => {
     expect(yaml).toMatch(/mask_prompt: true # DIFFERS on multi-turn rows: only the last assistant turn/);
   });
 
-  test("mlx-lm's schedule (build_schedule) gives steps 1..warmup the project's lr, later ones the project's lr one step back (warmup 1: all exact)", () => {
+  test("mlx-lm's schedule (build_schedule) gives every step the project's lr (warmup 1: the cosine one step ahead)", () => {
     for (const cfg of [{ lr: 3e-4, warmup: 20, steps: 500, minLrRatio: 0.1 }, { lr: 1e-3, warmup: 1, steps: 30, minLrRatio: 0 }, { lr: 2e-4, warmup: 5, steps: 9, minLrRatio: 0.5 }]) {
       const schedule = mlxLmConfig(resolveRunConfig({}, { ...odd, ...cfg }), "t").match(/lr_schedule:.*\n((?:  .*\n)+)/)![1]!;
       const num = (key: string) => Number(schedule.match(new RegExp(`  ${key}: (.*)`))![1]);
@@ -150,7 +151,7 @@ describe("export: mlx-lm config", () => {
         : end + 0.5 * (init - end) * (1 + Math.cos((Math.PI * Math.min(s - (W > 0 ? W + 1 : 0), decaySteps)) / decaySteps)));
       const project = (k: number) => learningRate(cfg, k);
       for (let k = 1; k <= cfg.steps; k++) {
-        const want = cfg.warmup === 1 || k <= cfg.warmup ? project(k) : project(k - 1);
+        const want = cfg.warmup === 1 && k > 1 ? project(k + 1) : project(k);
         expect(Math.abs(mlx(k - 1) - want)).toBeLessThan(1e-12);
       }
     }

@@ -3,7 +3,7 @@
 // handler or a kill must land at an exact moment, a write hook (and a real full tmpfs where this
 // user may mount one) for a full disk. The base's hash is checked unchanged after every case.
 //   bun test test/file-safety.test.ts
-import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -23,8 +23,10 @@ import { loadConversations } from "../lib/data/data.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
 import { chat, tinyRunFiles, interruptAfterFirstEval } from "./helpers/tiny-run.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
 
-setDefaultTimeout(180_000); // ms: child processes train and probe a tiny model; a loaded 2-core machine is slow
+useSuiteTimeout(180_000); // ms: child processes train and probe a tiny model
+
 const PROJECT = resolve(import.meta.dir, "..");
 const tmp = mkdtempSync(join(tmpdir(), "sft-file-safety-"));
 const tok = tinyTokenizer();

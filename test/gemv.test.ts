@@ -9,6 +9,9 @@ import { dlopen, FFIType, ptr } from "bun:ffi";
 import { blasInfo } from "../lib/mlx/blas.ts";
 import { gemvLibrary } from "../lib/mlx/gemv.ts";
 import { runProbeScript } from "./helpers/probe-script.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const reason = process.platform !== "linux" ? "Linux only" : !Bun.which("g++") ? "no g++ on PATH" : blasInfo() === null ? "no libblas.so.3" : "";
 const skipped = reason ? ` (skipped: ${reason})` : "";

@@ -15,6 +15,9 @@ import { seededRandom } from "../lib/util/random.ts";
 import { SPECIAL_TOKENS } from "../lib/format/tokens.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const V = 360; // tiny tokenizer's vocabulary
 const END = 4; // <|end|> in the tiny tokenizer

@@ -10,6 +10,9 @@ import { QuantizedEmbedding, quantizeModel } from "../lib/model/quantize.ts";
 import { slicedCrossEntropy } from "../lib/train/head-loss.ts";
 import { tokenCrossEntropy } from "../lib/train/loss.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const V = 300; // not a multiple of the slice: the last slice is short
 const WIDE = { hidden_size: 256, intermediate_size: 512, num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 2 };

@@ -12,6 +12,9 @@ import { join } from "node:path";
 import { loadCheckpoint, type Checkpoint } from "../lib/model/checkpoint.ts";
 import { makeCaches } from "../lib/model/cache.ts";
 import { CompiledDecoder } from "../lib/model/decode.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const FIXTURES = join(import.meta.dir, "fixtures/hf");
 const TOLERANCE = 1e-4; // max |logit diff|: float32 on both sides, measured ~2e-5 with logits of std ~4

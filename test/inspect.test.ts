@@ -9,6 +9,9 @@ import { ChatTemplate } from "../lib/format/template.ts";
 import type { Message } from "../lib/format/types.ts";
 import { TINY_TEXT, tinyTokenizer } from "./helpers/tiny.ts";
 import { ChatFormat } from "../lib/format/chat-format.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const tok = tinyTokenizer();
 const u = (content: string): Message => ({ role: "user", content });

@@ -2,7 +2,7 @@
 // directory, with vector instructions, and give the same values as MLX's precompiled ops, also for
 // ±inf and NaN, which is where fast_exp branches.
 //   bun test test/jit.test.ts
-import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
@@ -11,8 +11,10 @@ import { core as mx } from "@frost-beta/mlx";
 import { cpuSignature, KERNEL_FLAGS, useFastCpuKernels, wrapperScript } from "../lib/mlx/jit.ts";
 import { silu } from "../lib/model/llama.ts";
 import { compileFlat } from "../lib/mlx/autodiff.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
 
-setDefaultTimeout(60_000); // ms: the planted-folder case builds kernels in two child processes
+useSuiteTimeout();
+
 const CAN_BUILD = process.platform === "linux" && Bun.which("g++") !== null;
 if (!CAN_BUILD) console.log("jit: skipping the kernel tests: they need Linux and g++ (MLX builds CPU kernels with it)");
 const OBJDUMP = Bun.which("objdump");

@@ -4,7 +4,7 @@
 // run folder holds (adapter/ in PEFT's layout, no checkpoint/), reading the adapter back for chat and
 // fusing it into a checkpoint; and a 4-bit run on a base with a 688-wide MLP.
 //   bun test test/lora-run.test.ts
-import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { core as mx } from "@frost-beta/mlx";
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -27,8 +27,9 @@ import { tinyModel } from "./helpers/tiny-model.ts";
 import { TINY_TEXT, tinyTokenizer } from "./helpers/tiny.ts";
 import { chat, fileWriter, interruptAfterFirstEval } from "./helpers/tiny-run.ts";
 import { CHAT_TOKENS } from "../lib/format/tokens.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
 
-setDefaultTimeout(120_000); // ms
+useSuiteTimeout();
 
 const tmp = mkdtempSync(join(tmpdir(), "lora-run-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

@@ -18,6 +18,9 @@ import { LORA_EPOCHS, LORA_LR, resolveSFTConfig } from "../lib/train/config.ts";
 import { seededRandom } from "../lib/util/random.ts";
 import { lossWithBump } from "./helpers/finite-diff.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const V = 64;
 const QV: LoRASettings = { rank: 4, alpha: 8, dropout: 0, targets: ["q_proj", "v_proj"] };

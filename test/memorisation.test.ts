@@ -8,6 +8,9 @@ import { isMemorised, longestCommonRun, MEMORISED_RUN, TrainingAnswers, type Clo
 import type { TextTokenizer } from "../lib/tokenizer/types.ts";
 import type { Conversation } from "../lib/format/types.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 /** Whitespace "tokenizer": one id per word, so run lengths in the tests are word counts. */
 function wordTokenizer(): TextTokenizer {

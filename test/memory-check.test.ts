@@ -7,6 +7,9 @@ import { configFromHF } from "../lib/model/config.ts";
 import { estimateStepMemory } from "../lib/train/footprint.ts";
 import { checkStepMemory, largestStep } from "../lib/sft/memory-check.ts";
 import { usageError } from "./helpers/errors.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 /** Qwen3-0.6B-Base's config.json, as its model card has it (transformers 5 spelling). */
 const QWEN3_06B = {

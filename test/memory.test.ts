@@ -17,6 +17,9 @@ import { releaseMemory, rssMB } from "../lib/mlx/memory.ts";
 import { seededRandom } from "../lib/util/random.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const MAX_GROWTH = 0.15; // end vs warm-up; see the header
 const V = 360;

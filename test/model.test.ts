@@ -21,6 +21,9 @@ import { releaseMemory } from "../lib/mlx/memory.ts";
 import type { TokenizerJSON } from "../lib/tokenizer/bpe-train.ts";
 import { Tokenizer } from "../lib/tokenizer/tokenizer.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const STORIES = join(import.meta.dir, "../../shared/reference/stories260K");
 const HAS_STORIES = existsSync(join(STORIES, "expected.json"));

@@ -2,7 +2,7 @@
 // (seed, step); it reaches the training step through the input embeddings (the step's loss equals
 // a direct forward with the noisy embeddings); evaluation is unchanged by it.
 //   bun test test/neftune.test.ts
-import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { core as mx } from "@frost-beta/mlx";
 import { iterateBatches, padAndCollate } from "../lib/data/batch.ts";
 import { ChatTemplate } from "../lib/format/template.ts";
@@ -12,8 +12,9 @@ import { neftuneNoise, neftuneScale } from "../lib/train/neftune.ts";
 import { resolveSFTConfig, SFTTrainer, type SFTConfig } from "../lib/train/trainer.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
 
-setDefaultTimeout(60_000); // ms; the 2-core box is shared
+useSuiteTimeout();
 
 const tok = tinyTokenizer();
 const template = new ChatTemplate();

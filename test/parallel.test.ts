@@ -9,6 +9,9 @@ import { balance, blasThreads, shardRanges, useBlasFor } from "../lib/mlx/parall
 import { maskedCrossEntropySum } from "../lib/train/loss.ts";
 import { TrainStep, type StepBatch } from "../lib/train/step.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const VOCAB = 64;
 

@@ -13,6 +13,9 @@ import { loadCheckpoint } from "../lib/model/checkpoint.ts";
 import { adapterOf, ADAPTER_WEIGHTS, attachAdapter, loadAdapterCheckpoint, loadForDecoding, readAdapter, saveAdapter } from "../lib/model/adapter.ts";
 import { makeCaches } from "../lib/model/cache.ts";
 import { CompiledDecoder } from "../lib/model/decode.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const FIXTURES = join(import.meta.dir, "fixtures/peft");
 const TOLERANCE = 1e-4; // max |logit diff|, float32 on both sides (as test/hf-conformance.test.ts)

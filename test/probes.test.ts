@@ -23,6 +23,9 @@ import { probeRun } from "../lib/probes/compare.ts";
 import type { GenerationMetrics, ProbeOutput, ProbeReport } from "../lib/probes/types.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const tok = tinyTokenizer();
 const CHAT: ChatIds = { user: 2, assistant: 3, end: 4 };

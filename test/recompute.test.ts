@@ -10,6 +10,9 @@ import { TrainStep, type StepBatch } from "../lib/train/step.ts";
 import { padAndCollate } from "../lib/data/batch.ts";
 import { seededRandom } from "../lib/util/random.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const V = 64;
 const cpuStreams = (n: number) => Array.from({ length: n }, () => mx.newStream(mx.cpu));

@@ -2,7 +2,7 @@
 // run replays (the user's, the bundled sample, a recorded corpus, or the bundled sample standing in
 // for a base's own text, with a note that says so), and one tiny run end to end with replay and noise.
 //   bun test test/replay-run.test.ts
-import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,8 +18,9 @@ import { resumeRun } from "../lib/sft/resume.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
 import { chat, fileWriter, interruptAfterFirstEval } from "./helpers/tiny-run.ts";
 import { TINY_TEXT, tinyTokenizer } from "./helpers/tiny.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
 
-setDefaultTimeout(60_000); // ms; the 2-core box is shared
+useSuiteTimeout();
 
 const tmp = mkdtempSync(join(tmpdir(), "replay-run-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

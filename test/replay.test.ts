@@ -3,7 +3,7 @@
 // conversations' padded length (no extra padding), the replay mask, the SFT and prose losses logged
 // apart (each equal to a direct computation), resume with replay, and --epochs.
 //   bun test test/replay.test.ts
-import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,8 +16,9 @@ import { maskedCrossEntropySum } from "../lib/train/loss.ts";
 import { resolveSFTConfig, SFTTrainer, stepsForEpochs, type SFTConfig } from "../lib/train/trainer.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
 import { TINY_TEXT, tinyTokenizer } from "./helpers/tiny.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
 
-setDefaultTimeout(60_000); // ms; the 2-core box is shared
+useSuiteTimeout();
 
 const tok = tinyTokenizer();
 const template = new ChatTemplate();

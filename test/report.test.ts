@@ -10,6 +10,9 @@ import { reportHtml } from "../lib/report/html.ts";
 import type { MetricsRow } from "../lib/run/metrics.ts";
 import type { RunSummary } from "../lib/run/summary.ts";
 import { barChart, escapeXml, formatTick, lineChart, niceTicks, scatter, seriesColor } from "../lib/report/svg.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const gm = (p: Partial<GenerationMetrics> = {}): GenerationMetrics => ({
   chatProbes: 3, stops: 0, stopRate: 0, leaks: 0, roleLeakage: 0, meanLength: 96, repetition: 0.1, offPattern: 0, offPatternRate: 0,

@@ -7,6 +7,9 @@
 import { describe, expect, test } from "bun:test";
 import { core as mx } from "@frost-beta/mlx";
 import { inverseFrequencies, rotaryHeads, rotateHalfMatrix, type RopeConfig } from "../lib/model/rope.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const maxAbs = (a: mx.array, b: mx.array) => mx.max(mx.abs(mx.subtract(a, b))).item() as number;
 // The tables' angles are computed in double precision, fast.rope's in float32: at position p the

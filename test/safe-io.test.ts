@@ -13,6 +13,9 @@ import { readTextFile } from "../lib/io/text.ts";
 import { ensurePrivateDir } from "../lib/io/private-dir.ts";
 import { loadArrays, saveArrays } from "../lib/mlx/arrays-file.ts";
 import { array, finite, int, literal, nullable, object, optional, string, tagged } from "../lib/util/schema.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const ROOT = mkdtempSync(join(tmpdir(), "sft-safe-io-"));
 afterAll(() => rmSync(ROOT, { recursive: true, force: true }));

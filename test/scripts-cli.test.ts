@@ -9,6 +9,9 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { tinyTokenizer } from "./helpers/tiny.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const ROOT = resolve(import.meta.dir, "..");
 const tmp = mkdtempSync(join(tmpdir(), "scripts-cli-"));

@@ -11,6 +11,9 @@ import { ChatTemplate, type RenderOptions } from "../lib/format/template.ts";
 import type { Conversation, Message, SFTExample } from "../lib/format/types.ts";
 import type { TextTokenizer } from "../lib/tokenizer/types.ts";
 import { TINY_TEXT, tinyTokenizer } from "./helpers/tiny.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const tok = tinyTokenizer();
 const tpl = new ChatTemplate();

@@ -5,6 +5,9 @@ import { describe, expect, test } from "bun:test";
 import { core as mx } from "@frost-beta/mlx";
 import { checkLengths, collateArrays, groupByLength, iterateBatches, padAndCollate } from "../lib/data/batch.ts";
 import type { SFTExample } from "../lib/format/types.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const ex = (ids: number[], mask: number[]): SFTExample => ({ ids, mask });
 
@@ -17,7 +20,7 @@ describe("pad_and_collate", () => {
     const c = collateArrays([A, B], { maxSeqLen: 16, padId: 0 });
     expect(c.inputs).toEqual([
       [10, 11, 12, 13],
-      [20, 21, 0, 0],
+      [20, 21, 22, 0], // padded, then shifted: the last real id is an input whose target is padding
     ]);
     expect(c.targets).toEqual([
       [11, 12, 13, 14],

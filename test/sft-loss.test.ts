@@ -5,6 +5,9 @@
 import { describe, expect, test } from "bun:test";
 import { core as mx } from "@frost-beta/mlx";
 import { maskedCrossEntropy, maskedCrossEntropySum } from "../lib/train/loss.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const lse = (xs: number[]) => Math.log(xs.reduce((s, x) => s + Math.exp(x), 0));
 const num = (a: mx.array) => a.item() as number;

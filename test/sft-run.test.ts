@@ -1,7 +1,7 @@
 // One SFT run end to end on a tiny checkpoint written to a temporary folder: config layering, the
 // checks that run before any folder exists, the run folder's files, interrupt and resume.
 //   bun test -t train_run
-import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,8 +15,9 @@ import { resumeRun } from "../lib/sft/resume.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
 import { chat, tinyRunFiles, interruptAfterFirstEval } from "./helpers/tiny-run.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
 
-setDefaultTimeout(60_000); // ms; bunfig's [test] timeout is not applied
+useSuiteTimeout();
 
 const tmp = mkdtempSync(join(tmpdir(), "sft-run-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

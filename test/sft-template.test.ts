@@ -7,6 +7,9 @@ import { ChatTemplate } from "../lib/format/template.ts";
 import type { Message } from "../lib/format/types.ts";
 import type { TextTokenizer } from "../lib/tokenizer/types.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const tpl = new ChatTemplate();
 const tok = tinyTokenizer();

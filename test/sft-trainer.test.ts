@@ -2,7 +2,7 @@
 // determinism, token-weighted evaluation, early stopping, skipped/over-length/NaN batches, a collapsed run, the
 // mask ablation and resuming.
 //   bun test -t trainer
-import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,8 +14,9 @@ import { collapseReason } from "../lib/train/collapse.ts";
 import type { Conversation, SFTExample } from "../lib/format/types.ts";
 import { tinyModel } from "./helpers/tiny-model.ts";
 import { tinyTokenizer } from "./helpers/tiny.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
 
-setDefaultTimeout(60_000); // ms; bunfig's [test] timeout is not applied (5 s seen), and the 2-core box is shared
+useSuiteTimeout();
 
 const tok = tinyTokenizer();
 const template = new ChatTemplate();
@@ -66,8 +67,9 @@ describe("trainer", () => {
   test.each([
     ["warmup start", 1, 1e-4],
     ["peak at the end of warmup", 10, 1e-3],
-    ["cosine midpoint", 55, 1e-4 + 0.5 * 9e-4],
-    ["end = minLr", 100, 1e-4],
+    ["peak held one more step: the cosine starts (the course's convention)", 11, 1e-3],
+    ["cosine midpoint", 56, 1e-4 + 0.5 * 9e-4],
+    ["minLr one step past the last", 101, 1e-4],
   ])("lr schedule: %s (step %d)", (_name, step, expected) => {
     expect(sched.lr(step)).toBeCloseTo(expected, 12);
   });

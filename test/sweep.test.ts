@@ -16,6 +16,9 @@ import { buildPlan, readPlan, runData, TRAIN_FLAGS, trainArgs, writePlan, writeR
 import { writeSweepReport } from "../lib/sweep/report.ts";
 import { runSweep, type Spawner } from "../lib/sweep/run.ts";
 import { usageError } from "./helpers/errors.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const TMP = mkdtempSync(join(tmpdir(), "sweep-test-"));
 afterAll(() => rmSync(TMP, { recursive: true, force: true }));

@@ -10,6 +10,9 @@ import { parseSpan, readSpan, sampleSpans } from "../lib/tokenizer/sample-text.t
 import { Tokenizer } from "../lib/tokenizer/tokenizer.ts";
 import { CHAT_TOKENS, SPECIAL_TOKENS } from "../lib/format/tokens.ts";
 import { TINY_TEXT, tinyTokenizer } from "./helpers/tiny.ts";
+import { useSuiteTimeout } from "./helpers/suite.ts";
+
+useSuiteTimeout();
 
 const SPECIALS = Object.values(SPECIAL_TOKENS).map((token, id) => [token, id] as const);
 

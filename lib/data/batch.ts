@@ -1,12 +1,14 @@
 // Batching: pad, shift and collate rendered examples into [B, T] arrays, and the seeded batch order.
 //
-// THIS is the one place the one-token shift happens. For an example with n ids:
-//   inputs  = ids[0 .. n-2]
-//   targets = ids[1 .. n-1]
-//   mask[t] = example.mask[t + 1]   (target-aligned: is targets[t] a supervised token?)
-// Padding is inputs = targets = padId with mask 0, decided by position (the pad id may equal a real
-// id). Unlike mlx-lm's `steps <= length` mask, a padded row is never trained to predict the first
-// padding token after its last real token.
+// THIS is the one place the one-token shift happens. A row is padded to T + 1 ids first and then
+// shifted, as the course's pad_and_collate does:
+//   padded  = ids ++ [padId] * (T + 1 - len(ids))
+//   inputs  = padded[0 .. T-1]
+//   targets = padded[1 .. T]
+//   mask[t] = example.mask[t + 1], 0 past the row's last real target (target-aligned, by position:
+//             the pad id may equal a real id)
+// Unlike mlx-lm's `steps <= length` mask, a padded row is never trained to predict the first padding
+// token after its last real token.
 
 import { core as mx } from "@frost-beta/mlx";
 import type { SFTExample } from "../format/types.ts";
@@ -126,11 +128,13 @@ export function collateArrays(examples: SFTExample[], { maxSeqLen, padId, padMul
   let ntoks = 0;
   let padded = 0;
   for (const ex of examples) {
-    const n = ex.ids.length - 1; // real positions in this row
-    const pad = new Array<number>(T - n);
-    inputs.push([...ex.ids.slice(0, n), ...pad.fill(padId)]);
-    targets.push([...ex.ids.slice(1), ...pad.fill(padId)]);
-    const m = [...ex.mask.slice(1), ...pad.fill(0)];
+    const n = ex.ids.length - 1; // real targets in this row
+    // Pad the ids to T + 1, then shift (the course's order): a short row's last id is the input
+    // whose target is the first padding, with mask 0.
+    const ids = [...ex.ids, ...new Array<number>(T + 1 - ex.ids.length).fill(padId)];
+    inputs.push(ids.slice(0, T));
+    targets.push(ids.slice(1));
+    const m = [...ex.mask.slice(1), ...new Array<number>(T - n).fill(0)];
     mask.push(m);
     ntoks += m.reduce((a, b) => a + b, 0);
     padded += T - n;

@@ -21,9 +21,9 @@ export const MLX_LM_FILES = {
 } as const;
 
 /** mlx-lm's optimizer step u (1-based) runs at schedule(u - 1), and build_schedule joins the cosine
- * at `warmup + 1`: warmup W-1 from lr/W gives steps 1..W the project's lr exactly; the peak is then
- * held one more step, so the cosine runs one step behind the project's (with W = 1 there is no
- * warmup to join and every step matches). test/export.test.ts pins this against MLX's formulas. */
+ * at `warmup + 1`: warmup W-1 from lr/W gives steps 1..W the project's lr and the cosine starts at
+ * step W + 1, as the project's (the course's) does. With W = 1 there is no warmup to join, so the
+ * cosine starts a step early. test/export.test.ts pins this against MLX's formulas. */
 function lrSchedule(c: RunConfig): Value {
   const W = c.warmup;
   return {
@@ -40,7 +40,7 @@ const differs = (cond: (c: RunConfig) => boolean, why: string, otherwise: string
 export const MLX_LM_TABLE = {
   steps: setting("iters", (c) => c.steps, "optimizer steps"),
   lr: setting("learning_rate", (c) => c.lr, "peak learning rate (lr_schedule below shapes it)"),
-  warmup: setting("lr_schedule", lrSchedule, (c) => `linear warmup ${c.warmup} steps to the peak, then cosine to ${c.minLrRatio} x peak; ${c.warmup === 1 ? "every step's lr as the project's" : "the cosine runs one step behind the project's"} (mlx_lm/tuner/utils.py build_schedule)`),
+  warmup: setting("lr_schedule", lrSchedule, (c) => `linear warmup ${c.warmup} steps to the peak, then cosine to ${c.minLrRatio} x peak; ${c.warmup === 1 ? "the cosine runs one step ahead of the project's (no warmup step to join it at)" : "every step's lr as the project's"} (mlx_lm/tuner/utils.py build_schedule)`),
   minLrRatio: { outside: "in lr_schedule (the cosine's end value)" },
   batchSize: setting("batch_size", (c) => c.batchSize, "rows per step; mlx-lm draws its own length-grouped batches and drops the last partial one"),
   maxSeqLen: setting("max_seq_length", (c) => c.maxSeqLen + 1, "ids per row (targets + 1); mlx-lm truncates longer rows, the export has none"),
@@ -195,7 +195,7 @@ supervises every assistant turn. ${cfg.maskMode === "assistant"
 
 Also: \`default_loss\` counts targets up to and including each row's length, so every row is also trained to
 predict one padding id after its \`<|end|>\`; mlx-lm draws its own batch order (sorted by length, batches
-shuffled with numpy, the last partial batch dropped); its cosine runs one step behind the project's; it
+shuffled with numpy, the last partial batch dropped); its cosine runs one step ahead of the project's with --warmup 1; it
 has no gradient clipping and no early stopping.
 
 ## The settings, one to one

@@ -18,11 +18,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def project_lr(step: int) -> float:
-    """The project's lr at optimizer step `step` (1-based; lib/train/schedule.ts learningRate):
-    linear warmup from LR/WARMUP, then cosine to MIN_LR_RATIO x LR at step STEPS."""
-    if WARMUP > 0 and step <= WARMUP:
-        return LR * step / WARMUP
-    progress = min(1.0, max(0.0, (step - WARMUP) / max(1, STEPS - WARMUP)))
+    """The project's lr at optimizer step `step` (1-based; lib/train/schedule.ts learningRate): the
+    course's cosine_with_warmup at s = step - 1, linear warmup LR*(s+1)/WARMUP while s < WARMUP,
+    then cosine to MIN_LR_RATIO x LR with progress (s - WARMUP)/(STEPS - WARMUP)."""
+    s = step - 1
+    if s < WARMUP:
+        return LR * (s + 1) / WARMUP
+    progress = min(1.0, max(0.0, (s - WARMUP) / max(1, STEPS - WARMUP)))
     min_lr = LR * MIN_LR_RATIO
     return min_lr + 0.5 * (LR - min_lr) * (1 + math.cos(math.pi * progress))
 
