@@ -18,7 +18,9 @@ import {
   loadModel,
   namedParameters,
   saveCheckpoint,
+  tokenizerConfig,
 } from "../lib/model/checkpoint.ts";
+import { Tokenizer } from "../lib/tokenizer/tokenizer.ts";
 import type { LlamaModel } from "../lib/model/llama.ts";
 import { CHAT_TEMPLATE_JINJA } from "../lib/format/template.ts";
 import { SPECIAL_TOKENS } from "../lib/format/tokens.ts";
@@ -328,6 +330,16 @@ describe("checkpoint files", () => {
     const hf = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
     expect(hf.architectures).toEqual(["LlamaForCausalLM"]);
     expect(hf.eos_token_id).toBe(4);
+  });
+
+  test("the bundled base's tokenizer_config.json is the one a checkpoint save writes, byte for byte (one chat template)", async () => {
+    const base = join(import.meta.dir, "../models/gutenberg-base");
+    const maxLength = JSON.parse(readFileSync(join(base, "config.json"), "utf8")).max_position_embeddings;
+    const written = JSON.stringify(tokenizerConfig(await Tokenizer.load(base), maxLength), null, 2) + "\n";
+    expect(readFileSync(join(base, "tokenizer_config.json"), "utf8")).toBe(written);
+    const saved = fresh("tokcfg-base");
+    saveCheckpoint(saved, tinyModel(360), tinyTokenizer());
+    expect(JSON.parse(readFileSync(join(saved, "tokenizer_config.json"), "utf8")).chat_template).toBe(JSON.parse(written).chat_template);
   });
 
   test("hashCheckpoint is stable and changes when one weight changes", () => {
