@@ -94,10 +94,13 @@ export function kernelKey(compiler: string, cpu: string): string {
  * - Each stream's thread builds the kernels it meets, so on a cold cache the two shards of a batch
  *   build the same kernel at once, each writing its source and library under the same name: one
  *   thread's g++ read a source the other was rewriting (a compile error, MLX aborted), and a library
- *   could be loaded half-written. The library is built into a file of this call's own and renamed
- *   into place, and a failed build is retried once the other thread's source is whole. */
+ *   could be loaded half-written. g++ could also succeed on a source cut short by the other writer
+ *   and give a library without the kernel, which the dynamic loader then keeps for the process. So
+ *   the source is copied first to a file of this call's own, built only when the copy is whole (its
+ *   kernel's `void NAME(void** args) {` line and the closing brace of its extern "C" block), and
+ *   the library is renamed into place only once it defines NAME; otherwise it is retried. */
 export function wrapperScript(compiler: string): string {
-  const build = `'${compiler}' "$1" "$2" "$3" "$4" "$5" "$6" -o "$tmp" ${KERNEL_FLAGS.join(" ")}`;
+  const build = `'${compiler}' "$1" "$2" "$3" "$4" "$5" "$tmp.cpp" -o "$tmp.so" ${KERNEL_FLAGS.join(" ")}`;
   return [
     "#!/bin/sh",
     "# written by sft-mlx (lib/mlx/jit.ts): MLX's JIT kernels with vectorizing flags",
@@ -110,12 +113,18 @@ export function wrapperScript(compiler: string): string {
     'if [ $# -ne 8 ] || [ "$7" != "-o" ]; then',
     `  exec '${compiler}' "$@" ${KERNEL_FLAGS.join(" ")}`,
     "fi",
-    'tmp="${8%/*}/.building-$$.so" # beside the library (the rename stays in one file system), short (names are near the limit)',
-    "for attempt in 1 2 3 4; do",
-    `  if ${build} 2>"$tmp.log"; then mv -f "$tmp" "$8"; rm -f "$tmp.log"; exit 0; fi`,
+    'tmp="${8%/*}/.building-$$" # beside the library (the rename stays in one file system), short (names are near the limit)',
+    "for attempt in 1 2 3 4 5 6; do",
+    '  if cp "$6" "$tmp.cpp" 2>"$tmp.log"; then',
+    "    name=$(sed -n 's/^void \\([A-Za-z0-9_]*\\)(void\\*\\* args) {$/\\1/p' \"$tmp.cpp\")",
+    `    if [ -n "$name" ] && [ "$(tail -n 1 "$tmp.cpp")" = "}" ] && ${build} 2>>"$tmp.log" &&`,
+    '      nm -D --defined-only "$tmp.so" | grep -q " T $name\\$"; then',
+    '      mv -f "$tmp.so" "$8"; rm -f "$tmp.cpp" "$tmp.log"; exit 0',
+    "    fi",
+    "  fi",
     "  sleep 1 # another thread may be rewriting the same source",
     "done",
-    'cat "$tmp.log" >&2; rm -f "$tmp" "$tmp.log"; exit 1',
+    'cat "$tmp.log" >&2; echo "sft-mlx: no whole kernel built from $6" >&2; rm -f "$tmp.cpp" "$tmp.so" "$tmp.log"; exit 1',
     "",
   ].join("\n");
 }
