@@ -119,8 +119,9 @@ describe("jit", () => {
       writeFileSync(join(root, "g++"), wrapperScript(fake), { mode: 0o755 });
       return root;
     };
-    // A kernel source as MLX writes it: the function inside an extern "C" block that closes last.
-    const kernelSource = (name: string) => `extern "C"  {\nvoid ${name}(void** args) {\n  float* a = (float*)args[0];\n  a[0] = 1.0f;\n}\n}\n`;
+    // A kernel source as MLX writes it: a preamble, then the function inside an extern "C" block.
+    const PREAMBLE = "static inline float one() { return 1.0f; }\n";
+    const kernelSource = (name: string) => `${PREAMBLE}extern "C"  {\nvoid ${name}(void** args) {\n  float* a = (float*)args[0];\n  a[0] = one();\n}\n}\n`;
     const defines = (lib: string, name: string) => {
       const nm = Bun.spawnSync(["nm", "-D", "--defined-only", lib]).stdout.toString();
       return nm.split("\n").some((l) => l.endsWith(` T ${name}`));
@@ -163,7 +164,7 @@ describe("jit", () => {
       try {
         const whole = kernelSource("Kcut_contiguous");
         const source = join(root, "Kcut.cpp");
-        writeFileSync(source, whole.slice(0, whole.lastIndexOf("}"))); // compiles, but is not the whole kernel
+        writeFileSync(source, PREAMBLE); // cut after the preamble: g++ builds it, into a library without the kernel
         const build = Bun.spawn(["sh", "-c", mlxCommand(root, "Kcut")]);
         await Bun.sleep(1500); // the wrapper has seen the cut copy at least once
         expect(existsSync(join(root, "libKcut.so"))).toBe(false);

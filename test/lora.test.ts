@@ -17,7 +17,7 @@ import { padAndCollate } from "../lib/data/batch.ts";
 import { LORA_EPOCHS, LORA_LR, resolveSFTConfig } from "../lib/train/config.ts";
 import { seededRandom } from "../lib/util/random.ts";
 import { lossWithBump } from "./helpers/finite-diff.ts";
-import { tinyModel } from "./helpers/tiny-model.ts";
+import { tinyConfigJSON, tinyModel } from "./helpers/tiny-model.ts";
 import { useSuiteTimeout } from "./helpers/suite.ts";
 import { reorderBound } from "./helpers/tolerance.ts";
 
@@ -205,7 +205,8 @@ describe("lora", () => {
     // δ: each gradient element sums over the batch's positions, through reductions along the
     // model (per layer forward and back: attention over T, the D- and I-wide projections; the
     // V-wide softmax), every term within the gradient's norm: n = B·T + 2·L·(2D + I + T) + V.
-    const [B, T, D, I, L] = [4, Math.max(...rows.map((r) => r.ids.length)), 32, 64, 2];
+    const { hidden_size: D, intermediate_size: I, num_hidden_layers: L } = tinyConfigJSON(V) as Record<string, number>;
+    const [B, T] = [rows.length, Math.max(...rows.map((r) => r.ids.length))];
     const n = B * T + 2 * L * (2 * D + I + T) + V;
     const G = Math.max(...one.results.map((r) => r.gradNorm), ...two.results.map((r) => r.gradNorm));
     const delta = reorderBound(n, G);

@@ -96,9 +96,9 @@ export function kernelKey(compiler: string, cpu: string): string {
  *   thread's g++ read a source the other was rewriting (a compile error, MLX aborted), and a library
  *   could be loaded half-written. g++ could also succeed on a source cut short by the other writer
  *   and give a library without the kernel, which the dynamic loader then keeps for the process. So
- *   the source is copied first to a file of this call's own, built only when the copy is whole (its
- *   kernel's `void NAME(void** args) {` line and the closing brace of its extern "C" block), and
- *   the library is renamed into place only once it defines NAME; otherwise it is retried. */
+ *   the source is copied first to a file of this call's own and built only when the copy names its
+ *   kernel (`void NAME(void** args) {`), and the library is renamed into place only once it defines
+ *   NAME (a copy cut anywhere later does not compile); otherwise it is retried. */
 export function wrapperScript(compiler: string): string {
   const build = `'${compiler}' "$1" "$2" "$3" "$4" "$5" "$tmp.cpp" -o "$tmp.so" ${KERNEL_FLAGS.join(" ")}`;
   return [
@@ -117,7 +117,7 @@ export function wrapperScript(compiler: string): string {
     "for attempt in 1 2 3 4 5 6; do",
     '  if cp "$6" "$tmp.cpp" 2>"$tmp.log"; then',
     "    name=$(sed -n 's/^void \\([A-Za-z0-9_]*\\)(void\\*\\* args) {$/\\1/p' \"$tmp.cpp\")",
-    `    if [ -n "$name" ] && [ "$(tail -n 1 "$tmp.cpp")" = "}" ] && ${build} 2>>"$tmp.log" &&`,
+    `    if [ -n "$name" ] && ${build} 2>>"$tmp.log" &&`,
     '      nm -D --defined-only "$tmp.so" | grep -q " T $name\\$"; then',
     '      mv -f "$tmp.so" "$8"; rm -f "$tmp.cpp" "$tmp.log"; exit 0',
     "    fi",
